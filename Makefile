@@ -1,0 +1,91 @@
+# Containers the Hard Way — the commands a learner, an instructor and CI type.
+#
+# `make lab` and `make test` each work as the first command on a fresh Debian/Ubuntu
+# machine: they run `make setup` first, which installs only what is missing.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+REGISTRY_PORT ?= $(or $(HARDWAY_REGISTRY_PORT),5000)
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
+              --nbval-sanitize-with tests/nbval-sanitize.cfg
+ALLOW_ROOT := $(shell [ "$$(id -u)" -eq 0 ] && echo --allow-root)
+
+.PHONY: help setup debs venv lab test registry registry-stop registry-status doctor \
+        labs check-labs grade lint lock clean distclean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+setup: debs venv  ## install what is missing: Debian packages and the .venv
+
+debs:
+	@tools/install-debs.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	    echo "setup: the course needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1)." >&2; \
+	    echo "       Install python3.11 and run: make PYTHON=python3.11 $(MAKECMDGOALS)" >&2; exit 1; }
+	@echo "setup: creating $(VENV) with the pinned Python packages (a minute or two, once)"
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check \
+	    -c requirements.lock -e '.[lab,test,dev]'
+	@touch $@
+	@echo "setup: $(VENV) ready"
+
+lab: setup registry  ## install, start the registry, open JupyterLab on the course
+	@echo "JupyterLab is starting: open the URL it prints. Ctrl-C stops it;"
+	@echo "the registry keeps running until 'make registry-stop'."
+	HARDWAY_REGISTRY_PORT=$(REGISTRY_PORT) $(VENV)/bin/jupyter lab --ip=127.0.0.1 \
+	    --port=$(LAB_PORT) --ServerApp.root_dir=$(CURDIR) $(ALLOW_ROOT) $(LAB_ARGS) \
+	    notebooks/00-welcome.ipynb
+
+test: setup  ## install, then run every test and every notebook (nbval)
+	$(PY) -m pytest $(NBVAL_ARGS) $(PYTEST_ARGS) tests notebooks solutions
+
+registry: setup  ## start the course's registry on 127.0.0.1 (REGISTRY_PORT=5000)
+	@$(PY) -m hardway registry start --port $(REGISTRY_PORT)
+
+registry-stop: venv  ## stop it
+	@$(PY) -m hardway registry stop --port $(REGISTRY_PORT)
+
+registry-status: venv
+	@$(PY) -m hardway registry status --port $(REGISTRY_PORT)
+
+doctor: venv  ## check this machine can run the course
+	@$(PY) -m hardway doctor --port $(REGISTRY_PORT)
+
+labs: venv  ## regenerate labs/ from solutions/
+	@$(PY) -m hardway labs
+
+check-labs: venv  ## fail when labs/ is out of date with solutions/
+	@$(PY) -m hardway labs --check
+
+grade: venv  ## grade a lab notebook or a folder of submissions: make grade LAB=...
+	@[ -n "$(LAB)" ] || { echo "usage: make grade LAB=labs/00-warmup.ipynb [GRADE_ARGS='--json out.json']" >&2; exit 2; }
+	@$(PY) -m hardway grade $(LAB) $(GRADE_ARGS)
+
+lint: venv  ## ruff over the package and the tests
+	$(VENV)/bin/ruff check hardway tests
+	$(VENV)/bin/ruff format --check hardway tests
+
+lock: venv  ## re-pin requirements.lock from the current .venv
+	@{ echo "# Every Python package of the course environment, exactly as tested (make lock regenerates it)."; \
+	   $(PY) -m pip freeze --exclude-editable | grep -v '^hardway'; } > requirements.lock
+
+clean:  ## stop the registry and remove run-time state (.state/)
+	-@[ -x $(PY) ] && $(PY) -m hardway registry stop --port $(REGISTRY_PORT)
+	rm -rf .state
+
+distclean: clean  ## also remove the .venv
+	rm -rf $(VENV)

@@ -1,0 +1,102 @@
+"""The Makefile's promises: setup is reused, and `make lab` serves the course.
+
+These run the real targets in a subprocess, the way a learner types them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_second_setup_reuses_everything() -> None:
+    """`make setup` after a setup installs nothing: the venv stamp is up to date."""
+    assert make("--question", "venv").returncode == 0, "the .venv is not up to date after setup"
+    result = make("setup")
+    assert result.returncode == 0, result.stderr
+    assert "Debian packages present" in result.stdout
+    assert "creating .venv" not in result.stdout
+
+
+def test_help_lists_the_two_first_commands() -> None:
+    out = make("help").stdout
+    assert "lab " in out and "test " in out
+
+
+@pytest.mark.slow
+def test_make_lab_serves_jupyterlab_and_the_registry(tmp_path: Path) -> None:
+    lab_port, registry_port, token = free_port(), free_port(), "hardway-test-token"
+    env = {**os.environ, "HARDWAY_STATE_DIR": str(tmp_path / "state")}
+    lab = subprocess.Popen(
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(ROOT),
+            "lab",
+            f"LAB_PORT={lab_port}",
+            f"REGISTRY_PORT={registry_port}",
+            f"LAB_ARGS=--no-browser --IdentityProvider.token={token}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{lab_port}/lab?token={token}"
+        deadline, status = time.monotonic() + 90, None
+        while time.monotonic() < deadline and lab.poll() is None:
+            try:
+                status = requests.get(url, timeout=2).status_code
+                if status == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        assert status == 200, f"JupyterLab did not answer 200 on {url} (last: {status})"
+        v2 = requests.get(f"http://127.0.0.1:{registry_port}/v2/", timeout=5)
+        assert v2.status_code == 200
+        assert v2.headers.get("Docker-Distribution-Api-Version") == "registry/2.0"
+    finally:
+        os.killpg(lab.pid, signal.SIGTERM)
+        try:
+            lab.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(lab.pid, signal.SIGKILL)
+            lab.wait()
+        subprocess.run(
+            [sys.executable, "-m", "hardway", "registry", "stop", "--port", str(registry_port)],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{registry_port}/v2/", timeout=2)
