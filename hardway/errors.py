@@ -9,7 +9,8 @@ is usually a learner in the middle of a notebook, not a developer with a debugge
     ├── MissingToolError              an external program is not installed
     ├── PrivilegeError                needs root or a capability (also PermissionError)
     ├── RegistryServerError           the course's local registry will not start or stop
-    │   └── PortInUseError            something else already listens on the port
+    │   ├── PortInUseError            something else already listens on the port
+    │   └── RegistryConfigError       a registry setting that cannot work (also ValueError)
     ├── BadDigestError                a malformed ``algorithm:hex`` digest (also ValueError)
     └── NotebookError                 a notebook the course machinery cannot use
         └── MarkerError               unclosed or nested ``### BEGIN …`` markers
@@ -28,6 +29,7 @@ __all__ = [
     "NotebookError",
     "PortInUseError",
     "PrivilegeError",
+    "RegistryConfigError",
     "RegistryServerError",
 ]
 
@@ -65,6 +67,10 @@ class RegistryServerError(HardwayError):
 
 class PortInUseError(RegistryServerError):
     """The TCP port is taken by a process that is not our registry."""
+
+
+class RegistryConfigError(RegistryServerError, ValueError):
+    """A registry setting (port, auth mode, a missing htpasswd or certificate file) cannot work."""
 
 
 class BadDigestError(HardwayError, ValueError):

@@ -1,4 +1,689 @@
-"""Placeholder: being built."""
+"""hardway.local_registry
+~~~~~~~~~~~~~~~~~~~~~~~
 
-def register(sub):  # noqa: D103
-    sub.add_parser("local_registry", help="(being built)")
+The course's own registry: the real CNCF Distribution server (Debian's
+``docker-registry``), started on 127.0.0.1 with a config this module writes, and its
+storage, pid file and log kept under the project-local state directory::
+
+    .state/registry/<port>/config.yml   the rendered Distribution config
+    .state/registry/<port>/data/        blobs and manifests, as the registry lays them out
+    .state/registry/<port>/registry.pid
+    .state/registry/<port>/registry.log
+
+Why a real server rather than a fake: chapters 07–08 push and pull with nothing but
+HTTP, and only the reference implementation can tell a learner that their bytes are
+right. Why 127.0.0.1 only: with ``auth: none`` anyone who can reach the port may push
+and delete, so the registry never listens on a network interface. Why a pid file that is
+checked against ``/proc``: notebooks, the CLI and tests start and stop the same server
+from different processes, and a stale pid must never lead to killing a stranger.
+
+>>> RegistryConfig(port=5000).url
+'http://127.0.0.1:5000'
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import requests
+
+from hardway.errors import (
+    MissingToolError,
+    PortInUseError,
+    RegistryConfigError,
+    RegistryServerError,
+)
+from hardway.state import state_dir
+
+__all__ = [
+    "RegistryConfig",
+    "RegistryPaths",
+    "RegistryStatus",
+    "binary",
+    "config_dict",
+    "default_port",
+    "ensure_running",
+    "register",
+    "render_config",
+    "start",
+    "status",
+    "stop",
+    "to_yaml",
+]
+
+DEFAULT_PORT = 5000
+AUTH_MODES = ("none", "htpasswd", "token")
+
+#: children this Python process started, so that :func:`stop` can reap them (no zombies)
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def default_port() -> int:
+    """``$HARDWAY_REGISTRY_PORT`` if set, else 5000 (Distribution's own default)."""
+    raw = os.environ.get("HARDWAY_REGISTRY_PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise RegistryConfigError(
+            f"HARDWAY_REGISTRY_PORT={raw!r} is not a TCP port (1–65535)",
+            fix=f"export HARDWAY_REGISTRY_PORT={DEFAULT_PORT}",
+        )
+    return int(raw)
+
+
+# --- the config ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """What the learner chooses; :func:`config_dict` turns it into Distribution's config.
+
+    ``realm`` keeps Distribution's own (overloaded) key name: for ``htpasswd`` it is the
+    name shown in the Basic challenge, for ``token`` the URL of the token service.
+    """
+
+    port: int = field(default_factory=default_port)
+    host: str = "127.0.0.1"
+    auth: Literal["none", "htpasswd", "token"] = "none"
+    log_level: Literal["error", "warn", "info", "debug"] = "info"
+    realm: str = "hardway"
+    #: htpasswd: a file of ``user:bcrypt-hash`` lines (Distribution only accepts bcrypt)
+    htpasswd: Path | None = None
+    #: token: the ``aud`` a token must carry, the ``iss`` that signed it, and the PEM
+    #: certificates whose keys may sign tokens
+    service: str = "hardway-registry"
+    issuer: str = "hardway-token-service"
+    rootcertbundle: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise RegistryConfigError(
+                f"port {self.port} is not a TCP port (1–65535)",
+                fix=f"python -m hardway registry start --port {DEFAULT_PORT}",
+            )
+        if self.auth not in AUTH_MODES:
+            raise RegistryConfigError(f"auth={self.auth!r} is not one of {AUTH_MODES}")
+        if self.auth == "htpasswd" and self.htpasswd is None:
+            raise RegistryConfigError(
+                "auth='htpasswd' needs the htpasswd file",
+                fix="RegistryConfig(auth='htpasswd', htpasswd=Path('…/htpasswd'))",
+            )
+        if self.auth == "token" and (
+            self.rootcertbundle is None or not self.realm.startswith(("http://", "https://"))
+        ):
+            raise RegistryConfigError(
+                "auth='token' needs realm (the token service URL) and rootcertbundle",
+                fix="RegistryConfig(auth='token', realm='http://127.0.0.1:5001/token', "
+                "rootcertbundle=Path('…/token.pem'))",
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def config_dict(config: RegistryConfig, *, rootdirectory: Path, secret: str) -> dict[str, object]:
+    """The Distribution configuration (the parsed form of ``config.yml``) for ``config``.
+
+    ``secret`` signs the upload state the registry hands out in ``Location`` URLs; a fixed
+    one lets an upload survive a restart (without it the registry picks a random one).
+
+    >>> d = config_dict(RegistryConfig(port=5001), rootdirectory=Path("/d"), secret="s")
+    >>> d["http"]["addr"], d["storage"]["filesystem"], d["storage"]["delete"]
+    ('127.0.0.1:5001', {'rootdirectory': '/d'}, {'enabled': True})
+    """
+    doc: dict[str, object] = {
+        "version": "0.1",
+        "log": {"level": config.log_level, "formatter": "text", "fields": {"service": "registry"}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(rootdirectory)},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {
+            "addr": f"{config.host}:{config.port}",
+            "secret": secret,
+            "headers": {"X-Content-Type-Options": ["nosniff"]},
+        },
+        "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
+    }
+    if config.auth == "htpasswd":
+        doc["auth"] = {"htpasswd": {"realm": config.realm, "path": str(config.htpasswd)}}
+    elif config.auth == "token":
+        doc["auth"] = {
+            "token": {
+                "realm": config.realm,
+                "service": config.service,
+                "issuer": config.issuer,
+                "rootcertbundle": str(config.rootcertbundle),
+            }
+        }
+    return doc
+
+
+def render_config(config: RegistryConfig, *, rootdirectory: Path, secret: str) -> str:
+    """``config.yml`` text for ``config`` (pure: same inputs, same bytes)."""
+    header = "# written by hardway.local_registry; rewritten on every start, do not edit\n"
+    return header + to_yaml(config_dict(config, rootdirectory=rootdirectory, secret=secret))
+
+
+_PLAIN = re.compile(r"[A-Za-z/][A-Za-z0-9_./:-]*")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS:
+            return value
+        return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
+    raise TypeError(f"to_yaml: cannot write {type(value).__name__} {value!r}")
+
+
+def to_yaml(value: object, indent: int = 0) -> str:
+    """Block-style YAML for nested dicts and lists of str, int and bool.
+
+    Strings that YAML could read as something else (``"0.1"``, ``"no"``, ``"10s"``) are
+    double-quoted; that is all a registry config needs, so no PyYAML.
+
+    >>> print(to_yaml({"version": "0.1", "http": {"addr": ":5000", "tls": False}}), end="")
+    version: "0.1"
+    http:
+      addr: ":5000"
+      tls: false
+    >>> print(to_yaml({"headers": {"X-Content-Type-Options": ["nosniff"]}}), end="")
+    headers:
+      X-Content-Type-Options:
+        - nosniff
+    """
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}{_scalar(str(key))}:\n{to_yaml(item, indent + 2)}")
+            else:
+                empty = "{}" if isinstance(item, dict) else "[]"
+                text = empty if isinstance(item, dict | list) else _scalar(item)
+                lines.append(f"{pad}{_scalar(str(key))}: {text}\n")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}- {to_yaml(item, indent + 2).lstrip()}")
+            else:
+                lines.append(f"{pad}- {_scalar(item)}\n")
+    else:
+        lines.append(f"{pad}{_scalar(value)}\n")
+    return "".join(lines)
+
+
+# --- where things live -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryPaths:
+    """The files of the registry on one port, under ``state_dir()/registry/<port>``."""
+
+    root: Path
+
+    @classmethod
+    def for_port(cls, port: int) -> RegistryPaths:
+        return cls(state_dir().resolve() / "registry" / str(port))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "registry.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "registry.log"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+
+def _display(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+@dataclass(frozen=True)
+class RegistryStatus:
+    """A snapshot of the registry on one port; ``str()`` is the line the CLI prints."""
+
+    port: int
+    running: bool
+    pid: int | None
+    url: str
+    state: Path
+
+    def __str__(self) -> str:
+        if self.running:
+            where = _display(self.state / "data")
+            return f"registry: running on {self.url} (pid {self.pid}, storage {where})"
+        if self.pid is not None:
+            where = _display(self.state / "registry.log")
+            return f"registry: not answering on {self.url} (pid {self.pid}, log {where})"
+        return f"registry: not running on port {self.port} (state {_display(self.state)})"
+
+
+# --- the binary and the process --------------------------------------------------
+
+
+def binary() -> Path:
+    """The ``docker-registry`` executable: ``$HARDWAY_REGISTRY_BINARY``, else found on PATH."""
+    fix = "sudo apt-get install docker-registry   (or: make setup)"
+    if override := os.environ.get("HARDWAY_REGISTRY_BINARY"):
+        path = Path(override)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise MissingToolError(
+            f"HARDWAY_REGISTRY_BINARY={override} is not an executable file",
+            fix=f"unset HARDWAY_REGISTRY_BINARY, or: {fix}",
+        )
+    if found := shutil.which("docker-registry"):
+        return Path(found)
+    raise MissingToolError(
+        "the registry program `docker-registry` (CNCF Distribution) is not on PATH", fix=fix
+    )
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone, or not ours to read
+        return []
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]]
+
+
+def _is_ours(pid: int, paths: RegistryPaths) -> bool:
+    """Is ``pid`` a registry serving *our* config? (A zombie has no cmdline: not ours.)"""
+    return _argv(pid)[1:] == ["serve", str(paths.config)]
+
+
+def _read_pid(paths: RegistryPaths) -> int | None:
+    try:
+        text = paths.pid.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _our_pid(paths: RegistryPaths) -> int | None:
+    pid = _read_pid(paths)
+    return pid if pid is not None and _is_ours(pid, paths) else None
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # an HTTP(S)_PROXY must not swallow requests to 127.0.0.1
+    return session
+
+
+def _answers(url: str, timeout: float = 0.5) -> bool:
+    """Does a Distribution registry answer ``GET /v2/`` (200, or 401 when auth is on)?"""
+    try:
+        with _session() as session:
+            response = session.get(f"{url}/v2/", timeout=timeout)
+    except requests.RequestException:
+        return False
+    return response.headers.get("Docker-Distribution-Api-Version") == "registry/2.0"
+
+
+@contextlib.contextmanager
+def _locked(paths: RegistryPaths) -> Iterator[None]:
+    """One start or stop at a time per port, across processes (notebook, CLI, tests)."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # like Go's net.Listen: a port in TIME_WAIT after our last registry is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise RegistryServerError(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                fix=f"python -m hardway registry start --port {DEFAULT_PORT}",
+            ) from exc
+    return True
+
+
+def _listener(port: int) -> tuple[int, str] | None:
+    """(pid, command name) of a process listening on TCP ``port``, if /proc shows one."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                pid = int(fd.parts[2])
+                return pid, Path(f"/proc/{pid}/comm").read_text().strip()
+    return None
+
+
+def _port_in_use(host: str, port: int) -> PortInUseError:
+    holder = _listener(port)
+    who = f"pid {holder[0]} ({holder[1]})" if holder else "another process"
+    alternative = next(
+        (p for p in range(port + 1, min(port + 50, 65536)) if _port_free(host, p)), port + 1
+    )
+    stop_it = (
+        f" or stop {who}: kill {holder[0]}" if holder else " or stop the process that holds it"
+    )
+    return PortInUseError(
+        f"port {port} on {host} is already in use by {who}, so the registry cannot listen there",
+        fix=f"python -m hardway registry start --port {alternative}   "
+        f"(and export HARDWAY_REGISTRY_PORT={alternative} for the notebooks),{stop_it}",
+    )
+
+
+def _http_secret() -> str:
+    """The registry's ``http.secret``: made once, then kept in the state directory."""
+    path = state_dir().resolve() / "registry" / "http.secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".http.secret.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        with contextlib.suppress(FileExistsError):  # another process won the race: use theirs
+            os.link(tmp, path)
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write ``path`` all at once (readers never see half a file); 0600 by default since
+    the config holds the secret."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def _log_tail(paths: RegistryPaths, offset: int, lines: int = 10) -> str:
+    with open(paths.log, "rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    return "\n".join(f"    {line[:300]}" for line in text.splitlines()[-lines:])
+
+
+def _wait_exit(pidfd: int, timeout: float) -> bool:
+    """Wait until the process behind ``pidfd`` exits; a pidfd polls readable then."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(max(0, int(timeout * 1000))))
+
+
+def _reap(pid: int) -> None:
+    if (child := _children.pop(pid, None)) is not None:
+        child.wait()
+        return
+    with contextlib.suppress(ChildProcessError):  # not our child: its parent reaps it
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _reap_finished() -> None:
+    """Reap children of ours that died on their own (a crash, a kill from elsewhere)."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[pid]
+
+
+def _stop_locked(paths: RegistryPaths, timeout: float) -> bool:
+    """SIGTERM, then SIGKILL, our registry; never a process that is not ours.
+
+    The signals go through a pidfd opened *before* checking ``/proc/<pid>/cmdline``: if
+    the registry died and its pid was reused in between, the pidfd still names the dead
+    process, so a stranger can never receive the signal.
+    """
+    pid = _read_pid(paths)
+    try:
+        pidfd = os.pidfd_open(pid) if pid is not None else None
+    except ProcessLookupError:
+        pidfd = None
+    if pid is None or pidfd is None:
+        paths.pid.unlink(missing_ok=True)
+        return False
+    try:
+        if not _is_ours(pid, paths):
+            paths.pid.unlink(missing_ok=True)
+            return False
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                signal.pidfd_send_signal(pidfd, sig)
+            except ProcessLookupError:
+                break
+            if _wait_exit(pidfd, wait):
+                break
+        else:
+            raise RegistryServerError(
+                f"the registry (pid {pid}) did not exit, even after SIGKILL",
+                fix=f"ps -o pid,stat,cmd -p {pid}   (a process stuck in state D waits on I/O)",
+            )
+    finally:
+        os.close(pidfd)
+    _reap(pid)
+    paths.pid.unlink(missing_ok=True)
+    return True
+
+
+def _spawn(exe: Path, paths: RegistryPaths) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the server in its own session, so Ctrl-C in a terminal or the end of this
+    Python process does not take it down; ``REGISTRY_*`` variables are dropped because
+    Distribution would let them override the config file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    with open(paths.log, "ab") as log:
+        offset = log.seek(0, os.SEEK_END)
+        child = subprocess.Popen(
+            [str(exe), "serve", str(paths.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            start_new_session=True,
+            cwd=paths.root,
+            env=env,
+        )
+    _children[child.pid] = child
+    _write_atomic(paths.pid, f"{child.pid}\n", 0o644)
+    return child, offset
+
+
+# --- the lifecycle ---------------------------------------------------------------
+
+
+def status(port: int | None = None) -> RegistryStatus:
+    """Is our registry on ``port`` alive and answering ``GET /v2/``?
+
+    >>> status(1).running
+    False
+    """
+    port = default_port() if port is None else port
+    paths = RegistryPaths.for_port(port)
+    url = f"http://127.0.0.1:{port}"
+    pid = _our_pid(paths)
+    return RegistryStatus(port, pid is not None and _answers(url), pid, url, paths.root)
+
+
+def start(
+    port: int | None = None, *, timeout: float = 15.0, config: RegistryConfig | None = None
+) -> RegistryStatus:
+    """Start the registry (idempotent) and wait until it answers ``GET /v2/``.
+
+    If our registry already runs with the same config it is left alone; with a different
+    config (say, auth switched on) it is restarted. Stale pid files are replaced.
+
+    :param port: (optional) TCP port on 127.0.0.1; default :func:`default_port`
+    :param timeout: seconds to wait for the registry to answer
+    :param config: (optional) the full configuration; its port must match ``port``
+    :raises MissingToolError: ``docker-registry`` is not installed
+    :raises PortInUseError: another process listens on the port
+    :raises RegistryServerError: the registry exited early or did not answer in time
+    """
+    if config is None:
+        config = RegistryConfig(port=default_port() if port is None else port)
+    elif port is not None and port != config.port:
+        raise RegistryConfigError(f"start(port={port}) but config.port is {config.port}")
+    exe = binary()
+    # checked here because, given a missing htpasswd file, the registry invents a user and
+    # writes its password to the log
+    needed = {"htpasswd": config.htpasswd, "token": config.rootcertbundle}.get(config.auth)
+    if needed is not None and not Path(needed).is_file():
+        raise RegistryConfigError(
+            f"auth={config.auth!r} needs the file {needed}, which does not exist",
+            fix=f"create {needed} first, or start with RegistryConfig(auth='none')",
+        )
+    paths = RegistryPaths.for_port(config.port)
+    _reap_finished()
+    with _locked(paths):
+        text = render_config(config, rootdirectory=paths.data, secret=_http_secret())
+        if (pid := _our_pid(paths)) is not None:
+            same = paths.config.read_text() == text
+            if same and _answers(config.url, timeout=2.0):
+                return RegistryStatus(config.port, True, pid, config.url, paths.root)
+            _stop_locked(paths, timeout=10.0)
+        paths.pid.unlink(missing_ok=True)  # stale: its pid is dead or someone else's
+        if not _port_free(config.host, config.port):
+            raise _port_in_use(config.host, config.port)
+        paths.data.mkdir(parents=True, exist_ok=True)
+        _write_atomic(paths.config, text)
+        child, offset = _spawn(exe, paths)
+        deadline = time.monotonic() + timeout
+        while (code := child.poll()) is None and time.monotonic() < deadline:
+            if _answers(config.url):
+                return RegistryStatus(config.port, True, child.pid, config.url, paths.root)
+            time.sleep(0.05)
+        if code is None:
+            child.kill()
+        child.wait()
+        _children.pop(child.pid, None)
+        paths.pid.unlink(missing_ok=True)
+        tail = _log_tail(paths, offset)
+        if "address already in use" in tail:
+            raise _port_in_use(config.host, config.port)
+        why = f"exited with status {code}" if code is not None else f"did not answer in {timeout}s"
+        raise RegistryServerError(
+            f"the registry on {config.url} {why}; the end of {_display(paths.log)}:\n{tail}",
+            fix=f"less {paths.log}   (then: python -m hardway registry start --port {config.port})",
+        )
+
+
+def ensure_running(port: int | None = None) -> RegistryStatus:
+    """The registry on ``port`` as it runs now, whatever its config; started if it is not.
+
+    Notebooks call this: it never restarts a registry another chapter configured.
+    """
+    current = status(port)
+    return current if current.running else start(port)
+
+
+def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
+    """Stop our registry on ``port``; ``True`` if one was running.
+
+    SIGTERM first, SIGKILL after ``timeout`` seconds; the process is gone (and reaped, if
+    it is our child) when this returns. Stopping a stopped registry is not an error.
+    """
+    paths = RegistryPaths.for_port(default_port() if port is None else port)
+    if not paths.root.is_dir():
+        return False
+    with _locked(paths):
+        return _stop_locked(paths, timeout)
+
+
+# --- the command line ------------------------------------------------------------
+
+
+def _port_arg(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1–65535)")
+    return int(text)
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    current = start(args.port)
+    print(current)
+    print(current.url)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    port = default_port() if args.port is None else args.port
+    print(
+        f"registry: stopped on port {port}"
+        if stop(port)
+        else f"registry: not running on port {port}"
+    )
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    current = status(args.port)
+    print(current)
+    return 0 if current.running else 3  # LSB: 3 = program is not running
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``registry start|stop|status [--port N]`` to the ``python -m hardway`` CLI."""
+    parser = subparsers.add_parser(
+        "registry",
+        help="start, stop or check the course's local registry",
+        description="The course's Distribution registry on 127.0.0.1, with its storage, "
+        "pid file and log under the project's .state/registry/<port>/.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, func, text in (
+        ("start", _cmd_start, "start it (or leave it running) and print its URL"),
+        ("stop", _cmd_stop, "stop it; stopping a stopped registry is fine"),
+        ("status", _cmd_status, "print its state; exit status 3 when it is not running"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument(
+            "--port",
+            type=_port_arg,
+            default=None,
+            help=f"TCP port on 127.0.0.1 (default: $HARDWAY_REGISTRY_PORT or {DEFAULT_PORT})",
+        )
+        action.set_defaults(func=func)

@@ -5,6 +5,7 @@ These run the real targets in a subprocess, the way a learner types them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -81,12 +82,15 @@ def test_make_lab_serves_jupyterlab_and_the_registry(tmp_path: Path) -> None:
             except requests.ConnectionError:
                 pass
             time.sleep(0.5)
-        assert status == 200, f"JupyterLab did not answer 200 on {url} (last: {status})"
+        if status != 200:
+            output = lab.stdout.read() if lab.poll() is not None else "(still running)"
+            pytest.fail(f"JupyterLab did not answer 200 on {url} (last: {status}):\n{output}")
         v2 = requests.get(f"http://127.0.0.1:{registry_port}/v2/", timeout=5)
         assert v2.status_code == 200
         assert v2.headers.get("Docker-Distribution-Api-Version") == "registry/2.0"
     finally:
-        os.killpg(lab.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(lab.pid, signal.SIGTERM)
         try:
             lab.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -1,0 +1,84 @@
+"""Shared fixtures.
+
+One real registry serves the whole pytest session. It is started in
+:func:`pytest_sessionstart`, not lazily in a fixture, because notebook kernels that nbval
+starts later inherit this process's environment: ``HARDWAY_STATE_DIR`` (a temporary
+directory) and ``HARDWAY_REGISTRY_PORT`` (a free port) are exported before any test runs,
+so ``hardway.local_registry.ensure_running()`` in a notebook finds this registry. It is
+stopped in :func:`pytest_sessionfinish`, which pytest runs after failures and Ctrl-C too,
+and again at interpreter exit in case another plugin broke the session start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import tempfile
+
+import pytest
+
+from hardway import local_registry
+from hardway.errors import HardwayError
+
+_EXPORTED = ("HARDWAY_STATE_DIR", "HARDWAY_REGISTRY_PORT")
+#: the session registry: saved environment, temporary directory, port, status or error
+_session: dict[str, object] = {}
+
+
+def find_free_port() -> int:
+    """A TCP port on 127.0.0.1 that the kernel just reported free."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    saved = {name: os.environ.get(name) for name in _EXPORTED}
+    tmp = tempfile.mkdtemp(prefix="hardway-pytest-")
+    port = find_free_port()
+    os.environ["HARDWAY_STATE_DIR"] = tmp
+    os.environ["HARDWAY_REGISTRY_PORT"] = str(port)
+    _session.update(saved=saved, tmp=tmp, port=port)
+    atexit.register(_stop_session_registry)
+    try:
+        _session["status"] = local_registry.start(port)
+    except HardwayError as exc:  # reported by the `registry` fixture, to the tests that need it
+        _session["error"] = exc
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _stop_session_registry()
+
+
+def _stop_session_registry() -> None:
+    if not _session:
+        return
+    state = dict(_session)
+    _session.clear()
+    try:
+        local_registry.stop(state["port"])  # while HARDWAY_STATE_DIR still points at tmp
+    finally:
+        for name, value in state["saved"].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(state["tmp"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def registry() -> local_registry.RegistryStatus:
+    """The session's running registry (its ``url``, ``port``, ``state`` directory)."""
+    if "error" in _session:
+        pytest.fail(f"the session registry did not start:\n{_session['error']}", pytrace=False)
+    if "status" not in _session:
+        pytest.fail("the session registry was already stopped", pytrace=False)
+    return _session["status"]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for one test."""
+    return find_free_port()
