@@ -13,6 +13,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: conda-forge names that differ from PyPI's
+CONDA_NAMES = {"python-isal": "isal"}
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)\s*(==|=)\s*([A-Za-z0-9_.+-]+)$")
 
 
@@ -39,13 +41,13 @@ def environment_yml_pins() -> tuple[dict[str, str], str]:
         item = line.strip()
         if not item.startswith("- ") or line.startswith("      "):
             continue  # comments, keys, and the pip: sub-list
-        match = PIN.match(item[2:].strip())
+        match = PIN.match(item[2:].split("#")[0].strip())
         if match is None:
             continue
         if match[1] == "python":
             python = match[3]
         else:
-            pins[canonical(match[1])] = match[3]
+            pins[CONDA_NAMES.get(match[1], canonical(match[1]))] = match[3]
     return pins, python
 
 
