@@ -75,9 +75,9 @@ grade: venv  ## grade a lab notebook or a folder of submissions: make grade LAB=
 	@[ -n "$(LAB)" ] || { echo "usage: make grade LAB=labs/00-warmup.ipynb [GRADE_ARGS='--json out.json']" >&2; exit 2; }
 	@$(PY) -m hardway grade $(LAB) $(GRADE_ARGS)
 
-lint: venv  ## ruff over the package and the tests
-	$(VENV)/bin/ruff check hardway tests
-	$(VENV)/bin/ruff format --check hardway tests
+lint: venv  ## ruff over the package, tests and tools
+	$(VENV)/bin/ruff check hardway tests tools bench conftest.py
+	$(VENV)/bin/ruff format --check hardway tests tools bench conftest.py
 
 lock: venv  ## re-pin requirements.lock from the current .venv
 	@{ echo "# Every Python package of the course environment, exactly as tested (make lock regenerates it)."; \

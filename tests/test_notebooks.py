@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -80,3 +81,27 @@ def test_teaching_cells_are_short(path: Path) -> None:
         if c.cell_type == "code" and len(c.source.splitlines()) > 7
     ]
     assert not long, f"cells {long} are longer than 7 lines: split them and explain each part"
+
+
+@pytest.mark.parametrize(
+    ("folder", "flags"),
+    [
+        ("notebooks", ["--keep-output", "--keep-count", "--keep-id"]),
+        ("solutions", ["--keep-output", "--keep-count", "--keep-id"]),
+        ("labs", ["--keep-id"]),
+    ],
+)
+def test_nbstripout_hook_would_change_nothing(folder: str, flags: list[str]) -> None:
+    """The committed notebooks are already what the pre-commit hook would leave."""
+    paths = [str(p) for p in sorted((ROOT / folder).glob("*.ipynb"))]
+    if not paths:
+        pytest.skip(f"no notebooks in {folder}/ yet")
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/nbstripout"), "--verify", *flags, *paths],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, (
+        f"nbstripout would strip: {result.stdout.strip()} — "
+        "execute with tools/execute_notebook.py, which commits only what nbval needs"
+    )
