@@ -6,7 +6,9 @@ so a learner who wants to see "the real thing" behind a cell knows where to look
 =================  ==========================================================
 chapter            module(s)
 =================  ==========================================================
-00 welcome         :mod:`hardway.doctor`, :mod:`hardway.local_registry`
+00 welcome         :mod:`hardway.doctor` (and its child-process :mod:`hardway.probes`),
+                   :mod:`hardway.local_registry` (with :mod:`hardway.registry_config`,
+                   :mod:`hardway.yamlish`)
 00 warm-up lab     :mod:`hardway.digest`
 01–02              :mod:`hardway.linux` (syscalls through ctypes)
 03                 :mod:`hardway.cgroups`

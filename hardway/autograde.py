@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hardway.errors import NotebookError
-from hardway.grading import Exercise, Result, exercises
+from hardway.grading import Exercise, Result, Summary, exercises
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -93,12 +93,17 @@ class NotebookGrade:
     error: str | None = None
 
     @property
+    def summary(self) -> Summary:
+        """The results as a :class:`~hardway.grading.Summary`, which does the totals."""
+        return Summary(self.lab, self.results)
+
+    @property
     def points(self) -> int:
-        return sum(r.points for r in self.results)
+        return self.summary.points
 
     @property
     def max_points(self) -> int:
-        return sum(r.max_points for r in self.results)
+        return self.summary.max_points
 
     @property
     def status(self) -> str:

@@ -17,8 +17,10 @@ and delete, so the registry never listens on a network interface. Why a pid file
 checked against ``/proc``: notebooks, the CLI and tests start and stop the same server
 from different processes, and a stale pid must never lead to killing a stranger.
 
->>> RegistryConfig(port=5000).url
-'http://127.0.0.1:5000'
+This module is the process's lifecycle: :func:`start`, :func:`status`, :func:`stop` and
+the ``registry`` command. What the server is told lives in :mod:`hardway.registry_config`
+(:class:`RegistryConfig`, :func:`render_config`, :func:`default_port`), which is
+re-exported here, as is its YAML writer :func:`hardway.yamlish.to_yaml`.
 """
 
 from __future__ import annotations
@@ -27,9 +29,7 @@ import argparse
 import contextlib
 import errno
 import fcntl
-import json
 import os
-import re
 import secrets
 import select
 import shutil
@@ -38,9 +38,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import requests
 
@@ -50,7 +49,15 @@ from hardway.errors import (
     RegistryConfigError,
     RegistryServerError,
 )
+from hardway.registry_config import (
+    DEFAULT_PORT,
+    RegistryConfig,
+    config_dict,
+    default_port,
+    render_config,
+)
 from hardway.state import state_dir
+from hardway.yamlish import to_yaml
 
 __all__ = [
     "RegistryConfig",
@@ -68,173 +75,8 @@ __all__ = [
     "to_yaml",
 ]
 
-DEFAULT_PORT = 5000
-AUTH_MODES = ("none", "htpasswd", "token")
-
 #: children this Python process started, so that :func:`stop` can reap them (no zombies)
 _children: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def default_port() -> int:
-    """``$HARDWAY_REGISTRY_PORT`` if set, else 5000 (Distribution's own default)."""
-    raw = os.environ.get("HARDWAY_REGISTRY_PORT", "").strip()
-    if not raw:
-        return DEFAULT_PORT
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise RegistryConfigError(
-            f"HARDWAY_REGISTRY_PORT={raw!r} is not a TCP port (1–65535)",
-            fix=f"export HARDWAY_REGISTRY_PORT={DEFAULT_PORT}",
-        )
-    return int(raw)
-
-
-# --- the config ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RegistryConfig:
-    """What the learner chooses; :func:`config_dict` turns it into Distribution's config.
-
-    ``realm`` keeps Distribution's own (overloaded) key name: for ``htpasswd`` it is the
-    name shown in the Basic challenge, for ``token`` the URL of the token service.
-    """
-
-    port: int = field(default_factory=default_port)
-    host: str = "127.0.0.1"
-    auth: Literal["none", "htpasswd", "token"] = "none"
-    log_level: Literal["error", "warn", "info", "debug"] = "info"
-    realm: str = "hardway"
-    #: htpasswd: a file of ``user:bcrypt-hash`` lines (Distribution only accepts bcrypt)
-    htpasswd: Path | None = None
-    #: token: the ``aud`` a token must carry, the ``iss`` that signed it, and the PEM
-    #: certificates whose keys may sign tokens
-    service: str = "hardway-registry"
-    issuer: str = "hardway-token-service"
-    rootcertbundle: Path | None = None
-
-    def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise RegistryConfigError(
-                f"port {self.port} is not a TCP port (1–65535)",
-                fix=f"python -m hardway registry start --port {DEFAULT_PORT}",
-            )
-        if self.auth not in AUTH_MODES:
-            raise RegistryConfigError(f"auth={self.auth!r} is not one of {AUTH_MODES}")
-        if self.auth == "htpasswd" and self.htpasswd is None:
-            raise RegistryConfigError(
-                "auth='htpasswd' needs the htpasswd file",
-                fix="RegistryConfig(auth='htpasswd', htpasswd=Path('…/htpasswd'))",
-            )
-        if self.auth == "token" and (
-            self.rootcertbundle is None or not self.realm.startswith(("http://", "https://"))
-        ):
-            raise RegistryConfigError(
-                "auth='token' needs realm (the token service URL) and rootcertbundle",
-                fix="RegistryConfig(auth='token', realm='http://127.0.0.1:5001/token', "
-                "rootcertbundle=Path('…/token.pem'))",
-            )
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-
-def config_dict(config: RegistryConfig, *, rootdirectory: Path, secret: str) -> dict[str, object]:
-    """The Distribution configuration (the parsed form of ``config.yml``) for ``config``.
-
-    ``secret`` signs the upload state the registry hands out in ``Location`` URLs; a fixed
-    one lets an upload survive a restart (without it the registry picks a random one).
-
-    >>> d = config_dict(RegistryConfig(port=5001), rootdirectory=Path("/d"), secret="s")
-    >>> d["http"]["addr"], d["storage"]["filesystem"], d["storage"]["delete"]
-    ('127.0.0.1:5001', {'rootdirectory': '/d'}, {'enabled': True})
-    """
-    doc: dict[str, object] = {
-        "version": "0.1",
-        "log": {"level": config.log_level, "formatter": "text", "fields": {"service": "registry"}},
-        "storage": {
-            "filesystem": {"rootdirectory": str(rootdirectory)},
-            "delete": {"enabled": True},
-            "cache": {"blobdescriptor": "inmemory"},
-        },
-        "http": {
-            "addr": f"{config.host}:{config.port}",
-            "secret": secret,
-            "headers": {"X-Content-Type-Options": ["nosniff"]},
-        },
-        "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
-    }
-    if config.auth == "htpasswd":
-        doc["auth"] = {"htpasswd": {"realm": config.realm, "path": str(config.htpasswd)}}
-    elif config.auth == "token":
-        doc["auth"] = {
-            "token": {
-                "realm": config.realm,
-                "service": config.service,
-                "issuer": config.issuer,
-                "rootcertbundle": str(config.rootcertbundle),
-            }
-        }
-    return doc
-
-
-def render_config(config: RegistryConfig, *, rootdirectory: Path, secret: str) -> str:
-    """``config.yml`` text for ``config`` (pure: same inputs, same bytes)."""
-    header = "# written by hardway.local_registry; rewritten on every start, do not edit\n"
-    return header + to_yaml(config_dict(config, rootdirectory=rootdirectory, secret=secret))
-
-
-_PLAIN = re.compile(r"[A-Za-z/][A-Za-z0-9_./:-]*")
-_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}
-
-
-def _scalar(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        if _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS:
-            return value
-        return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
-    raise TypeError(f"to_yaml: cannot write {type(value).__name__} {value!r}")
-
-
-def to_yaml(value: object, indent: int = 0) -> str:
-    """Block-style YAML for nested dicts and lists of str, int and bool.
-
-    Strings that YAML could read as something else (``"0.1"``, ``"no"``, ``"10s"``) are
-    double-quoted; that is all a registry config needs, so no PyYAML.
-
-    >>> print(to_yaml({"version": "0.1", "http": {"addr": ":5000", "tls": False}}), end="")
-    version: "0.1"
-    http:
-      addr: ":5000"
-      tls: false
-    >>> print(to_yaml({"headers": {"X-Content-Type-Options": ["nosniff"]}}), end="")
-    headers:
-      X-Content-Type-Options:
-        - nosniff
-    """
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, dict | list) and item:
-                lines.append(f"{pad}{_scalar(str(key))}:\n{to_yaml(item, indent + 2)}")
-            else:
-                empty = "{}" if isinstance(item, dict) else "[]"
-                text = empty if isinstance(item, dict | list) else _scalar(item)
-                lines.append(f"{pad}{_scalar(str(key))}: {text}\n")
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, dict | list) and item:
-                lines.append(f"{pad}- {to_yaml(item, indent + 2).lstrip()}")
-            else:
-                lines.append(f"{pad}- {_scalar(item)}\n")
-    else:
-        lines.append(f"{pad}{_scalar(value)}\n")
-    return "".join(lines)
 
 
 # --- where things live -----------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The real runs start ``python -m hardway doctor`` (or ``doctor.run()`` as uid 65534) in a
 child; the failure paths feed each check function a fake input: a sysctl file, a PATH,
-a statvfs, a probe runner.
+a statvfs, a probe runner. The probes of :mod:`hardway.probes` also run on their own.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from types import SimpleNamespace
 import pytest
 
 import hardway.doctor
-from hardway import cgroups, cli, doctor
-from hardway.doctor import Check, ProbeResult, Report
+from hardway import cgroups, cli, doctor, probes
+from hardway.doctor import Check, Report
 from hardway.errors import MissingToolError
+from hardway.probes import ProbeResult
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024**3
@@ -233,12 +234,12 @@ def test_doctor_as_nobody_sees_the_unprivileged_machine() -> None:
 @needs_root
 @pytest.mark.parametrize("kind", ["uts", "pid", "mnt", "net"])
 def test_probe_namespace_for_real(kind: str) -> None:
-    result = doctor.run_probe(["ns", kind])
+    result = probes.run_probe(["ns", kind])
     assert result.ok, result.reason
 
 
 def test_probe_reports_why_it_failed() -> None:
-    result = doctor.run_probe(["ns", "nonsense"])
+    result = probes.run_probe(["ns", "nonsense"])
     assert not result.ok
     assert result.reason == (
         "FileNotFoundError: [Errno 2] No such file or directory: '/proc/self/ns/nonsense'"
@@ -246,13 +247,13 @@ def test_probe_reports_why_it_failed() -> None:
 
 
 def test_probe_times_out() -> None:
-    result = doctor.run_probe(["ns", "uts"], timeout=0.001)
+    result = probes.run_probe(["ns", "uts"], timeout=0.001)
     assert result.returncode is None and result.reason.startswith("timed out")
 
 
 @needs_root
 def test_probe_overlay_for_real(tmp_path: Path) -> None:
-    result = doctor.run_probe(["overlay", str(tmp_path / "o")])
+    result = probes.run_probe(["overlay", str(tmp_path / "o")])
     assert result.ok, result.reason
     assert (tmp_path / "o" / "upper" / "from-merged").read_text() == "merged\n"
     assert not (tmp_path / "o" / "merged" / "from-lower").exists()  # unmounted again

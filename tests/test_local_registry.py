@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hardway import local_registry
+from hardway import local_registry, registry_config, yamlish
 from hardway.errors import (
     MissingToolError,
     PortInUseError,
@@ -145,9 +145,9 @@ def test_to_yaml_quotes_what_yaml_would_misread() -> None:
 
 def test_docstring_examples(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HARDWAY_STATE_DIR", str(tmp_path))
-    result = doctest.testmod(local_registry)
-    assert result.attempted >= 5
-    assert result.failed == 0
+    results = [doctest.testmod(m) for m in (local_registry, registry_config, yamlish)]
+    assert sum(r.attempted for r in results) >= 5
+    assert sum(r.failed for r in results) == 0
 
 
 def test_default_port(monkeypatch: pytest.MonkeyPatch) -> None:
