@@ -7,6 +7,11 @@ directory) and ``HARDWAY_REGISTRY_PORT`` (a free port) are exported before any t
 so ``hardway.local_registry.ensure_running()`` in a notebook finds this registry. It is
 stopped in :func:`pytest_sessionfinish`, which pytest runs after failures and Ctrl-C too,
 and again at interpreter exit in case another plugin broke the session start.
+
+Nothing a test or notebook creates may outlive the session: a snapshot of the course's
+processes, veth devices, mounts and named network namespaces (:mod:`hardway.leftovers`)
+is taken at the start and compared at the finish; anything new fails the run loudly.
+``HARDWAY_SESSION`` tells this run's leftovers from those of a concurrent one.
 """
 
 from __future__ import annotations
@@ -15,16 +20,23 @@ import atexit
 import os
 import shutil
 import socket
+import sys
 import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from hardway import local_registry
+from hardway import leftovers, local_registry
 from hardway.errors import HardwayError
 
-_EXPORTED = ("HARDWAY_STATE_DIR", "HARDWAY_REGISTRY_PORT")
+_EXPORTED = ("HARDWAY_STATE_DIR", "HARDWAY_REGISTRY_PORT", "HARDWAY_SESSION")
 #: the session registry: saved environment, temporary directory, port, status or error
 _session: dict[str, object] = {}
+#: the snapshot of what the course may create, taken at session start, and the session id
+_leftover_state: dict[str, object] = {}
 
 
 def find_free_port() -> int:
@@ -40,6 +52,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     port = find_free_port()
     os.environ["HARDWAY_STATE_DIR"] = tmp
     os.environ["HARDWAY_REGISTRY_PORT"] = str(port)
+    os.environ["HARDWAY_SESSION"] = _leftover_state["session"] = uuid.uuid4().hex
+    _leftover_state["before"] = leftovers.snapshot()
     _session.update(saved=saved, tmp=tmp, port=port)
     atexit.register(_stop_session_registry)
     try:
@@ -50,6 +64,29 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _stop_session_registry()
+    _check_leftovers(session)
+
+
+def _check_leftovers(session: pytest.Session) -> None:
+    """Fail the run when a process, veth, mount or netns of the course is left over."""
+    if "before" not in _leftover_state:
+        return
+    before, sid = _leftover_state.pop("before"), _leftover_state.pop("session")
+    deadline = time.monotonic() + 3  # a namespace dies asynchronously: give it a moment
+    while (left := leftovers.left_behind(before, leftovers.snapshot(sid))) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    if not left:
+        return
+    text = "\n".join(["the test run left these behind:", *(f"  {item}" for item in left)])
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("!", "LEFTOVERS: something the tests created is still there", red=True)
+        reporter.write_line(text)
+    else:
+        print(text, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _stop_session_registry() -> None:
@@ -82,3 +119,16 @@ def registry() -> local_registry.RegistryStatus:
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 for one test."""
     return find_free_port()
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs() -> Iterator[Path]:
+    """A busybox root filesystem that every uid can read (in a 0755 ``hardway-…`` dir)."""
+    from hardway import rootfs
+
+    top = Path(tempfile.mkdtemp(prefix="hardway-rootfs-"))
+    top.chmod(0o755)
+    try:
+        yield rootfs.build_busybox(top / "root").path
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -54,6 +54,7 @@ __all__ = [
     "MS_UNBINDABLE",
     "NAMESPACES",
     "PR_SET_DUMPABLE",
+    "PR_SET_PDEATHSIG",
     "UMOUNT_NOFOLLOW",
     "flag_names",
     "gethostname",
@@ -61,6 +62,7 @@ __all__ = [
     "namespace_flags",
     "pivot_root",
     "set_dumpable",
+    "set_parent_death_signal",
     "sethostname",
     "setns",
     "umount2",
@@ -107,6 +109,7 @@ MNT_DETACH = 2  #: lazy unmount: detach now, clean up when no longer busy
 MNT_EXPIRE = 4
 UMOUNT_NOFOLLOW = 8
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
 #: pivot_root has no glibc wrapper: its system call number per architecture
@@ -274,6 +277,18 @@ def set_dumpable(dumpable: bool = True) -> None:
     cannot write its own ``uid_map``; marking it dumpable again gives them back.
     """
     _check(_libc.prctl(ctypes.c_int(PR_SET_DUMPABLE), ctypes.c_ulong(int(dumpable))), "prctl")
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """``prctl(PR_SET_PDEATHSIG)``: the kernel sends *signum* to this process when its
+    parent dies, so a container's process never outlives whoever started it.
+
+    Caveats from prctl(2): "parent" is the *thread* that forked us; the setting is
+    cleared in a forked child and when executing a set-user-ID program, but kept
+    across an ordinary ``execve``. Check ``os.getppid()`` afterwards: the parent may
+    have died before the call.
+    """
+    _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signum)), "prctl")
 
 
 def gethostname() -> str:
