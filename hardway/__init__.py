@@ -10,8 +10,21 @@ chapter            module(s)
                    :mod:`hardway.local_registry` (with :mod:`hardway.registry_config`,
                    :mod:`hardway.yamlish`)
 00 warm-up lab     :mod:`hardway.digest`
-01–02              :mod:`hardway.linux` (syscalls through ctypes)
+01 rootfs          :mod:`hardway.rootfs` (busybox or host programs + libraries; the
+                   chroot escape)
+01–02              :mod:`hardway.linux` (syscalls through ctypes),
+                   :mod:`hardway.namespaces` (Isolation, run, start, Container;
+                   the child side is :mod:`hardway.launch`), :mod:`hardway.network`
+                   (veth pairs), :mod:`hardway.leftovers` (what a run left behind)
 03                 :mod:`hardway.cgroups`
+05 layers          :mod:`hardway.layers` (write, diff, overlayfs upper dirs, CLI),
+                   :mod:`hardway.compression`, :mod:`hardway.whiteouts`,
+                   :mod:`hardway.apply` (safe unpacking), :mod:`hardway.securejoin`
+06 images          :mod:`hardway.image` (config, manifest, index), :mod:`hardway.validate`,
+                   :mod:`hardway.blobs`, :mod:`hardway.layout` (OCI layout),
+                   :mod:`hardway.archive` (docker save/load), :mod:`hardway.mutate`,
+                   :mod:`hardway.transports` + :mod:`hardway.image_cli` (the image
+                   commands), :mod:`hardway.testing` (random images)
 course machinery   :mod:`hardway.grading` (self-checks), :mod:`hardway.checks`,
                    :mod:`hardway.labgen` (labs from solutions),
                    :mod:`hardway.autograde` (headless grading)

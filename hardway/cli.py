@@ -24,6 +24,9 @@ COMMAND_MODULES = (
     "hardway.local_registry",
     "hardway.labgen",
     "hardway.autograde",
+    "hardway.rootfs",
+    "hardway.layers",
+    "hardway.image_cli",
 )
 
 

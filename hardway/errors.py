@@ -12,8 +12,20 @@ is usually a learner in the middle of a notebook, not a developer with a debugge
     │   ├── PortInUseError            something else already listens on the port
     │   └── RegistryConfigError       a registry setting that cannot work (also ValueError)
     ├── BadDigestError                a malformed ``algorithm:hex`` digest (also ValueError)
-    └── NotebookError                 a notebook the course machinery cannot use
-        └── MarkerError               unclosed or nested ``### BEGIN …`` markers
+    ├── NotebookError                 a notebook the course machinery cannot use
+    │   └── MarkerError               unclosed or nested ``### BEGIN …`` markers
+    ├── RootfsError                   chapter 01: a root filesystem that cannot be built
+    ├── IsolationError                chapters 01–02: an Isolation that cannot work (ValueError)
+    ├── ContainerError                chapters 01–02: a container step failed; ``.step`` names it
+    │   ├── ContainerTimeoutError     it ran longer than its timeout (also TimeoutError)
+    │   └── NetworkError              the veth pair could not be made or configured
+    ├── LayerError                    chapter 05: a layer that cannot be written or applied
+    │   └── UnsafeLayerError          an entry that would escape the root; ``.entry`` names it
+    └── ImageError                    chapter 06: an image, its documents or its blobs
+        ├── InvalidImageError         breaks the image spec; ``.problems`` lists all (ValueError)
+        ├── DigestMismatchError       bytes that do not match their digest or size
+        ├── ImageNotFoundError        no such tag, image or blob (also LookupError)
+        └── BadImageNameError         not ``oci:DIR[:TAG]`` or another known form (ValueError)
 
 Later chapters add their own branches here (references, registry API errors, unsafe
 layers, …) so that there is one place to read them all.
@@ -23,14 +35,26 @@ from __future__ import annotations
 
 __all__ = [
     "BadDigestError",
+    "BadImageNameError",
+    "ContainerError",
+    "ContainerTimeoutError",
+    "DigestMismatchError",
     "HardwayError",
+    "ImageError",
+    "ImageNotFoundError",
+    "InvalidImageError",
+    "IsolationError",
+    "LayerError",
     "MarkerError",
     "MissingToolError",
+    "NetworkError",
     "NotebookError",
     "PortInUseError",
     "PrivilegeError",
     "RegistryConfigError",
     "RegistryServerError",
+    "RootfsError",
+    "UnsafeLayerError",
 ]
 
 
@@ -83,3 +107,94 @@ class NotebookError(HardwayError):
 
 class MarkerError(NotebookError):
     """``### BEGIN SOLUTION`` / ``### BEGIN HIDDEN TESTS`` markers are unclosed or nested."""
+
+
+# --- chapter 06: images ---------------------------------------------------------------
+
+
+class ImageError(HardwayError):
+    """Something is wrong with an image: its documents, its blobs or where it was looked for."""
+
+
+class InvalidImageError(ImageError, ValueError):
+    """A config, manifest or index breaks the spec; :attr:`problems` lists every violation."""
+
+    def __init__(self, message: str, *, fix: str | None = None, problems: tuple = ()) -> None:
+        super().__init__(message, fix=fix)
+        #: every violation found, one sentence each (``validate_image`` collects them all)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
+
+
+class DigestMismatchError(ImageError):
+    """A blob's bytes do not match the digest or size that names it: corrupt or tampered."""
+
+
+class ImageNotFoundError(ImageError, LookupError):
+    """No image with that tag, reference or digest (or a blob it needs is missing)."""
+
+
+class BadImageNameError(ImageError, ValueError):
+    """An image name is not ``TRANSPORT:…`` in a form this course understands."""
+
+
+# --- chapter 05: layers -------------------------------------------------------------------
+
+
+class LayerError(HardwayError):
+    """A layer cannot be written or applied: bad compression, a broken tar, a missing link."""
+
+
+class UnsafeLayerError(LayerError):
+    """A layer entry that would reach outside the root (``..``, ``/etc``, a bare ``.wh.``).
+
+    ``entry`` is the entry's name as the tar spells it, so the learner can find it.
+    """
+
+    def __init__(self, entry: str, problem: str, *, fix: str | None = None) -> None:
+        super().__init__(f"unsafe layer entry {entry!r}: {problem}", fix=fix)
+        #: the name of the offending tar entry
+        self.entry = entry
+
+
+# -- chapters 01–02: root filesystems, namespaces, containers ---------------------------
+
+
+class RootfsError(HardwayError):
+    """A root filesystem cannot be built: a program or a library it needs is missing."""
+
+
+class IsolationError(HardwayError, ValueError):
+    """An :class:`~hardway.namespaces.Isolation` that cannot work, e.g. a hostname
+    without a UTS namespace or ``pivot_root`` without a mount namespace."""
+
+
+class ContainerError(HardwayError):
+    """A step of starting, entering or running a container failed in the child process.
+
+    ``step`` names the step (``"unshare"``, ``"pivot_root"``, ``"exec"``, ``"call"``, …),
+    ``errno`` holds the system error number when there is one, and ``child`` the name of
+    the exception class raised in the child (``"FileNotFoundError"``). A missing
+    privilege is raised as :class:`PrivilegeError` instead, with the doctor hint.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fix: str | None = None,
+        step: str = "",
+        errno: int | None = None,
+        child: str | None = None,
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.step = step
+        self.errno = errno
+        self.child = child
+
+
+class ContainerTimeoutError(ContainerError, TimeoutError):
+    """The container ran longer than its timeout and was killed."""
+
+
+class NetworkError(ContainerError):
+    """The veth pair between host and container could not be created or configured."""

@@ -1,0 +1,365 @@
+"""hardway.apply
+~~~~~~~~~~~~~
+
+Unpacking layers, one after the other, into a root filesystem — with the OCI whiteout
+rules (:mod:`hardway.whiteouts`) and safely, because a layer is data from a stranger.
+Python's :mod:`tarfile` is used to *parse* the archive only; every file is created here,
+relative to a directory descriptor found by :func:`hardway.securejoin.open_dir`:
+
+* a name that is absolute, climbs with ``..`` or holds a NUL byte, a bare ``.wh.``, or a
+  hard link to such a name raises :class:`~hardway.errors.UnsafeLayerError` naming the
+  entry, before anything of that entry is written;
+* a symlink met on the way is followed *inside the root* (``etc -> /etc`` leads to
+  ``ROOT/etc``), so neither a planted link nor one from an earlier layer leads out;
+* an existing entry is removed before it is replaced, and files are created with
+  ``O_CREAT | O_EXCL | O_NOFOLLOW``: nothing is ever written *through* a link;
+* hard-link targets are resolved inside the root too;
+* directory modes and mtimes are set at the end of each layer, so a read-only
+  directory can still be filled first.
+
+Owners are applied when running as root (``same_owner``), device nodes are skipped
+when ``mknod`` is refused (rootless), and xattrs the filesystem refuses are dropped.
+tarfile's extraction filters (PEP 706) are deliberately not used: they resolve links
+against the *host's* ``/`` and reject or rewrite what a root filesystem needs
+(absolute symlinks, device nodes, setuid bits). A digest check belongs to the caller,
+who knows the expected digest; ``max_size`` caps the uncompressed bytes read. The
+parsing is still :mod:`tarfile`'s, so keep Python patched (3.11.7 has known tarfile
+bugs, e.g. CVE-2024-6232, a slow PAX header parse).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from hardway.compression import decompressed
+from hardway.errors import LayerError, UnsafeLayerError
+from hardway.securejoin import open_dir
+from hardway.whiteouts import META_PREFIX, OPAQUE, WHITEOUT_PREFIX, whiteout_target
+
+__all__ = ["apply_layer", "apply_layers", "clean_name"]
+
+_CHUNK = 1 << 20
+_IGNORED_XATTR_ERRORS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES)
+
+
+def clean_name(name: str, *, what: str = "entry", entry: str | None = None) -> str:
+    """The root-relative form of a tar entry name, or :class:`UnsafeLayerError`.
+
+    >>> clean_name("./usr//bin/"), clean_name("./")
+    ('usr/bin', '')
+    >>> clean_name("../../etc/passwd")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    hardway.errors.UnsafeLayerError: unsafe layer entry '../../etc/passwd': ... with '..'
+    """
+    shown = name if entry is None else entry
+    if "\x00" in name:
+        raise UnsafeLayerError(shown, f"the {what} name holds a NUL byte")
+    if name.startswith("/"):
+        raise UnsafeLayerError(shown, f"the {what} name {name!r} is absolute")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeLayerError(shown, f"the {what} name {name!r} climbs out with '..'")
+    return "/".join(parts)
+
+
+def _split(name: str) -> tuple[str, str]:
+    parent, _, base = name.rpartition("/")
+    return parent, base
+
+
+def _join(parent: str, base: str) -> str:
+    return f"{parent}/{base}" if parent else base
+
+
+@contextlib.contextmanager
+def _opened(layer: Path | BinaryIO) -> Iterator[BinaryIO]:
+    if isinstance(layer, str | os.PathLike):
+        with open(layer, "rb") as fh:
+            yield fh
+    else:
+        yield layer
+
+
+class _Capped:
+    """A reader that raises once more than ``limit`` bytes have come through."""
+
+    def __init__(self, reader: BinaryIO, limit: int) -> None:
+        self._reader, self._left = reader, limit
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._reader.read(size)
+        self._left -= len(data)
+        if self._left < 0:
+            raise LayerError("the layer unpacks to more than max_size bytes", fix="raise max_size")
+        return data
+
+
+def apply_layer(
+    layer: Path | BinaryIO,
+    root: Path,
+    *,
+    compression: str | None = None,
+    same_owner: bool | None = None,
+    max_size: int | None = None,
+) -> None:
+    """Unpack one layer (a file or a binary stream) on top of directory ``root``.
+
+    ``compression=None`` detects gzip, zstd or plain tar from the first bytes;
+    ``same_owner`` defaults to "running as root"; ``max_size`` caps the tar's size.
+    """
+    with _opened(layer) as raw:
+        stream = decompressed(raw, compression)
+        if max_size is not None:
+            stream = _Capped(stream, max_size)
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            owner = os.geteuid() == 0 if same_owner is None else same_owner
+            _Applier(root_fd, owner).run(stream)
+        finally:
+            os.close(root_fd)
+
+
+def apply_layers(layers: Iterable[Path | BinaryIO], root: Path, **options: object) -> None:
+    """Unpack ``layers`` in order, lowest first, into ``root``."""
+    for layer in layers:
+        apply_layer(layer, root, **options)
+
+
+class _Applier:
+    """The state of one layer being applied: what it wrote, and directories to finish."""
+
+    def __init__(self, root_fd: int, same_owner: bool) -> None:
+        self.root_fd, self.same_owner = root_fd, same_owner
+        self.ours: set[str] = set()  # resolved paths this layer wrote, and their parents
+        self.dirs: list[tuple[str, tarfile.TarInfo]] = []
+
+    def run(self, stream: BinaryIO) -> None:
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # noqa: SIM115
+        except tarfile.ReadError as exc:
+            raise LayerError(f"not a tar archive: {exc}") from None
+        with tar:
+            while True:
+                try:
+                    member = tar.next()
+                except tarfile.TarError as exc:
+                    raise LayerError(f"a broken tar archive: {exc}") from None
+                if member is None:
+                    break
+                self.entry(member, tar)
+                tar.members.clear()  # tarfile keeps every header; a big layer has many
+        for path, member in self.dirs:
+            self.finish_dir(path, member)
+
+    def entry(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        name = clean_name(member.name)
+        parent, base = _split(name)
+        if base == OPAQUE:
+            return self.whiteout(member.name, parent, None)
+        if base.startswith(META_PREFIX):
+            return None  # AUFS bookkeeping (.wh..wh.plnk …): not part of the tree
+        if base.startswith(WHITEOUT_PREFIX):
+            whiteout_target(name)  # raises UnsafeLayerError for '.wh.' and '.wh..'
+            return self.whiteout(member.name, parent, base[len(WHITEOUT_PREFIX) :])
+        if not name:
+            if not member.isdir():
+                raise UnsafeLayerError(member.name, "the root can only be a directory")
+            self.dirs.append(("", member))
+            return None
+        link = None
+        if member.islnk():
+            link = clean_name(member.linkname, what="hard link target", entry=member.name)
+            if not link:
+                raise UnsafeLayerError(member.name, "a hard link to the root directory")
+        dir_fd, where = self.open_parent(member.name, parent, create=True)
+        try:
+            self.create(dir_fd, base, member, tar, link)
+        finally:
+            os.close(dir_fd)
+        path = _join(where, base)
+        self.ours.add(path)
+        parts = path.split("/")
+        self.ours.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        if member.isdir():
+            self.dirs.append((path, member))
+        return None
+
+    def open_parent(self, entry: str, parent: str, *, create: bool) -> tuple[int, str]:
+        try:
+            return open_dir(self.root_fd, parent, create=create)
+        except NotADirectoryError as exc:
+            raise LayerError(f"layer entry {entry!r}: {exc.filename} is not a directory") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeLayerError(entry, "its parent is a symlink loop") from None
+            raise
+
+    # --- whiteouts
+
+    def whiteout(self, entry: str, parent: str, target: str | None) -> None:
+        """Remove ``target`` (``None``: every child) of ``parent`` unless this layer made it."""
+        try:
+            dir_fd, where = self.open_parent(entry, parent, create=False)
+        except (FileNotFoundError, LayerError):
+            return  # nothing below to hide
+        try:
+            if target is None:
+                self.hide_lower(dir_fd, where)
+            elif _join(where, target) in self.ours:
+                with _opened_child_dir(dir_fd, target) as child:
+                    if child is not None:
+                        self.hide_lower(child, _join(where, target))
+            else:
+                _remove(dir_fd, target)
+        finally:
+            os.close(dir_fd)
+
+    def hide_lower(self, dir_fd: int, where: str) -> None:
+        """Remove what lower layers left in this directory, keeping this layer's entries."""
+        listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            names = os.listdir(listing)
+        finally:
+            os.close(listing)
+        for name in names:
+            path = _join(where, name)
+            if path not in self.ours:
+                _remove(dir_fd, name)
+                continue
+            with _opened_child_dir(dir_fd, name) as child:
+                if child is not None:
+                    self.hide_lower(child, path)
+
+    # --- entries
+
+    def create(
+        self,
+        dir_fd: int,
+        base: str,
+        member: tarfile.TarInfo,
+        tar: tarfile.TarFile,
+        link: str | None,
+    ) -> None:
+        try:
+            old = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            old = None
+        if old is not None and not (member.isdir() and stat.S_ISDIR(old.st_mode)):
+            _remove(dir_fd, base)
+            old = None
+        if member.isdir():
+            if old is None:
+                os.mkdir(base, 0o700, dir_fd=dir_fd)
+        elif member.isreg():
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(base, flags, 0o600, dir_fd=dir_fd)
+            with open(fd, "wb", buffering=0) as out:
+                src = tar.extractfile(member)
+                while block := src.read(_CHUNK):
+                    out.write(block)
+                self.set_attrs(fd, member)
+        elif link is not None:
+            self.hard_link(dir_fd, base, member, link)
+        elif member.issym():
+            os.symlink(member.linkname, base, dir_fd=dir_fd)
+            if self.same_owner:
+                os.chown(base, member.uid, member.gid, dir_fd=dir_fd, follow_symlinks=False)
+            ns = int(member.mtime * 1e9)
+            os.utime(base, ns=(ns, ns), dir_fd=dir_fd, follow_symlinks=False)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            self.special(dir_fd, base, member)
+        else:
+            raise LayerError(f"layer entry {member.name!r}: tar type {member.type!r} unsupported")
+
+    def hard_link(self, dir_fd: int, base: str, member: tarfile.TarInfo, link: str) -> None:
+        parent, target = _split(link)
+        try:
+            src_fd, _ = self.open_parent(member.name, parent, create=False)
+        except FileNotFoundError:
+            raise LayerError(f"layer entry {member.name!r}: link target {link!r} missing") from None
+        try:
+            os.link(target, base, src_dir_fd=src_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise LayerError(f"layer entry {member.name!r}: link target {link!r} missing") from None
+        except PermissionError:
+            raise UnsafeLayerError(member.name, f"cannot hard-link to {link!r}") from None
+        finally:
+            os.close(src_fd)
+
+    def special(self, dir_fd: int, base: str, member: tarfile.TarInfo) -> None:
+        if member.isfifo():
+            os.mkfifo(base, 0o600, dir_fd=dir_fd)
+        else:
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            device = os.makedev(member.devmajor, member.devminor)
+            try:
+                os.mknod(base, kind | 0o600, device, dir_fd=dir_fd)
+            except PermissionError:
+                return  # rootless: no CAP_MKNOD, so no device nodes (as umoci and buildah)
+        fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            self.set_attrs(f"/proc/self/fd/{fd}", member)  # never opens the device itself
+        finally:
+            os.close(fd)
+
+    def finish_dir(self, path: str, member: tarfile.TarInfo) -> None:
+        parent, base = _split(path)
+        try:
+            dir_fd, _ = open_dir(self.root_fd, parent)
+        except OSError:
+            return  # removed or replaced later in this layer
+        try:
+            with _opened_child_dir(dir_fd, base or ".", os.O_RDONLY) as fd:
+                if fd is not None:
+                    self.set_attrs(fd, member)
+        finally:
+            os.close(dir_fd)
+
+    def set_attrs(self, target: int | str, member: tarfile.TarInfo) -> None:
+        """Owner, then mode (chown clears setuid), xattrs and mtime of a fd or a path."""
+        if self.same_owner:
+            os.chown(target, member.uid, member.gid)
+        os.chmod(target, member.mode & 0o7777)
+        for key, value in member.pax_headers.items():
+            if key.startswith("SCHILY.xattr."):
+                try:
+                    os.setxattr(target, key[13:], value.encode("utf-8", "surrogateescape"))
+                except OSError as exc:
+                    if exc.errno not in _IGNORED_XATTR_ERRORS:
+                        raise
+        ns = int(member.mtime * 1e9)
+        os.utime(target, ns=(ns, ns))
+
+
+@contextlib.contextmanager
+def _opened_child_dir(dir_fd: int, name: str, flags: int = os.O_PATH) -> Iterator[int | None]:
+    """``name`` in ``dir_fd`` opened as a directory, never through a symlink; else None."""
+    try:
+        fd = os.open(name, flags | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _remove(dir_fd: int, name: str) -> None:
+    """Remove ``name`` (a whole tree if it is a directory) without following links."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)

@@ -1,0 +1,219 @@
+"""hardway.compression
+~~~~~~~~~~~~~~~~~~~
+
+A layer is stored compressed, and the compressed bytes are what its digest names. Those
+bytes depend on *how* they were compressed: the algorithm, the library, its version and
+the level. The uncompressed tar (named by the diff_id) does not. So this module makes
+the choice explicit: a :class:`Codec` says ``gzip, isal 1.9.1, level 1`` and two builds
+with the same codec give the same bytes.
+
+* gzip: the ``isal`` library (Intel ISA-L, about 5× faster than zlib) when it is
+  installed, otherwise the standard :mod:`zlib`. Either way this module writes the
+  10-byte gzip header itself — no file name, mtime 0, OS byte 255 ("unknown") — so the
+  header never depends on the clock or on the library; only the deflate stream in the
+  middle does.
+* zstd: the ``zstandard`` package (OCI layers only; Docker has no zstd media type).
+* none: the tar as it is; then digest and diff_id are the same.
+
+Compressors are streams with ``compress(data) -> bytes`` and ``flush() -> bytes``, like
+:func:`zlib.compressobj`, so a layer flows through them a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from hardway.errors import LayerError
+
+try:  # ISA-L: the fast deflate; optional, zlib is the fallback
+    from isal import igzip, isal_zlib
+except ImportError:  # pragma: no cover - the course environment pins isal
+    igzip = isal_zlib = None
+
+__all__ = [
+    "COMPRESSIONS",
+    "GZIP",
+    "NONE",
+    "ZSTD",
+    "Codec",
+    "Compressor",
+    "choose_codec",
+    "decompressed",
+    "detect_compression",
+]
+
+GZIP, ZSTD, NONE = "gzip", "zstd", "none"
+COMPRESSIONS = (GZIP, ZSTD, NONE)
+
+#: the first bytes of each format ("magic numbers")
+MAGIC = {GZIP: b"\x1f\x8b\x08", ZSTD: b"\x28\xb5\x2f\xfd"}
+
+#: gzip header (RFC 1952): magic, CM=8 (deflate), FLG=0, MTIME=0, XFL=0, OS=255
+GZIP_HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"
+
+#: the level used when none is given; fast ones, as go-containerregistry does
+DEFAULT_LEVELS = {"isal": 1, "zlib": 1, "zstandard": 3, "none": 0}
+_LEVELS = {"isal": range(0, 4), "zlib": range(0, 10), "zstandard": range(-7, 23), "none": (0,)}
+
+
+class Compressor(Protocol):
+    def compress(self, data: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How a layer is compressed: format, library (with version) and level.
+
+    >>> str(Codec("gzip", "zlib", 6))  # doctest: +ELLIPSIS
+    'gzip (zlib ..., level 6)'
+    """
+
+    compression: str  # GZIP | ZSTD | NONE
+    implementation: str  # "isal" | "zlib" | "zstandard" | "none"
+    level: int
+
+    @property
+    def version(self) -> str:
+        if self.implementation == "zlib":
+            return zlib.ZLIB_RUNTIME_VERSION
+        if self.implementation == "none":
+            return ""
+        return importlib.metadata.version(self.implementation)
+
+    def __str__(self) -> str:
+        if self.compression == NONE:
+            return "none"
+        return f"{self.compression} ({self.implementation} {self.version}, level {self.level})"
+
+    def compressor(self) -> Compressor:
+        """A fresh stream compressor for one layer."""
+        if self.compression == GZIP:
+            return _GzipCompressor(self.implementation, self.level)
+        if self.compression == ZSTD:
+            import zstandard
+
+            return zstandard.ZstdCompressor(level=self.level, write_checksum=True).compressobj()
+        return _Identity()
+
+
+def choose_codec(
+    compression: str = GZIP, level: int | None = None, implementation: str | None = None
+) -> Codec:
+    """The codec for ``compression``: the fastest library installed, at its default level.
+
+    >>> choose_codec("gzip", implementation="zlib")
+    Codec(compression='gzip', implementation='zlib', level=1)
+    >>> choose_codec("none")
+    Codec(compression='none', implementation='none', level=0)
+    """
+    if compression not in COMPRESSIONS:
+        raise LayerError(
+            f"unknown compression {compression!r}", fix=f"use one of {', '.join(COMPRESSIONS)}"
+        )
+    if implementation is None:
+        implementation = {GZIP: "isal" if isal_zlib else "zlib", ZSTD: "zstandard"}.get(
+            compression, "none"
+        )
+    allowed = {GZIP: ("isal", "zlib"), ZSTD: ("zstandard",), NONE: ("none",)}[compression]
+    if implementation not in allowed:
+        raise LayerError(f"{compression} cannot be made by {implementation!r}", fix=str(allowed))
+    if implementation == "isal" and isal_zlib is None:
+        raise LayerError("the isal package is not installed", fix="pip install isal")
+    level = DEFAULT_LEVELS[implementation] if level is None else level
+    if level not in _LEVELS[implementation]:
+        span = _LEVELS[implementation]
+        raise LayerError(
+            f"{implementation} has no level {level}",
+            fix=f"use a level from {min(span)} to {max(span)}",
+        )
+    return Codec(compression, implementation, level)
+
+
+class _Identity:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _GzipCompressor:
+    """gzip = our fixed header + a raw deflate stream + CRC-32 and length (RFC 1952)."""
+
+    def __init__(self, implementation: str, level: int) -> None:
+        lib = isal_zlib if implementation == "isal" else zlib
+        self._deflate = lib.compressobj(level, lib.DEFLATED, -15)  # -15: raw, no header
+        self._crc32 = lib.crc32
+        self._crc, self._size, self._header = 0, 0, GZIP_HEADER
+
+    def compress(self, data: bytes) -> bytes:
+        self._crc = self._crc32(data, self._crc)
+        self._size += len(data)
+        header, self._header = self._header, b""
+        return header + self._deflate.compress(data)
+
+    def flush(self) -> bytes:
+        header, self._header = self._header, b""
+        trailer = struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF)
+        return header + self._deflate.flush() + trailer
+
+
+def detect_compression(head: bytes) -> str:
+    """Which format a layer is in, from its first bytes (4 are enough).
+
+    >>> detect_compression(b"\\x1f\\x8b\\x08\\x00"), detect_compression(b"bin/")
+    ('gzip', 'none')
+    """
+    for name, magic in MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return NONE
+
+
+class _Prefixed(io.RawIOBase):
+    """A reader that returns ``head`` first, then the rest of ``fileobj``."""
+
+    def __init__(self, head: bytes, fileobj: BinaryIO) -> None:
+        super().__init__()
+        self._head, self._file = head, fileobj
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._file.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def decompressed(fileobj: BinaryIO, compression: str | None = None) -> BinaryIO:
+    """A reader of the uncompressed tar inside ``fileobj``; ``None`` detects the format."""
+    if compression is None:
+        head = fileobj.read(4)
+        compression = detect_compression(head)
+        fileobj = _Prefixed(head, fileobj)  # type: ignore[assignment]
+    if compression == GZIP:
+        if igzip is not None:
+            return igzip.IGzipFile(fileobj=fileobj, mode="rb")
+        return gzip.GzipFile(fileobj=fileobj, mode="rb")
+    if compression == ZSTD:
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(
+            fileobj, read_across_frames=True, closefd=False
+        )
+    if compression == NONE:
+        return fileobj
+    raise LayerError(f"unknown compression {compression!r}", fix=f"use one of {COMPRESSIONS}")

@@ -1,0 +1,185 @@
+"""hardway.image_cli
+~~~~~~~~~~~~~~~~~~
+
+The image commands of ``python -m hardway``, with skopeo's image names (see
+:mod:`hardway.transports`), so a command line can be checked against skopeo's::
+
+    python -m hardway image from-dir ROOTFS oci:build/hello:v1 --cmd '["/hello"]'
+    python -m hardway copy oci:build/hello:v1 docker-archive:hello.tar:hello:v1
+    python -m hardway inspect docker-archive:hello.tar          # manifest and config
+    python -m hardway unpack oci:build/hello:v1 rootfs/         # every layer, safely
+
+``unpack`` copies each layer to a temporary file first and checks its digest there, so
+no byte of a corrupt or tampered layer reaches the root filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from hardway.errors import InvalidImageError
+from hardway.image import Platform, image_id, layer_media_type
+from hardway.mutate import from_dir
+from hardway.transports import read_image, write_image
+
+__all__ = ["register"]
+
+_CHUNK = 1 << 20
+
+
+def _words(text: str) -> list[str]:
+    """``'["sh", "-c"]'`` (JSON, like a Dockerfile) or ``'sh -c'`` (shell words)."""
+    if text.lstrip().startswith("["):
+        try:
+            words = json.loads(text)
+        except ValueError as exc:
+            raise InvalidImageError(f"{text!r} is not a JSON array: {exc}") from None
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise InvalidImageError(f"{text!r} should be a JSON array of strings")
+        return words
+    return shlex.split(text)
+
+
+def _pairs(items: list[str], what: str) -> list[str]:
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise InvalidImageError(f"{what} {item!r} is not KEY=VALUE", fix=f"--{what} KEY=VALUE")
+    return items
+
+
+def _platform(text: str | None) -> Platform | None:
+    return Platform.parse(text) if text else None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``image from-dir``, ``copy``, ``unpack`` and ``inspect``."""
+    image = sub.add_parser("image", help="build an image from a directory (chapter 06)")
+    verbs = image.add_subparsers(dest="verb", required=True, metavar="VERB")
+    build = verbs.add_parser(
+        "from-dir",
+        help="one directory as one layer, on --base or on nothing",
+        description="Build an image whose top layer is ROOTFS and write it to DEST "
+        "(oci:DIR[:TAG] or docker-archive:FILE[:REF]). The same directory gives the same "
+        "digests: times are SOURCE_DATE_EPOCH, else 1970.",
+    )
+    build.add_argument("rootfs", type=Path)
+    build.add_argument("dest")
+    build.add_argument("--base", metavar="IMAGE", help="the image to build on")
+    build.add_argument("--entrypoint", help='JSON array (\'["/bin/sh","-c"]\') or words')
+    build.add_argument("--cmd", help="JSON array or words")
+    build.add_argument("--env", action="append", default=[], metavar="K=V")
+    build.add_argument("--workdir", metavar="DIR")
+    build.add_argument("--user", metavar="USER[:GROUP]")
+    build.add_argument("--label", action="append", default=[], metavar="K=V")
+    build.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
+    build.add_argument("--volume", action="append", default=[], metavar="DIR")
+    build.add_argument("--format", choices=("oci", "docker"), default="oci")
+    build.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip")
+    build.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="default: this machine")
+    build.add_argument("--source-date-epoch", type=int, metavar="SECONDS")
+    build.set_defaults(func=_from_dir)
+
+    copy = sub.add_parser("copy", help="copy an image between oci: and docker-archive:")
+    copy.add_argument("src")
+    copy.add_argument("dest")
+    copy.add_argument("--platform", help="from a multi-platform image, take this one")
+    copy.set_defaults(func=_copy)
+
+    unpack = sub.add_parser("unpack", help="apply every layer of an image to a directory")
+    unpack.add_argument("image")
+    unpack.add_argument("rootfs", type=Path)
+    unpack.add_argument("--platform")
+    unpack.set_defaults(func=_unpack)
+
+    inspect = sub.add_parser("inspect", help="show an image's digest, manifest and config")
+    inspect.add_argument("image")
+    show = inspect.add_mutually_exclusive_group()
+    show.add_argument("--raw", action="store_true", help="the manifest's exact bytes")
+    show.add_argument("--config", action="store_true", help="the config's exact bytes")
+    inspect.add_argument("--platform")
+    inspect.set_defaults(func=_inspect)
+
+
+def _from_dir(args: argparse.Namespace) -> int:
+    settings: dict = {
+        "env": _pairs(args.env, "env"),
+        "labels": dict(p.split("=", 1) for p in _pairs(args.label, "label")),
+        "exposed_ports": args.expose,
+        "volumes": args.volume,
+        "working_dir": args.workdir,
+        "user": args.user,
+    }
+    if args.entrypoint is not None:
+        settings["entrypoint"] = _words(args.entrypoint)
+    if args.cmd is not None:
+        settings["cmd"] = _words(args.cmd)
+    layer_media_type(args.format, args.compression)  # fail now, not after writing the layer
+    platform = _platform(args.platform)
+    base = read_image(args.base, platform=platform) if args.base else None
+    with tempfile.TemporaryDirectory(prefix="hardway-build-") as work:
+        built = from_dir(
+            args.rootfs,
+            work,
+            base=base,
+            fmt=args.format,
+            compression=args.compression,
+            platform=platform,
+            source_date_epoch=args.source_date_epoch,
+            **settings,
+        )
+        write_image(built, args.dest)
+    _report(args.dest, built)
+    return 0
+
+
+def _report(name: str, image) -> None:
+    print(name)
+    print(f"  manifest  {image.digest()}")
+    print(f"  image ID  {image_id(image.raw_config())}")
+
+
+def _copy(args: argparse.Namespace) -> int:
+    image = read_image(args.src, platform=_platform(args.platform))
+    write_image(image, args.dest)
+    _report(args.dest, image)
+    return 0
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    from hardway.layers import apply_layers
+
+    image = read_image(args.image, platform=_platform(args.platform))
+    args.rootfs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hardway-unpack-") as work:
+        paths = []
+        for i, layer in enumerate(image.layers()):
+            path = Path(work) / f"{i}.layer"
+            with layer.compressed() as blob, path.open("wb") as out:
+                shutil.copyfileobj(blob, out, _CHUNK)  # verified: raises before we apply
+            paths.append(path)
+        apply_layers(paths, args.rootfs)
+    print(f"unpacked {len(paths)} layer(s) of {image.digest()} into {args.rootfs}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    image = read_image(args.image, platform=_platform(args.platform))
+    if args.raw or args.config:
+        sys.stdout.buffer.write(image.raw_manifest() if args.raw else image.raw_config())
+        sys.stdout.buffer.flush()
+        return 0
+    doc = {
+        "Name": args.image,
+        "Digest": str(image.digest()),
+        "ImageID": str(image_id(image.raw_config())),
+        "Manifest": json.loads(image.raw_manifest()),
+        "Config": json.loads(image.raw_config()),
+    }
+    print(json.dumps(doc, indent=2, ensure_ascii=False))
+    return 0
