@@ -16,7 +16,11 @@ chapter            module(s)
                    :mod:`hardway.namespaces` (Isolation, run, start, Container;
                    the child side is :mod:`hardway.launch`), :mod:`hardway.network`
                    (veth pairs), :mod:`hardway.leftovers` (what a run left behind)
-03                 :mod:`hardway.cgroups`
+03 cgroups         :mod:`hardway.cgroups` (detect, Group, Stats, delegation),
+                   :mod:`hardway.limits` (sizes, CPU quota, flat-keyed files)
+04 runtime         :mod:`hardway.runtime` (``run``, ``python -m hardway run``),
+                   :mod:`hardway.bundle` (OCI bundle, ``runc run``);
+                   ``python -m hardway cleanup`` lives in :mod:`hardway.leftovers`
 05 layers          :mod:`hardway.layers` (write, diff, overlayfs upper dirs, CLI),
                    :mod:`hardway.compression`, :mod:`hardway.whiteouts`,
                    :mod:`hardway.apply` (safe unpacking), :mod:`hardway.securejoin`
@@ -25,6 +29,11 @@ chapter            module(s)
                    :mod:`hardway.archive` (docker save/load), :mod:`hardway.mutate`,
                    :mod:`hardway.transports` + :mod:`hardway.image_cli` (the image
                    commands), :mod:`hardway.testing` (random images)
+07 push           :mod:`hardway.reference` (image references), :mod:`hardway.registry`
+                   (the registry API client, ``docker://``), :mod:`hardway.auth`
+                   (challenges, tokens, config.json), :mod:`hardway.tokenserver`
+08 pull           :mod:`hardway.registry` (pull, verify), :mod:`hardway.image_cli`
+                   (``pull REF ROOTFS``)
 course machinery   :mod:`hardway.grading` (self-checks), :mod:`hardway.checks`,
                    :mod:`hardway.labgen` (labs from solutions),
                    :mod:`hardway.autograde` (headless grading)

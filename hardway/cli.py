@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "hardway.labgen",
     "hardway.autograde",
     "hardway.rootfs",
+    "hardway.runtime",
+    "hardway.leftovers",
     "hardway.layers",
     "hardway.image_cli",
 )

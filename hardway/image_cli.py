@@ -8,6 +8,10 @@ The image commands of ``python -m hardway``, with skopeo's image names (see
     python -m hardway copy oci:build/hello:v1 docker-archive:hello.tar:hello:v1
     python -m hardway inspect docker-archive:hello.tar          # manifest and config
     python -m hardway unpack oci:build/hello:v1 rootfs/         # every layer, safely
+    python -m hardway copy oci:build/hello:v1 docker://127.0.0.1:5000/hello:v1   # push
+    python -m hardway pull 127.0.0.1:5000/hello:v1 rootfs/      # pull and unpack
+
+Registry names take ``--creds USER:PASS``, ``--authfile FILE`` and ``--insecure``.
 
 ``unpack`` copies each layer to a temporary file first and checks its digest there, so
 no byte of a corrupt or tampered layer reaches the root filesystem.
@@ -28,7 +32,7 @@ from hardway.image import Platform, image_id, layer_media_type
 from hardway.mutate import from_dir
 from hardway.transports import read_image, write_image
 
-__all__ = ["register"]
+__all__ = ["register", "unpack_image"]
 
 _CHUNK = 1 << 20
 
@@ -85,25 +89,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--source-date-epoch", type=int, metavar="SECONDS")
     build.set_defaults(func=_from_dir)
 
-    copy = sub.add_parser("copy", help="copy an image between oci: and docker-archive:")
+    copy = sub.add_parser("copy", help="copy an image between oci:, docker-archive: and docker://")
     copy.add_argument("src")
     copy.add_argument("dest")
     copy.add_argument("--platform", help="from a multi-platform image, take this one")
+    _registry_flags(copy)
     copy.set_defaults(func=_copy)
 
     unpack = sub.add_parser("unpack", help="apply every layer of an image to a directory")
     unpack.add_argument("image")
     unpack.add_argument("rootfs", type=Path)
     unpack.add_argument("--platform")
+    _registry_flags(unpack)
     unpack.set_defaults(func=_unpack)
+
+    pull = sub.add_parser("pull", help="pull REF from a registry and unpack it into ROOTFS")
+    pull.add_argument("ref", help="a reference: 127.0.0.1:5000/hello:v1, busybox, …")
+    pull.add_argument("rootfs", type=Path)
+    pull.add_argument("--platform")
+    _registry_flags(pull)
+    pull.set_defaults(func=_pull)
 
     inspect = sub.add_parser("inspect", help="show an image's digest, manifest and config")
     inspect.add_argument("image")
+    _registry_flags(inspect)
     show = inspect.add_mutually_exclusive_group()
     show.add_argument("--raw", action="store_true", help="the manifest's exact bytes")
     show.add_argument("--config", action="store_true", help="the config's exact bytes")
     inspect.add_argument("--platform")
     inspect.set_defaults(func=_inspect)
+
+
+def _registry_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registry (docker://) options")
+    group.add_argument("--creds", metavar="USER:PASS", help="default: docker's config.json")
+    group.add_argument("--authfile", type=Path, metavar="FILE", help="a docker config.json")
+    group.add_argument(
+        "--insecure", action="store_true", default=None, help="plain HTTP (default: only loopback)"
+    )
+
+
+def _registry_options(args: argparse.Namespace):
+    from hardway import registry
+    from hardway.auth import Credentials
+
+    creds = Credentials.parse(args.creds) if args.creds else None
+    return registry.using(credentials=creds, authfile=args.authfile, insecure=args.insecure)
 
 
 def _from_dir(args: argparse.Namespace) -> int:
@@ -145,17 +176,37 @@ def _report(name: str, image) -> None:
 
 
 def _copy(args: argparse.Namespace) -> int:
-    image = read_image(args.src, platform=_platform(args.platform))
-    write_image(image, args.dest)
+    with _registry_options(args):
+        image = read_image(args.src, platform=_platform(args.platform))
+        write_image(image, args.dest)
     _report(args.dest, image)
     return 0
 
 
+def _pull(args: argparse.Namespace) -> int:
+    from hardway.reference import parse_reference
+
+    args.image = f"docker://{parse_reference(args.ref)}"
+    return _unpack(args)
+
+
 def _unpack(args: argparse.Namespace) -> int:
+    with _registry_options(args):
+        image = read_image(args.image, platform=_platform(args.platform))
+        unpack_image(image, args.rootfs)
+    print(
+        f"unpacked {len(image.manifest().layers)} layer(s) of {image.digest()} into {args.rootfs}"
+    )
+    return 0
+
+
+def unpack_image(image, rootfs: Path) -> None:
+    """Download and verify every layer to a temporary file, then apply them all: a corrupt
+    layer raises before a single file is written to ``rootfs``."""
     from hardway.layers import apply_layers
 
-    image = read_image(args.image, platform=_platform(args.platform))
-    args.rootfs.mkdir(parents=True, exist_ok=True)
+    rootfs = Path(rootfs)
+    rootfs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hardway-unpack-") as work:
         paths = []
         for i, layer in enumerate(image.layers()):
@@ -163,13 +214,12 @@ def _unpack(args: argparse.Namespace) -> int:
             with layer.compressed() as blob, path.open("wb") as out:
                 shutil.copyfileobj(blob, out, _CHUNK)  # verified: raises before we apply
             paths.append(path)
-        apply_layers(paths, args.rootfs)
-    print(f"unpacked {len(paths)} layer(s) of {image.digest()} into {args.rootfs}")
-    return 0
+        apply_layers(paths, rootfs)
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    image = read_image(args.image, platform=_platform(args.platform))
+    with _registry_options(args):
+        image = read_image(args.image, platform=_platform(args.platform))
     if args.raw or args.config:
         sys.stdout.buffer.write(image.raw_manifest() if args.raw else image.raw_config())
         sys.stdout.buffer.flush()

@@ -22,7 +22,12 @@ an error report carries back to the parent:
 6. *mounts and root*: make every mount private, give the root a minimal ``/dev``,
    ``chroot`` or ``pivot_root``, mount ``/proc`` and tmpfs, unmount the old root;
    *sethostname*; *chdir*;
-7. *exec* the command (or call a Python function and report what it returned).
+7. *drop privileges* (chapter 04): the capability bounding set, ``no_new_privs``, the
+   user;
+8. *exec* the command (or call a Python function and report what it returned).
+
+Before all of these, the launcher joins the cgroups named in the plan (chapter 03), so
+that the container's every process is born inside them.
 
 Entering a running container ("join") is what ``nsenter`` does: open the target's
 ``/proc/<pid>/ns/*`` files first, then ``setns`` into each, then take its root.
@@ -228,8 +233,34 @@ def _prepare_call(plan: dict[str, Any]) -> tuple[Callable[..., Any], list[Any]] 
         return _load_function(call["function"]), [_decode(a) for a in call["args"]]
 
 
+def _drop_privileges(plan: dict[str, Any]) -> None:
+    """Chapter 04: give up what the command does not need, in the only order that works —
+    the bounding set first (that needs ``CAP_SETPCAP``), then no_new_privs, then the
+    user (after ``setuid`` to a non-root user, nothing more could be dropped)."""
+    if plan.get("capabilities") is not None:
+        with _step("drop capabilities"):
+            linux.drop_bounding_set(plan["capabilities"])
+    if plan.get("no_new_privs"):
+        with _step("no_new_privs"):
+            linux.set_no_new_privs()
+    if plan.get("run_as") is not None:
+        uid, gid = plan["run_as"]
+        with _step("set the user"):
+            os.setgroups([gid])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+
+
+def _join_cgroups(plan: dict[str, Any]) -> None:
+    """Chapter 03: write our pid to each ``cgroup.procs`` first; children are born there."""
+    for procs in plan.get("cgroup_procs") or ():
+        with _step("join the cgroup"), open(procs, "w") as f:
+            f.write(f"{os.getpid()}\n")
+
+
 def _finish(plan: dict[str, Any], status: _Status, target: Any) -> None:
     """The last step: exec the command, or call the function and report its result."""
+    _drop_privileges(plan)
     status.send("running")
     if target is not None:
         func, args = target
@@ -317,6 +348,8 @@ def _enter_root(plan: dict[str, Any]) -> None:
         with _step("sethostname"):
             linux.sethostname(plan["hostname"])
     with _step("chdir"):
+        if plan.get("make_cwd"):  # Docker creates a missing WorkingDir, inside the root
+            os.makedirs(plan["cwd"], exist_ok=True)
         os.chdir(plan["cwd"])
 
 
@@ -389,6 +422,7 @@ def main(argv: Sequence[str]) -> int:
     status = _Status(status_fd)
     try:
         _die_with_parent(plan["parent"])
+        _join_cgroups(plan)
         if plan["mode"] == "create":
             create(plan, status, control_fd)
         else:

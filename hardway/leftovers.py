@@ -8,7 +8,12 @@ Everything the course creates carries a name to recognise it by:
 * processes: ``container=hardway`` in the environment (every container gets it) or
   ``hardway.launch`` on the command line (the launcher);
 * network devices: ``hw-…`` (the host end of a veth pair; alias ``hardway owner PID``);
-* mounts and named network namespaces: ``hardway`` or ``hw-`` in the name.
+* mounts and named network namespaces: ``hardway`` or ``hw-`` in the name;
+* cgroups and runc containers (chapters 03–04): ``hardway-…`` (a ``.sSESSION`` suffix
+  names the test run that made them).
+
+:func:`cleanup` removes all of these (``python -m hardway cleanup``), for the day a
+kernel crashed in the middle of a container.
 
 :func:`snapshot` lists what exists now; :func:`left_behind` compares a snapshot taken
 before a run with one taken after. The test suite does that around the whole session.
@@ -19,11 +24,20 @@ environment, or a veth whose owner does, is not counted.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Snapshot", "left_behind", "snapshot"]
+from hardway import cgroups, linux
+from hardway.errors import HardwayError
+
+__all__ = ["Snapshot", "cleanup", "left_behind", "register", "snapshot"]
 
 SESSION_VARIABLE = "HARDWAY_SESSION"
 
@@ -36,6 +50,7 @@ class Snapshot:
     links: frozenset[str]
     mounts: frozenset[str]
     netns: frozenset[str]
+    cgroups: frozenset[str] = frozenset()
 
 
 def _read(path: str) -> bytes:
@@ -126,6 +141,7 @@ def snapshot(session: str | None = None) -> Snapshot:
         frozenset(_links(session)),
         frozenset(_mounts()),
         frozenset(_netns()),
+        frozenset(f"cgroup {path}" for path in _cgroups(session)),
     )
 
 
@@ -136,4 +152,113 @@ def left_behind(before: Snapshot, after: Snapshot) -> list[str]:
         *sorted(after.links - before.links),
         *sorted(after.mounts - before.mounts),
         *sorted(after.netns - before.netns),
+        *sorted(after.cgroups - before.cgroups),
     ]
+
+
+def _mine(name: str, session: str | None) -> bool:
+    """A ``hardway-…`` cgroup or runc container of this session (or of none)?"""
+    _, _, tag = name.rpartition(".s")
+    return "." not in name or not session or tag == session[:8]
+
+
+def _cgroups(session: str | None) -> list[Path]:
+    try:
+        found = cgroups.find_groups()
+    except OSError:
+        return []
+    return [path for path in found if _mine(path.name, session)]
+
+
+def _process_ids(session: str | None) -> list[int]:
+    mine = {os.getpid(), *_ancestors(os.getpid())}
+    return sorted(
+        int(entry.split()[1]) for entry in _processes(session) if int(entry.split()[1]) not in mine
+    )
+
+
+def _ancestors(pid: int) -> list[int]:
+    found = []
+    while pid > 1 and len(found) < 64:
+        pid = _stat(pid)[1]
+        found.append(pid)
+    return found
+
+
+def _runc_containers(session: str | None) -> list[str]:
+    if shutil.which("runc") is None:
+        return []
+    listed = subprocess.run(["runc", "list", "-q"], capture_output=True, text=True, check=False)
+    names = listed.stdout.split() if listed.returncode == 0 else []
+    return [n for n in names if n.startswith(cgroups.PREFIX) and _mine(n, session)]
+
+
+def cleanup(session: str | None = None, *, dry_run: bool = False) -> list[str]:
+    """Remove what a crashed kernel or test run left behind; say what was removed.
+
+    In this order: runc containers named ``hardway-…``; processes of the course
+    (``container=hardway``, the launcher), never this process or its ancestors; veth
+    host ends ``hw-…``; mounts with ``hardway`` in their path (deepest first); named
+    network namespaces; ``hardway-…`` cgroups (their processes are killed first).
+
+    :param session: (optional) only this ``HARDWAY_SESSION``'s leftovers (and those of
+        no session); default: everything of the course's
+    :param dry_run: only list what would go
+    """
+    removed: list[str] = []
+
+    def act(what: str, action: Callable[[], object]) -> None:
+        if not dry_run:
+            with contextlib.suppress(OSError, subprocess.SubprocessError, HardwayError):
+                action()
+        removed.append(what)
+
+    for name in _runc_containers(session):
+        act(f"runc container {name}", lambda n=name: _runc_delete(n))
+    for pid in _process_ids(session):
+        act(f"process {pid}", lambda p=pid: os.kill(p, signal.SIGKILL))
+    for entry in sorted(_links(session)):
+        name = entry.split()[2]
+        act(f"network device {name}", lambda n=name: _ip("link", "delete", n))
+    points = sorted((e.split()[1] for e in _mounts()), key=len, reverse=True)
+    for point in points if session is None else ():
+        act(f"mount {point}", lambda p=point: linux.umount2(p, linux.MNT_DETACH))
+    for entry in sorted(_netns()):
+        name = entry.rsplit(" ", 1)[1]
+        act(f"network namespace {name}", lambda n=name: _ip("netns", "delete", n))
+    for path in _cgroups(session):
+        act(f"cgroup {path}", lambda p=path: cgroups.remove_group(p))
+    return removed
+
+
+def _runc_delete(name: str) -> None:
+    subprocess.run(["runc", "delete", "--force", name], capture_output=True, check=False)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], capture_output=True, check=False)
+
+
+def _command(args: argparse.Namespace) -> int:
+    session = os.environ.get(SESSION_VARIABLE) if args.this_session else None
+    removed = cleanup(session, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for item in removed:
+        print(f"{verb} {item}")
+    print(f"{verb} {len(removed)} leftover(s)" if removed else "nothing left over")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "cleanup",
+        help="remove leftovers of crashed containers (processes, veths, mounts, cgroups, runc)",
+        description="Find and remove what the course's containers left behind: runc "
+        "containers and cgroups named hardway-…, the course's processes, hw-… veth "
+        "devices, hardway mounts and network namespaces. Prints what it removed.",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="only list what would go")
+    parser.add_argument(
+        "--this-session", action="store_true", help="only this HARDWAY_SESSION's leftovers"
+    )
+    parser.set_defaults(func=_command)

@@ -25,11 +25,13 @@ import ctypes
 import errno
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 
-from hardway.errors import PrivilegeError
+from hardway.errors import DOCTOR_HINT, PrivilegeError
 
 __all__ = [
+    "CAPABILITIES",
     "CLONE_NEWCGROUP",
     "CLONE_NEWIPC",
     "CLONE_NEWNET",
@@ -37,6 +39,7 @@ __all__ = [
     "CLONE_NEWPID",
     "CLONE_NEWUSER",
     "CLONE_NEWUTS",
+    "DOCKER_DEFAULT_CAPS",
     "MNT_DETACH",
     "MNT_EXPIRE",
     "MNT_FORCE",
@@ -53,15 +56,22 @@ __all__ = [
     "MS_SLAVE",
     "MS_UNBINDABLE",
     "NAMESPACES",
+    "PR_CAPBSET_DROP",
+    "PR_CAPBSET_READ",
     "PR_SET_DUMPABLE",
+    "PR_SET_NO_NEW_PRIVS",
     "PR_SET_PDEATHSIG",
     "UMOUNT_NOFOLLOW",
+    "bounding_set",
+    "capability_mask",
+    "drop_bounding_set",
     "flag_names",
     "gethostname",
     "mount",
     "namespace_flags",
     "pivot_root",
     "set_dumpable",
+    "set_no_new_privs",
     "set_parent_death_signal",
     "sethostname",
     "setns",
@@ -111,6 +121,77 @@ UMOUNT_NOFOLLOW = 8
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+
+#: <linux/capability.h>: each capability is one bit number
+CAPABILITIES: dict[str, int] = {
+    name: number
+    for number, name in enumerate(
+        [
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "DAC_READ_SEARCH",
+            "FOWNER",
+            "FSETID",
+            "KILL",
+            "SETGID",
+            "SETUID",
+            "SETPCAP",
+            "LINUX_IMMUTABLE",
+            "NET_BIND_SERVICE",
+            "NET_BROADCAST",
+            "NET_ADMIN",
+            "NET_RAW",
+            "IPC_LOCK",
+            "IPC_OWNER",
+            "SYS_MODULE",
+            "SYS_RAWIO",
+            "SYS_CHROOT",
+            "SYS_PTRACE",
+            "SYS_PACCT",
+            "SYS_ADMIN",
+            "SYS_BOOT",
+            "SYS_NICE",
+            "SYS_RESOURCE",
+            "SYS_TIME",
+            "SYS_TTY_CONFIG",
+            "MKNOD",
+            "LEASE",
+            "AUDIT_WRITE",
+            "AUDIT_CONTROL",
+            "SETFCAP",
+            "MAC_OVERRIDE",
+            "MAC_ADMIN",
+            "SYSLOG",
+            "WAKE_ALARM",
+            "BLOCK_SUSPEND",
+            "AUDIT_READ",
+            "PERFMON",
+            "BPF",
+            "CHECKPOINT_RESTORE",
+        ]
+    )
+}
+#: the capabilities Docker (and runc's default spec) leave a container's root
+DOCKER_DEFAULT_CAPS = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+)
 
 #: pivot_root has no glibc wrapper: its system call number per architecture
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41}
@@ -120,7 +201,6 @@ _libc.syscall.restype = ctypes.c_long
 
 _ADMIN = "root (CAP_SYS_ADMIN)"
 _USERNS = "permission to create user namespaces (root, or unprivileged user namespaces enabled)"
-_DOCTOR = "python -m hardway doctor   (it shows which privileges this machine grants, and how)"
 
 Pathish = str | os.PathLike[str]
 
@@ -158,7 +238,7 @@ def _check(result: int, call: str, needs: str = _ADMIN, hint: str = "") -> None:
         exc = PrivilegeError(
             f"{call} was refused (EPERM): it needs {needs}, and this process ({who}) "
             "does not have it here",
-            fix=_DOCTOR,
+            fix=DOCTOR_HINT,
         )
         exc.errno, exc.strerror = errno.EPERM, os.strerror(errno.EPERM)
         raise exc
@@ -289,6 +369,58 @@ def set_parent_death_signal(signum: int) -> None:
     have died before the call.
     """
     _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signum)), "prctl")
+
+
+def set_no_new_privs() -> None:
+    """``prctl(PR_SET_NO_NEW_PRIVS, 1)``: from now on no ``execve`` can grant privileges —
+    set-user-ID bits and file capabilities are ignored. It cannot be unset, and it is
+    inherited by every child: what Docker's ``no-new-privileges`` and runc's
+    ``noNewPrivileges`` do.
+    """
+    _check(_libc.prctl(ctypes.c_int(PR_SET_NO_NEW_PRIVS), ctypes.c_ulong(1), 0, 0, 0), "prctl")
+
+
+def _last_cap() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        return max(CAPABILITIES.values())
+
+
+def bounding_set() -> list[str]:
+    """The capabilities still in this thread's bounding set (``PR_CAPBSET_READ``)."""
+    names = {n: name for name, n in CAPABILITIES.items()}
+    kept = []
+    for number in range(_last_cap() + 1):
+        if _libc.prctl(ctypes.c_int(PR_CAPBSET_READ), ctypes.c_ulong(number), 0, 0, 0) == 1:
+            kept.append(names.get(number, f"CAP_{number}"))
+    return kept
+
+
+def drop_bounding_set(keep: Sequence[str]) -> None:
+    """Drop every capability but *keep* from the bounding set (``PR_CAPBSET_DROP``).
+
+    The bounding set caps what any later ``execve`` may grant: root executing a program
+    gets exactly the bounding set as its permitted and effective capabilities. Dropping
+    needs ``CAP_SETPCAP`` and cannot be undone; do it last, just before ``execve``.
+    """
+    unknown = [name for name in keep if name not in CAPABILITIES]
+    if unknown:
+        raise ValueError(f"unknown capability {unknown[0]!r}; names are like 'NET_RAW'")
+    wanted = {CAPABILITIES[name] for name in keep}
+    for number in range(_last_cap() + 1):
+        if number not in wanted:
+            result = _libc.prctl(ctypes.c_int(PR_CAPBSET_DROP), ctypes.c_ulong(number), 0, 0, 0)
+            _check(result, f"prctl(PR_CAPBSET_DROP, {number})", "CAP_SETPCAP")
+
+
+def capability_mask(names: Sequence[str]) -> int:
+    """The bit mask of *names*, as ``/proc/<pid>/status`` shows it in ``CapEff``.
+
+    >>> f"{capability_mask(DOCKER_DEFAULT_CAPS):016x}"
+    '00000000a80425fb'
+    """
+    return sum(1 << CAPABILITIES[name] for name in set(names))
 
 
 def gethostname() -> str:

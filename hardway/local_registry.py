@@ -128,11 +128,16 @@ class RegistryStatus:
     pid: int | None
     url: str
     state: Path
+    #: ``none``, ``basic`` or ``token`` (see :mod:`hardway.registry_modes`)
+    auth: str = "none"
 
     def __str__(self) -> str:
         if self.running:
             where = _display(self.state / "data")
-            return f"registry: running on {self.url} (pid {self.pid}, storage {where})"
+            return (
+                f"registry: running on {self.url} (pid {self.pid}, auth {self.auth}, "
+                f"storage {where})"
+            )
         if self.pid is not None:
             where = _display(self.state / "registry.log")
             return f"registry: not answering on {self.url} (pid {self.pid}, log {where})"
@@ -387,7 +392,16 @@ def status(port: int | None = None) -> RegistryStatus:
     paths = RegistryPaths.for_port(port)
     url = f"http://127.0.0.1:{port}"
     pid = _our_pid(paths)
-    return RegistryStatus(port, pid is not None and _answers(url), pid, url, paths.root)
+    running = pid is not None and _answers(url)
+    return RegistryStatus(port, running, pid, url, paths.root, _auth_mode(paths) if pid else "none")
+
+
+def _auth_mode(paths: RegistryPaths) -> str:
+    from hardway.registry_modes import mode_of
+
+    with contextlib.suppress(OSError):
+        return mode_of(paths.config.read_text())
+    return "none"
 
 
 def start(
@@ -419,13 +433,18 @@ def start(
             fix=f"create {needed} first, or start with RegistryConfig(auth='none')",
         )
     paths = RegistryPaths.for_port(config.port)
+    mode = {"htpasswd": "basic"}.get(config.auth, config.auth)
     _reap_finished()
+    if config.auth != "token":  # a detached token service of an earlier `--auth token`
+        from hardway.registry_modes import stop_token_service
+
+        stop_token_service(paths.root)
     with _locked(paths):
         text = render_config(config, rootdirectory=paths.data, secret=_http_secret())
         if (pid := _our_pid(paths)) is not None:
             same = paths.config.read_text() == text
             if same and _answers(config.url, timeout=2.0):
-                return RegistryStatus(config.port, True, pid, config.url, paths.root)
+                return RegistryStatus(config.port, True, pid, config.url, paths.root, mode)
             _stop_locked(paths, timeout=10.0)
         paths.pid.unlink(missing_ok=True)  # stale: its pid is dead or someone else's
         if not _port_free(config.host, config.port):
@@ -436,7 +455,7 @@ def start(
         deadline = time.monotonic() + timeout
         while (code := child.poll()) is None and time.monotonic() < deadline:
             if _answers(config.url):
-                return RegistryStatus(config.port, True, child.pid, config.url, paths.root)
+                return RegistryStatus(config.port, True, child.pid, config.url, paths.root, mode)
             time.sleep(0.05)
         if code is None:
             child.kill()
@@ -468,11 +487,15 @@ def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
     SIGTERM first, SIGKILL after ``timeout`` seconds; the process is gone (and reaped, if
     it is our child) when this returns. Stopping a stopped registry is not an error.
     """
+    from hardway.registry_modes import stop_token_service
+
     paths = RegistryPaths.for_port(default_port() if port is None else port)
     if not paths.root.is_dir():
         return False
     with _locked(paths):
-        return _stop_locked(paths, timeout)
+        stopped = _stop_locked(paths, timeout)
+    stop_token_service(paths.root)  # after the registry, which asks it nothing more
+    return stopped
 
 
 # --- the command line ------------------------------------------------------------
@@ -485,7 +508,9 @@ def _port_arg(text: str) -> int:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    current = start(args.port)
+    from hardway.registry_modes import start_mode
+
+    current = start_mode(args.port, args.auth)
     print(current)
     print(current.url)
     return 0
@@ -507,8 +532,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if current.running else 3  # LSB: 3 = program is not running
 
 
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from hardway.seed import seed_base_image
+
+    ensure_running(args.port)
+    result = seed_base_image(args.port)
+    print(f"seeded {result.reference} ({result.digest}, {result.uploaded} blobs uploaded)")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``registry start|stop|status [--port N]`` to the ``python -m hardway`` CLI."""
+    """Add ``registry start|stop|status|seed [--port N]`` to the ``python -m hardway`` CLI."""
     parser = subparsers.add_parser(
         "registry",
         help="start, stop or check the course's local registry",
@@ -520,6 +554,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("start", _cmd_start, "start it (or leave it running) and print its URL"),
         ("stop", _cmd_stop, "stop it; stopping a stopped registry is fine"),
         ("status", _cmd_status, "print its state; exit status 3 when it is not running"),
+        ("seed", _cmd_seed, "push the busybox base image as hardway/busybox:latest"),
     ):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument(
@@ -528,4 +563,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             default=None,
             help=f"TCP port on 127.0.0.1 (default: $HARDWAY_REGISTRY_PORT or {DEFAULT_PORT})",
         )
+        if name == "start":
+            action.add_argument(
+                "--auth",
+                choices=("none", "basic", "token"),
+                default="none",
+                help="none; basic (htpasswd, user learner); token (with the course's token "
+                "service as a detached process)",
+            )
         action.set_defaults(func=func)

@@ -58,6 +58,7 @@ from typing import IO, Any
 
 from hardway import linux, network
 from hardway.errors import (
+    DOCTOR_HINT,
     ContainerError,
     ContainerTimeoutError,
     IsolationError,
@@ -96,8 +97,6 @@ DEFAULT_ENV = {
 #: seconds the child may take from start to running the command
 SETUP_TIMEOUT = 15.0
 DEFAULT_TIMEOUT = 30.0
-
-_DOCTOR = "python -m hardway doctor   (it shows which privileges this machine grants, and how)"
 
 
 # -- ids: who is who inside a user namespace --------------------------------------------------
@@ -221,6 +220,14 @@ class Isolation:
     :param cwd: the working directory inside
     :param unmount_old_root: after ``pivot_root``, detach the old root (chapter 01
         turns this off once, to show why it matters)
+    :param cgroup_procs: ``cgroup.procs`` files the launcher writes its pid to first
+        (chapter 03: :attr:`hardway.cgroups.Group.procs_files`), so that every process
+        of the container is born in that cgroup
+    :param capabilities: (optional) the only capabilities left in the bounding set
+        before ``execve`` (chapter 04; e.g. :data:`hardway.linux.DOCKER_DEFAULT_CAPS`)
+    :param no_new_privs: set ``PR_SET_NO_NEW_PRIVS`` before ``execve`` (chapter 04)
+    :param run_as: (optional) ``(uid, gid)`` to become inside, last, before ``execve``
+    :param make_cwd: create *cwd* inside the root when it is missing, as Docker does
     """
 
     namespaces: Iterable[str] = ()
@@ -237,6 +244,11 @@ class Isolation:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str = "/"
     unmount_old_root: bool = True
+    cgroup_procs: Sequence[str] = ()
+    capabilities: Sequence[str] | None = None
+    no_new_privs: bool = False
+    run_as: tuple[int, int] | None = None
+    make_cwd: bool = False
 
     def __post_init__(self) -> None:
         kinds = set(self.namespaces)
@@ -248,6 +260,9 @@ class Isolation:
         set_(self, "tmpfs", tuple(self.tmpfs))
         set_(self, "uid_map", tuple(self.uid_map))
         set_(self, "gid_map", tuple(self.gid_map))
+        set_(self, "cgroup_procs", tuple(os.fspath(p) for p in self.cgroup_procs))
+        if self.capabilities is not None:
+            set_(self, "capabilities", tuple(self.capabilities))
         if self.root is not None:
             set_(self, "root", os.path.abspath(os.fspath(self.root)))
             if self.how is None:
@@ -388,6 +403,11 @@ def _plan(spec: Isolation, argv: Sequence[str] | None, call: tuple | None) -> di
         "cwd": spec.cwd,
         "env": {**DEFAULT_ENV, **spec.env},
         "argv": None if argv is None else [os.fspath(a) for a in argv],
+        "cgroup_procs": list(spec.cgroup_procs),
+        "capabilities": None if spec.capabilities is None else list(spec.capabilities),
+        "no_new_privs": spec.no_new_privs,
+        "run_as": None if spec.run_as is None else list(spec.run_as),
+        "make_cwd": spec.make_cwd,
         "call": None,
     }
     if call is not None:
@@ -588,7 +608,7 @@ def write_id_maps(pid: int, uid_map: Sequence[IdMap], gid_map: Sequence[IdMap]) 
             message = f"writing {text.strip()!r} to /proc/PID/{name} was refused ({exc.strerror})"
             if exc.errno in (errno.EPERM, errno.EACCES):
                 refused = PrivilegeError(
-                    message + ": without root you may map only your own id, once", fix=_DOCTOR
+                    message + ": without root you may map only your own id, once", fix=DOCTOR_HINT
                 )
                 refused.errno = errno.EPERM
                 raise refused from None
@@ -600,7 +620,7 @@ def _child_error(event: dict[str, Any], plan: dict[str, Any]) -> Exception:
     step, message, number = event["step"], event["message"], event.get("errno")
     if event.get("privilege"):
         text = message if "EPERM" in message else f"{step}: {message} (EPERM): it needs root"
-        exc = PrivilegeError(text, fix=event.get("fix") or _DOCTOR)
+        exc = PrivilegeError(text, fix=event.get("fix") or DOCTOR_HINT)
         exc.errno = errno.EPERM
         return exc
     if step == "exec" and number == errno.ENOENT:
@@ -652,7 +672,13 @@ def run(
     :raises PrivilegeError: a step needs a privilege this process lacks
     :raises ContainerError: a step failed (``.step`` says which)
     """
-    plan = _plan(spec, argv, None)
+    return _run_plan(_plan(spec, argv, None), spec, input=input, timeout=timeout)
+
+
+def _run_plan(
+    plan: dict[str, Any], spec: Isolation, *, input: str | None, timeout: float
+) -> Completed:
+    """Start a launcher for *plan*, wait for its command, and always clean it up."""
     stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
     child = _Child(plan, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, spec=spec)
     try:
@@ -734,15 +760,8 @@ class Container:
         """Run *argv* inside the running container — its namespaces (``setns``, as
         ``nsenter`` does), its root, its environment — and wait for it."""
         plan = self._join_plan(argv, None)
-        stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
         spec = dataclasses.replace(self.spec, veth=False)
-        child = _Child(plan, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, spec=spec)
-        try:
-            child.setup(until_running=False)
-            out, err = _communicate(child, input, timeout)
-            return Completed(tuple(plan["argv"]), child.popen.returncode, out, err)
-        finally:
-            child.close()
+        return _run_plan(plan, spec, input=input, timeout=timeout)
 
     def logs(self) -> Completed:
         """What the container has printed so far (its exit status: -1 while running)."""

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
-from hardway.errors import MissingToolError, NetworkError, PrivilegeError
+from hardway.errors import DOCTOR_HINT, MissingToolError, NetworkError, PrivilegeError
 
 __all__ = [
     "POOL",
@@ -64,7 +64,6 @@ NAME_PREFIX = "hw-"
 INSIDE_NAME = "eth0"
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
-_DOCTOR = "python -m hardway doctor   (it shows which privileges this machine grants, and how)"
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
@@ -132,7 +131,7 @@ def _ip(*args: str, ip: str | None = None) -> str:
             refused = PrivilegeError(
                 f"{command}: {problem}: creating a veth pair needs root (CAP_NET_ADMIN "
                 "in the host's network namespace)",
-                fix=_DOCTOR,
+                fix=DOCTOR_HINT,
             )
             refused.errno = errno.EPERM
             raise refused

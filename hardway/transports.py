@@ -9,9 +9,12 @@ such a name and hand the work to the module of that place::
     docker-archive:FILE[:REF]     a docker save / load tarball   (hardway.archive)
                                   REF is name:tag, or @N for the N-th image
 
+    docker://REF                  an image in a registry         (hardway.registry)
+                                  REF is a reference: host/repo:tag, busybox, …@sha256:…
+
 As in skopeo, the details are split at their *first* colon, so a directory name cannot
-hold one. Chapter 07 adds ``docker://HOST/REPO:TAG`` (a registry) with
-:func:`register_transport`; nothing here needs to change for it.
+hold one. ``docker://`` was added in chapter 07 with :func:`register_transport`; its
+options (credentials, ``--insecure``) come from :func:`hardway.registry.using`.
 """
 
 from __future__ import annotations
@@ -82,8 +85,6 @@ def parse_image_name(text: str) -> ImageName:
     if not colon or name not in TRANSPORTS:
         known = ", ".join(t.example or f"{t.name}:…" for t in TRANSPORTS.values())
         why = "has no transport" if not colon else f"names an unknown transport {name!r}"
-        if name == "docker":
-            why += " (the registry transport docker:// comes with chapter 07)"
         raise BadImageNameError(f"{text!r} {why}", fix=f"write one of: {known}")
     return TRANSPORTS[name].parse(details)
 
@@ -142,4 +143,33 @@ register_transport(
         _write_archive,
         "docker-archive:FILE[:REF]",
     )
+)
+
+
+def _parse_docker(details: str) -> ImageName:
+    from hardway.reference import parse_reference
+
+    if not details.startswith("//"):
+        raise BadImageNameError(
+            f"docker:{details} should be docker://REF", fix="docker://HOST/REPO:TAG"
+        )
+    return ImageName("docker", "//" + str(parse_reference(details[2:])))
+
+
+def _read_docker(name: ImageName, platform: Platform | None) -> Image:
+    from hardway import registry
+
+    changes = {"platform": platform} if platform is not None else {}
+    return registry.pull(name.path[2:], **changes)
+
+
+def _write_docker(image: Image, name: ImageName) -> Descriptor:
+    from hardway import registry
+
+    digest = registry.push(image, name.path[2:])
+    return Descriptor(image.manifest().media_type, digest, len(image.raw_manifest()))
+
+
+register_transport(
+    Transport("docker", _parse_docker, _read_docker, _write_docker, "docker://HOST/REPO[:TAG]")
 )

@@ -218,3 +218,168 @@ def test_usable_controllers_for_real_leave_nothing_behind() -> None:
     usable = usable_controllers(mode, ("memory", "cpu", "pids"))
     assert all(usable.values()), usable
     assert {p: sorted(os.listdir(p)) for p in parents} == before
+
+
+# -- groups: limits, stats, removal -----------------------------------------------------------
+# The v2 path runs against a fake tree: a tmp directory laid out like a cgroup2 mount, with
+# the files the kernel would create filled in by the test the way the kernel fills them.
+
+from hardway import cgroups, limits  # noqa: E402
+from hardway.cgroups import Group, find_delegation, require_delegation  # noqa: E402
+from hardway.errors import CgroupError, DelegationError  # noqa: E402
+from hardway.limits import Limits  # noqa: E402
+
+
+def test_limits_doctests() -> None:
+    assert doctest.testmod(limits).failed == 0
+
+
+def _fake_v2(root: Path) -> CgroupMode:
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids\n")
+    (root / "cgroup.subtree_control").write_text("")
+    return detect(V2, root=root)
+
+
+def test_v2_group_writes_limits_and_reads_events(tmp_path: Path) -> None:
+    mode = _fake_v2(tmp_path)
+    group = Group(Limits(memory="32M", cpus=0.5, pids=16), label="fake", mode=mode)
+    assert group.version == "v2" and group.name.startswith("hardway-fake-")
+    (directory,) = group.directories
+    assert directory.parent == tmp_path
+    with group:
+        assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+        assert (directory / "memory.max").read_text() == f"{32 << 20}\n"
+        assert (directory / "cpu.max").read_text() == "50000 100000\n"
+        assert (directory / "pids.max").read_text() == "16\n"
+        group.add(4242)
+        assert (directory / "cgroup.procs").read_text() == "4242\n"
+        # what the kernel would write after an OOM kill, throttling and a refused fork
+        (directory / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\n")
+        (directory / "memory.current").write_text("1234\n")
+        (directory / "cpu.stat").write_text(
+            "usage_usec 900\nuser_usec 800\nsystem_usec 100\nnr_periods 10\n"
+            "nr_throttled 4\nthrottled_usec 300\n"
+        )
+        (directory / "pids.current").write_text("16\n")
+        (directory / "pids.events").write_text("max 5\n")
+        (directory / "cgroup.procs").write_text("")  # the process has left
+        stats = group.stats()
+    assert (stats.oom_kills, stats.memory_limit_hits, stats.memory_max) == (1, 7, 32 << 20)
+    assert (stats.nr_periods, stats.nr_throttled, stats.throttled_usec) == (10, 4, 300)
+    assert (stats.pids_current, stats.pids_max, stats.pids_refused) == (16, 16, 5)
+    assert stats.oom_killed and stats.throttled and stats.pids_limited
+    bundle = stats._repr_mimebundle_()
+    assert "OOM kills" in bundle["text/plain"] and bundle["text/html"].startswith("<table>")
+    assert not directory.exists()
+
+
+def test_v2_controllers_already_enabled_are_not_rewritten(tmp_path: Path) -> None:
+    mode = _fake_v2(tmp_path)
+    (tmp_path / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    with Group(Limits(cpu_weight=50), mode=mode) as group:
+        (directory,) = group.directories
+        assert (directory / "cpu.weight").read_text() == "50\n"
+        assert not (directory / "memory.max").exists()
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "cpu memory pids\n"
+
+
+def test_a_machine_without_the_controllers_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu io\n")
+    with pytest.raises(CgroupError, match="memory, cpu and pids"):
+        Group(Limits(memory="1M"), mode=detect(V2, root=tmp_path))
+
+
+def _delegated_tree(root: Path, uid: int) -> tuple[CgroupMode, str]:
+    mode = _fake_v2(root)
+    service = root / "user.slice" / f"user-{uid}.slice" / f"user@{uid}.service"
+    scope = service / "app.slice" / "jupyter.scope"
+    scope.mkdir(parents=True)
+    for directory in (service, service / "app.slice", scope):
+        for name in ("cgroup.procs", "cgroup.subtree_control"):
+            (directory / name).write_text("")
+    (service / "cgroup.controllers").write_text("memory pids\n")
+    return mode, f"0::/user.slice/user-{uid}.slice/user@{uid}.service/app.slice/jupyter.scope\n"
+
+
+def test_delegation_is_found_at_the_top_of_the_owned_subtree(tmp_path: Path) -> None:
+    uid = os.geteuid()
+    mode, proc_self = _delegated_tree(tmp_path, uid)
+    # the fake tree belongs to us all the way up: make the slices look like root's by
+    # asking for another uid's view of the files they own
+    found = find_delegation(mode, proc_self, uid)
+    assert found is not None and found.is_relative_to(tmp_path)
+    assert find_delegation(mode, proc_self, uid + 12345) is None  # nothing owned by them
+    assert find_delegation(mode, "0::/\n", uid + 12345) is None
+
+
+def test_delegation_without_cpu_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    mode, proc_self = _delegated_tree(tmp_path, os.geteuid())
+    service = next(tmp_path.rglob("user@*.service"))
+    monkeypatch.setattr(cgroups, "find_delegation", lambda *a, **k: service)
+    with pytest.raises(DelegationError, match="lacks the controller") as info:
+        require_delegation(mode, proc_self)
+    assert "Delegate=" in str(info.value)
+    (service / "cgroup.controllers").write_text("cpu memory pids\n")
+    assert require_delegation(mode, proc_self) == service
+
+
+def test_v1_is_never_delegated(tmp_path: Path) -> None:
+    with pytest.raises(DelegationError, match="cannot be delegated") as info:
+        require_delegation(detect(V1, root=tmp_path))
+    assert isinstance(info.value, PermissionError)
+
+
+def test_v1_group_layout_on_a_fake_tree(tmp_path: Path) -> None:
+    mode = _fake_hybrid(tmp_path)
+    group = Group(Limits(memory="8M", cpus=0.25, pids=4), mode=mode, parent="/")
+    assert group.version == "v1"
+    with group:
+        assert (tmp_path / "memory" / group.name / "memory.limit_in_bytes").read_text() == (
+            f"{8 << 20}\n"
+        )
+        cpu = tmp_path / "cpu,cpuacct" / group.name
+        assert (cpu / "cpu.cfs_quota_us").read_text() == "25000\n"
+        (tmp_path / "memory" / group.name / "memory.oom_control").write_text(
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"
+        )
+        (cpu / "cpu.stat").write_text("nr_periods 5\nnr_throttled 3\nthrottled_time 7000\n")
+        stats = group.stats()
+        assert cgroups.find_groups(mode) == sorted(group.directories)
+    assert (stats.oom_kills, stats.nr_throttled, stats.throttled_usec) == (2, 3, 7)
+    assert cgroups.find_groups(mode) == []
+
+
+def _run_child(group: Group, code: str) -> int:
+    """A small python child that joins *group* first, then runs *code*; its exit status."""
+    import subprocess
+    import sys
+
+    joiner = "".join(f"open({p!r}, 'w').write(str(__import__('os').getpid()));" for p in
+                     group.procs_files)  # fmt: skip
+    return subprocess.run([sys.executable, "-c", joiner + code], timeout=60).returncode
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real cgroups")
+def test_real_memory_limit_gets_a_hog_oom_killed() -> None:
+    with Group(Limits(memory="48M"), label="test-hog") as group:
+        code = _run_child(group, "b = bytearray(200 << 20)")
+        stats = group.stats()
+    assert code == -9  # SIGKILL from the OOM killer
+    assert stats.oom_killed, stats
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real cgroups")
+def test_real_cpu_quota_throttles_and_pids_limit_refuses_forks() -> None:
+    with Group(Limits(cpus=0.1, pids=8), label="test-cpu") as group:
+        busy = "import time\nend = time.monotonic() + 0.6\nwhile time.monotonic() < end: pass\n"
+        assert _run_child(group, busy) == 0
+        bomb = (
+            "import os, time\nkids = []\nfor _ in range(20):\n    try:\n"
+            "        pid = os.fork()\n    except OSError:\n        break\n"
+            "    if pid == 0:\n        time.sleep(5); os._exit(0)\n    kids.append(pid)\n"
+            "print(len(kids))\n"
+        )
+        _run_child(group, bomb)
+        stats = group.stats()
+    assert stats.throttled, stats
+    assert stats.pids_limited and stats.pids_max == 8, stats

@@ -344,7 +344,7 @@ def test_a_tampered_layer_is_refused_before_anything_is_unpacked(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["inspect", "docker://example.com/x:1"], "comes with chapter 07"),
+        (["inspect", "docker:example.com/x:1"], "should be docker://REF"),
         (
             ["image", "from-dir", ".", "oci:x:y", "--format", "docker", "--compression", "zstd"],
             "no zstd layer type",

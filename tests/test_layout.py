@@ -327,7 +327,7 @@ def test_we_read_skopeos_archive_with_its_symlinks(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("layout", "has no transport"),
-        ("docker://registry/x:1", "comes with chapter 07"),
+        ("docker:registry/x:1", "should be docker://REF"),
         ("tarball:x.tar", "unknown transport 'tarball'"),
         ("oci::tag", "has no path"),
         ("docker-archive:x.tar:", "names nothing"),

@@ -1,0 +1,75 @@
+"""hardway.registry_errors
+~~~~~~~~~~~~~~~~~~~~~~~~
+
+The errors a registry answers with (chapters 07–08), as exceptions. They subclass
+``requests.HTTPError`` (code that catches HTTP errors catches these too), which is why
+they live apart from :mod:`hardway.errors`: importing ``requests`` is too slow for the
+container launcher, which needs the other errors. ``from hardway.errors import
+RegistryError`` still works; it loads this module on first use.
+"""
+
+from __future__ import annotations
+
+import requests
+
+from hardway.errors import _TEMPORARY, Diagnostic, HardwayError
+
+__all__ = ["RegistryError", "RegistryNotFoundError", "UnauthorizedError"]
+
+
+class RegistryError(HardwayError, requests.HTTPError):
+    """The registry answered with an error: a status code and its JSON diagnostics.
+
+    Like go-containerregistry's ``transport.Error``: :attr:`status_code`,
+    :attr:`request`, :attr:`response`, :attr:`diagnostics` (the spec's ``code``,
+    ``message``, ``detail``) and :attr:`temporary` (is a retry worth it?).
+
+    >>> e = RegistryError("GET /v2/x/manifests/v9", status_code=404,
+    ...                   diagnostics=[Diagnostic("MANIFEST_UNKNOWN", "manifest unknown")])
+    >>> e.code, e.temporary
+    ('MANIFEST_UNKNOWN', False)
+    >>> print(e)  # doctest: +NORMALIZE_WHITESPACE
+    GET /v2/x/manifests/v9: 404 MANIFEST_UNKNOWN: no manifest with that tag or digest in
+    this repository (registry says: manifest unknown)
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        status_code: int | None = None,
+        diagnostics: list[Diagnostic] | tuple[Diagnostic, ...] = (),
+        response: object = None,
+        request: object = None,
+        fix: str | None = None,
+    ) -> None:
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        self.status_code = status_code
+        why = "; ".join(d.explain() for d in self.diagnostics)
+        status = f"{status_code} " if status_code is not None else ""
+        message = f"{what}: {status}{why}".rstrip(": ") if why or status else what
+        super().__init__(message, fix=fix)
+        self.response = response
+        self.request = request if request is not None else getattr(response, "request", None)
+
+    @property
+    def code(self) -> str | None:
+        """The first diagnostic's code (``MANIFEST_UNKNOWN``, ``DENIED``, …), if any."""
+        return self.diagnostics[0].code if self.diagnostics else None
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(d.code for d in self.diagnostics)
+
+    @property
+    def temporary(self) -> bool:
+        """True when the same request may succeed later (429, 5xx, timeouts)."""
+        return self.status_code in _TEMPORARY or "TOOMANYREQUESTS" in self.codes
+
+
+class UnauthorizedError(RegistryError):
+    """401 or 403: credentials missing or wrong, or the token does not grant the scope."""
+
+
+class RegistryNotFoundError(RegistryError, LookupError):
+    """404: no such repository, manifest, blob or upload session."""

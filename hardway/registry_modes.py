@@ -1,0 +1,178 @@
+"""hardway.registry_modes
+~~~~~~~~~~~~~~~~~~~~~~~
+
+The course's registry in its three auth modes, as ``registry start --auth none|basic|token``
+starts it. ``none`` is Distribution with no ``auth`` section. ``basic`` is its
+``htpasswd`` mode with the course's user (``learner``/``containers``). ``token`` is its
+``auth: token`` mode: the registry checks JWTs signed by the course's token service
+(:mod:`hardway.tokenserver`), which runs as a *detached* process of its own, so that it
+outlives the shell or notebook that started it, just as the registry does.
+
+Why a separate process with a pid file rather than a thread: ``registry start`` returns
+at once, and ``registry stop`` (maybe from another terminal) must be able to find and end
+the token service. Its files sit next to the registry's::
+
+    .state/registry/<port>/htpasswd           the course's user (bcrypt)
+    .state/registry/<port>/token.pem          the certificate the registry trusts
+    .state/registry/<port>/tokenserver.realm  the URL it listens on, written once it does
+    .state/registry/<port>/tokenserver.pid
+    .state/registry/<port>/tokenserver.log
+
+>>> mode_of("auth:\\n  token:\\n    realm: http://127.0.0.1:1/token\\n")
+'token'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hardway.errors import RegistryConfigError, RegistryServerError
+
+__all__ = ["MODES", "mode_of", "start_mode", "stop_token_service", "token_service_pid"]
+
+#: what ``--auth`` accepts, and the Distribution auth each one becomes
+MODES = {"none": "none", "basic": "htpasswd", "token": "token"}
+
+
+def mode_of(config_text: str) -> str:
+    """The ``--auth`` mode a rendered ``config.yml`` runs: ``none``, ``basic`` or ``token``."""
+    lines = config_text.splitlines()
+    if "auth:" not in lines:
+        return "none"
+    if "  htpasswd:" in lines:
+        return "basic"
+    return "token" if "  token:" in lines else "none"
+
+
+def _files(root: Path) -> dict[str, Path]:
+    names = ("htpasswd", "token.pem", "tokenserver.realm", "tokenserver.pid", "tokenserver.log")
+    return {name.removeprefix("tokenserver."): root / name for name in names}
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]]
+
+
+def token_service_pid(root: Path) -> int | None:
+    """The pid of the token service of the registry whose state is ``root``, if it runs."""
+    files = _files(root)
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(files["pid"].read_text().strip())
+        argv = _argv(pid)
+        if argv[1:4] == ["-m", "hardway.tokenserver", "serve"] and str(files["htpasswd"]) in argv:
+            return pid
+    return None
+
+
+def stop_token_service(root: Path, timeout: float = 5.0) -> bool:
+    """SIGTERM (then SIGKILL) the detached token service; ``True`` if one was running.
+
+    As for the registry, the signal goes through a pidfd opened before the pid is checked.
+    """
+    files = _files(root)
+    try:
+        pid = int(files["pid"].read_text().strip())
+        pidfd = os.pidfd_open(pid)
+    except (OSError, ValueError):
+        files["pid"].unlink(missing_ok=True)
+        return False
+    try:
+        if token_service_pid(root) != pid:
+            return False
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _argv(pid):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)  # our child (CLI, tests): reap it
+                time.sleep(0.02)
+            if not _argv(pid):
+                break
+        return True
+    finally:
+        os.close(pidfd)
+        files["pid"].unlink(missing_ok=True)
+        files["realm"].unlink(missing_ok=True)
+
+
+def _start_token_service(root: Path, timeout: float = 15.0) -> str:
+    """Spawn ``python -m hardway.tokenserver serve`` detached; return its realm URL."""
+    files = _files(root)
+    files["realm"].unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "hardway.tokenserver", "serve"]
+    argv += ["--htpasswd", str(files["htpasswd"]), "--cert", str(files["token.pem"])]
+    argv += ["--realm-file", str(files["realm"])]
+    with open(files["log"], "ab") as log:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=root,
+        )
+    files["pid"].write_text(f"{child.pid}\n")
+    deadline = time.monotonic() + timeout
+    while child.poll() is None and time.monotonic() < deadline:
+        if files["realm"].is_file() and (realm := files["realm"].read_text().strip()):
+            return realm
+        time.sleep(0.05)
+    code = child.poll()
+    if code is None:
+        child.kill()
+    child.wait()
+    files["pid"].unlink(missing_ok=True)
+    raise RegistryServerError(
+        f"the token service did not start (exit status {code}); see {files['log']}",
+        fix=f"less {files['log']}",
+    )
+
+
+def start_mode(port: int | None = None, auth: str = "none", *, timeout: float = 15.0):
+    """Start the registry on ``port`` in ``auth`` mode (idempotent: the same mode running
+    is left alone; another mode is stopped first, token service included).
+
+    :param auth: ``"none"``, ``"basic"`` (htpasswd) or ``"token"``
+    :rtype: hardway.local_registry.RegistryStatus
+    """
+    from hardway import local_registry
+    from hardway.registry_config import RegistryConfig, default_port
+    from hardway.tokenserver import DEFAULT_USERS, write_htpasswd
+
+    if auth not in MODES:
+        raise RegistryConfigError(f"auth={auth!r} is not one of {tuple(MODES)}")
+    port = default_port() if port is None else port
+    current = local_registry.status(port)
+    root = current.state
+    alive = token_service_pid(root) is not None
+    if current.running and current.auth == auth and (auth != "token" or alive):
+        return current
+    local_registry.stop(port)  # stops the token service too
+    if auth == "none":
+        return local_registry.start(port, timeout=timeout)
+    root.mkdir(parents=True, exist_ok=True)
+    htpasswd = write_htpasswd(_files(root)["htpasswd"], DEFAULT_USERS)
+    if auth == "basic":
+        config = RegistryConfig(port=port, auth="htpasswd", htpasswd=htpasswd)
+        return local_registry.start(port, timeout=timeout, config=config)
+    realm = _start_token_service(root)
+    # service and issuer: RegistryConfig's defaults are TokenService's
+    config = RegistryConfig(
+        port=port, auth="token", realm=realm, rootcertbundle=_files(root)["token.pem"]
+    )
+    try:
+        return local_registry.start(port, timeout=timeout, config=config)
+    except BaseException:
+        stop_token_service(root)
+        raise

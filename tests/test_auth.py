@@ -1,0 +1,176 @@
+"""Auth: WWW-Authenticate parsing, scopes, docker config.json and credential helpers, and
+round trips against the real registry in htpasswd (basic) and token mode, with the
+course's token service, judged by skopeo."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hardway import registry as client
+from hardway.auth import BearerAuth, Credentials, load_credentials, merge_scopes, parse_challenges
+from hardway.cli import main
+from hardway.digest import sha256_digest
+from hardway.errors import UnauthorizedError
+from hardway.testing import random_image
+from hardway.tokenserver import decode_jwt, start_secured
+
+GOOD = Credentials("learner", "containers")
+
+
+def test_challenges_with_quoted_commas_escapes_and_several_schemes() -> None:
+    header = (
+        'Bearer realm="https://auth.example/token",service="reg",'
+        'scope="repository:a/b:pull,push repository:c:pull",error="insufficient_scope", '
+        'Basic realm="say \\"hi\\", please"'
+    )
+    bearer, basic = parse_challenges(header)
+    assert bearer.scheme == "bearer" and bearer.params["realm"] == "https://auth.example/token"
+    assert bearer.params["scope"] == "repository:a/b:pull,push repository:c:pull"
+    assert bearer.params["error"] == "insufficient_scope"
+    assert basic.params == {"realm": 'say "hi", please'}
+    assert parse_challenges("Basic realm=hardway") == parse_challenges('basic   realm="hardway"')
+
+
+def test_scopes_merge_with_push_first() -> None:
+    merged = merge_scopes("repository:base:pull", "repository:app:pull", ["repository:app:push"])
+    assert merged == ["repository:app:pull,push", "repository:base:pull"]
+
+
+def test_secrets_never_show_in_reprs() -> None:
+    creds = Credentials("me", "hunter2", identity_token="idtok")
+    auth = BearerAuth(creds)
+    for text in (repr(creds), repr(auth), str(creds)):
+        assert "hunter2" not in text and "idtok" not in text
+
+
+def test_config_json_auths_identity_tokens_and_credential_helpers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helper = tmp_path / "bin" / "docker-credential-fake"
+    helper.parent.mkdir()
+    helper.write_text(
+        '#!/bin/sh\nread host\n[ "$1" = get ] || exit 1\n'
+        'echo "{\\"ServerURL\\":\\"$host\\",\\"Username\\":\\"h\\",\\"Secret\\":\\"s-$host\\"}"\n'
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:{Path('/usr/bin')}:{Path('/bin')}")
+    config = {
+        "auths": {
+            "127.0.0.1:5000": {"auth": base64.b64encode(b"learner:pw:with:colons").decode()},
+            "https://index.docker.io/v1/": {"identitytoken": "refresh-me"},
+        },
+        "credHelpers": {"helped.example": "fake"},
+        "credsStore": "fake",
+    }
+    authfile = tmp_path / "config.json"
+    authfile.write_text(json.dumps(config))
+    assert load_credentials("127.0.0.1:5000", authfile=authfile) == Credentials(
+        "learner", "pw:with:colons"
+    )
+    assert load_credentials("docker.io", authfile=authfile).identity_token == "refresh-me"
+    assert load_credentials("helped.example", authfile=authfile) == Credentials(
+        "h", "s-helped.example"
+    )
+    assert load_credentials("other.example", authfile=authfile).password == "s-other.example"
+
+
+@pytest.fixture(scope="module", params=["basic", "token"])
+def secured(request, tmp_path_factory: pytest.TempPathFactory):
+    from conftest import find_free_port
+
+    started = start_secured(
+        find_free_port(), request.param, directory=tmp_path_factory.mktemp(request.param)
+    )
+    yield started
+    started.stop()
+
+
+def test_round_trip_with_credentials_and_a_clear_error_without(
+    secured, tmp_path: Path, capsys
+) -> None:
+    image = random_image(5000, 2, seed=801)
+    ref = f"{secured.host}/app/auth:v1"
+    assert client.push(image, ref, credentials=GOOD) == image.digest()
+    assert client.pull(ref, credentials=GOOD).digest() == image.digest()
+    with pytest.raises(UnauthorizedError) as anonymous:
+        client.pull(ref, credentials=Credentials())
+    assert anonymous.value.status_code == 401
+    with pytest.raises(UnauthorizedError, match="refused") as wrong:
+        client.pull(ref, credentials=Credentials("learner", "wrong"))
+    assert "wrong" not in str(wrong.value), "the password is never printed"
+    authfile = tmp_path / "config.json"
+    entry = base64.b64encode(b"learner:containers").decode()
+    authfile.write_text(json.dumps({"auths": {secured.host: {"auth": entry}}}))
+    capsys.readouterr()
+    assert main(["inspect", f"docker://{ref}", "--authfile", str(authfile)]) == 0
+    assert json.loads(capsys.readouterr().out)["Digest"] == str(image.digest())
+    assert main(["inspect", f"docker://{ref}", "--creds", "learner:nope"]) == 1
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not shutil.which("skopeo"), reason="needs skopeo")
+def test_skopeo_reads_what_we_pushed_with_auth(secured, tmp_path: Path, capsys) -> None:
+    image = random_image(2000, 1, seed=802)
+    client.push(image, f"{secured.host}/judged:v1", credentials=GOOD)
+    raw = subprocess.run(
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            "learner:containers",
+            f"docker://{secured.host}/judged:v1",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert sha256_digest(raw) == image.digest()
+
+
+def test_token_mode_caches_tokens_and_grants_scopes(secured) -> None:
+    if secured.auth != "token":
+        pytest.skip("token mode only")
+    image = random_image(1000, 3, seed=803)
+    with client.client_for(f"{secured.host}/cached:v1", push=True, credentials=GOOD) as reg:
+        reg.write_image(image, "cached", "v1")
+        assert reg.auth.tokens_fetched == 1, "one token for the whole push"
+        sent = reg.bytes_uploaded
+        reg.write_image(image, "cached2", "v1", mount_from=("cached",))
+        # a new repository, then the mount source's pull scope: a re-challenge each
+        assert reg.auth.tokens_fetched == 3
+        assert reg.bytes_uploaded == sent, "every blob mounted from the first repository"
+    account, scopes, status = secured.token_service.log[-1]
+    assert (account, status) == ("learner", 200)
+    assert scopes[0].startswith("repository:cached2:") and "push" in scopes[0]
+    token = secured.token_service.issue("learner", ["repository:x:pull,push"])["token"]
+    claims = decode_jwt(token)
+    assert claims["access"] == [{"type": "repository", "name": "x", "actions": ["pull", "push"]}]
+    assert claims["aud"] == secured.token_service.service
+
+
+def test_merged_scopes_do_not_depend_on_the_order_a_registry_lists_them() -> None:
+    """Distribution lists resources and actions in Go map order; the token request may not."""
+    from itertools import permutations
+
+    from hardway.auth import merge_scopes
+
+    parts = ["repository:new:push,pull", "repository:old:pull", "repository:zzz:pull"]
+    remembered = ["repository:old:pull,push"]
+    results = {
+        tuple(merge_scopes(" ".join(order), remembered))
+        for order in permutations(
+            p.replace("push,pull", a)
+            for p, a in zip(parts, ["pull,push", "pull", "pull"], strict=True)
+        )
+    } | {tuple(merge_scopes(" ".join(order), remembered)) for order in permutations(parts)}
+    assert results == {
+        ("repository:new:pull,push", "repository:old:pull,push", "repository:zzz:pull")
+    }

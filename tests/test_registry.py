@@ -1,0 +1,274 @@
+"""The registry client against the real Distribution registry on loopback, judged by
+skopeo, umoci and runc: what we push they read, what they push we pull to the same tree,
+and what we push, pull and unpack runs. Rare error paths use a fake transport."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+
+from hardway import layout
+from hardway import registry as client
+from hardway.cli import main
+from hardway.digest import sha256_digest
+from hardway.errors import (
+    DigestMismatchError,
+    InvalidImageError,
+    RegistryError,
+    RegistryNotFoundError,
+)
+from hardway.image import OCI_MANIFEST
+from hardway.mutate import from_dir
+from hardway.registry import Registry
+from hardway.testing import random_image
+from hardway.validate import validate_image
+
+TOOLS = all(shutil.which(t) for t in ("skopeo", "umoci"))
+needs_tools = pytest.mark.skipif(not TOOLS, reason="needs skopeo and umoci")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="umoci/runc keep owners as root")
+
+
+def run(*args: object) -> subprocess.CompletedProcess[bytes]:
+    result = subprocess.run([str(a) for a in args], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    return result
+
+
+def hardway(capsys: pytest.CaptureFixture[str], *args: object, status: int = 0) -> str:
+    capsys.readouterr()
+    got = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert got == status, err
+    return out + err
+
+
+def host(status) -> str:
+    return f"127.0.0.1:{status.port}"
+
+
+@pytest.fixture(scope="module")
+def hello_layout(busybox_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busybox image that says Hello World, in an OCI layout tagged v1."""
+    work = tmp_path_factory.mktemp("hello")
+    image = from_dir(busybox_rootfs, work, cmd=["/bin/sh", "-c", "echo Hello World"])
+    layout.write_image(image, work / "layout", tag="v1")
+    return work / "layout"
+
+
+# --- round trips with the real tools ----------------------------------------------------
+
+
+@needs_tools
+def test_copy_to_registry_is_read_by_skopeo_and_copied_back(
+    registry, hello_layout: Path, tmp_path: Path, capsys
+) -> None:
+    ref = f"{host(registry)}/hello:v1"
+    hardway(capsys, "copy", f"oci:{hello_layout}:v1", f"docker://{ref}")
+    ours = layout.read_image(hello_layout, "v1").digest()
+    raw = run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}").stdout
+    assert sha256_digest(raw) == ours
+    run("skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path / 'b'}:v1")
+    assert layout.read_image(tmp_path / "b", "v1").digest() == ours
+    out = hardway(capsys, "inspect", f"docker://{ref}")
+    assert json.loads(out)["Digest"] == str(ours)
+
+
+@needs_tools
+@needs_root
+def test_pushed_by_skopeo_pulled_by_us_is_the_tree_umoci_unpacks(
+    registry, hello_layout: Path, tmp_path: Path, capsys
+) -> None:
+    from test_image_cli import snapshot
+
+    ref = f"{host(registry)}/skopeo-pushed:v1"
+    run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{hello_layout}:v1", f"docker://{ref}")
+    hardway(capsys, "pull", ref, tmp_path / "ours")
+    run("skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path / 'u'}:v1")
+    run("umoci", "unpack", "--image", f"{tmp_path / 'u'}:v1", tmp_path / "bundle")
+    assert snapshot(tmp_path / "ours", owners=True) == snapshot(
+        tmp_path / "bundle" / "rootfs", owners=True
+    )
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("runc"), reason="needs runc")
+def test_pushed_pulled_unpacked_image_runs_under_runc(
+    registry, hello_layout: Path, tmp_path: Path, capsys
+) -> None:
+    ref = f"{host(registry)}/hello-runc:v1"
+    hardway(capsys, "copy", f"oci:{hello_layout}:v1", f"docker://{ref}")
+    bundle = tmp_path / "bundle"
+    hardway(capsys, "pull", ref, bundle / "rootfs")
+    run("runc", "spec", "--bundle", bundle)
+    spec = json.loads((bundle / "config.json").read_text())
+    config = client.pull(ref).config().config
+    spec["process"].update(terminal=False, args=[*(config.entrypoint or ()), *(config.cmd or ())])
+    (bundle / "config.json").write_text(json.dumps(spec))
+    name = f"hardway-test-{uuid.uuid4().hex[:8]}"
+    result = run("runc", "run", "--bundle", bundle, name)
+    assert result.stdout.decode().strip() == "Hello World"
+
+
+# --- what goes over the wire -------------------------------------------------------------
+
+
+def test_second_push_uploads_nothing_and_a_base_layer_is_mounted(registry, tmp_path: Path) -> None:
+    base = random_image(50_000, 1, seed=701)
+    client.push(base, f"{host(registry)}/mount-base:v1")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "hello.txt").write_text("hello\n")
+    (tmp_path / "work").mkdir()
+    app = from_dir(tmp_path / "app", tmp_path / "work", base=base)
+    with Registry(host(registry)) as reg:
+        reg.write_image(app, "mount-app", "v1", mount_from=("mount-base",))
+        top, config = app.layers()[-1], app.manifest().config
+        assert reg.bytes_uploaded == top.size + config.size, "the base layer was mounted"
+        assert reg.requests["POST upload"] == 3  # mount (201), the top layer, the config
+        assert reg.requests["PUT upload"] == 2
+    with Registry(host(registry)) as again:
+        assert again.write_image(app, "mount-app", "v1") == app.digest()
+        assert again.bytes_uploaded == 0
+        assert again.requests["HEAD blob"] == 3
+        assert "POST upload" not in again.requests and "PATCH upload" not in again.requests
+    assert validate_image(client.pull(f"{host(registry)}/mount-app:v1")) is None
+
+
+def test_chunked_upload_honours_min_length_and_resumes_from_range(registry) -> None:
+    blob = os.urandom(250_000)
+    digest = sha256_digest(blob)
+    with Registry(host(registry)) as reg:
+        location, _ = reg.start_upload("chunked")
+        first = reg.session.patch(
+            location,
+            data=blob[:100_000],
+            headers={"Content-Range": "0-99999", "Content-Type": "application/octet-stream"},
+        )
+        assert first.status_code == 202 and first.headers["Range"] == "0-99999"
+        location = requests.compat.urljoin(first.url, first.headers["Location"])
+        reg.upload_chunked(
+            location, lambda: io.BytesIO(blob), digest, len(blob), chunk_size=64 << 10, resume=True
+        )
+        assert reg.bytes_uploaded == 150_000, "only the bytes after the reported Range"
+        assert reg.requests["PATCH upload"] == 3  # 65536 + 65536 + 18928
+        assert reg.has_blob("chunked", digest)
+        with reg.open_blob("chunked", digest, len(blob)) as back:
+            assert back.read() == blob
+
+
+def test_tags_are_listed(registry) -> None:
+    """Distribution 2.8 ignores ``n`` (pagination came in 3.0): one page holds them all."""
+    image = random_image(100, 1, seed=702)
+    with Registry(host(registry)) as reg:
+        for tag in ("a", "b", "c"):
+            reg.write_image(image, "paged", tag)
+        assert sorted(reg.tags("paged", page_size=1)) == ["a", "b", "c"]
+
+
+class PagedTags(BaseAdapter):
+    """A registry that pages tags one at a time with ``Link: <…>; rel="next"``."""
+
+    def send(self, request, **kwargs):
+        url = urlsplit(request.url)
+        last = dict(parse_qsl(url.query)).get("last", "")
+        tags = [t for t in ("a", "b", "c") if t > last][:1]
+        response = requests.Response()
+        response.status_code, response.request, response.url = 200, request, request.url
+        response._content = json.dumps({"name": "x", "tags": tags}).encode()
+        if tags and tags[0] != "c":
+            response.headers["Link"] = f'</v2/x/tags/list?n=1&last={tags[0]}>; rel="next"'
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_tags_follow_link_pagination() -> None:
+    reg = Registry("registry.invalid")
+    reg.session.mount("https://", PagedTags())
+    assert reg.tags("x", page_size=1) == ["a", "b", "c"]
+    assert reg.requests["GET tags"] == 3
+
+
+def test_a_corrupted_blob_is_rejected_and_nothing_is_unpacked(
+    registry, tmp_path: Path, capsys
+) -> None:
+    image = random_image(20_000, 2, seed=703)
+    client.push(image, f"{host(registry)}/corrupt:v1")
+    layer = image.layers()[1]
+    blobs = registry.state / "data" / "docker" / "registry" / "v2" / "blobs"
+    data = blobs / "sha256" / layer.digest.encoded[:2] / layer.digest.encoded / "data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    out = hardway(capsys, "pull", f"{host(registry)}/corrupt:v1", tmp_path / "root", status=1)
+    assert "corrupt or was tampered with" in out
+    assert not any((tmp_path / "root").iterdir())
+    with pytest.raises(DigestMismatchError):
+        client.pull(f"{host(registry)}/corrupt:v1").layers()[1].compressed().read()
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def test_registry_errors_are_typed_with_their_codes(registry) -> None:
+    with Registry(host(registry)) as reg:
+        with pytest.raises(RegistryNotFoundError) as missing:
+            reg.get_manifest("nothing-here", "v1")
+        assert missing.value.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN")
+        assert isinstance(missing.value, requests.HTTPError) and missing.value.status_code == 404
+        image = random_image(100, 1, seed=704)
+        with pytest.raises(RegistryError) as invalid:
+            reg.put_manifest("orphan", "v1", image.raw_manifest(), OCI_MANIFEST)
+        assert invalid.value.code == "MANIFEST_BLOB_UNKNOWN"
+        assert "push every layer" in str(invalid.value)
+        assert not invalid.value.temporary
+
+
+class FakeAdapter(BaseAdapter):
+    """Answers every request with one canned response."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        super().__init__()
+        self.status, self.body, self.headers = status, body, headers
+
+    def send(self, request, **kwargs):
+        response = requests.Response()
+        response.status_code, response.request, response.url = self.status, request, request.url
+        response._content = self.body
+        response.headers.update(self.headers)
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def fake(status: int, body: object, **headers: str) -> Registry:
+    reg = Registry("registry.invalid")
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    reg.session.mount("https://", FakeAdapter(status, data, headers))
+    return reg
+
+
+def test_rare_errors_from_a_fake_transport() -> None:
+    busy = {"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down", "detail": None}]}
+    with pytest.raises(RegistryError) as error:
+        fake(429, busy, **{"Retry-After": "3"}).ping()
+    assert error.value.temporary and error.value.code == "TOOMANYREQUESTS"
+    assert "too many requests" in str(error.value)
+    manifest = random_image(10, 1, seed=705).raw_manifest()
+    confused = fake(200, manifest, **{"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    with pytest.raises(InvalidImageError, match="type confusion"):
+        confused.get_manifest("x", "v1")
+    lying = fake(200, manifest, **{"Content-Type": OCI_MANIFEST})
+    with pytest.raises(DigestMismatchError):
+        lying.get_manifest("x", "sha256:" + "0" * 64)

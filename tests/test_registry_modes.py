@@ -1,0 +1,103 @@
+"""`registry start --auth none|basic|token`, `registry stop` leaving nothing behind, and
+`registry seed` (the busybox base image), judged by the real registry and skopeo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hardway import local_registry
+from hardway import registry as client
+from hardway.auth import Credentials
+from hardway.cli import main
+from hardway.errors import UnauthorizedError
+from hardway.registry_modes import token_service_pid
+from hardway.seed import BASE_REPOSITORY, seed_base_image
+from hardway.testing import random_image
+
+GOOD = Credentials("learner", "containers")
+
+
+def _alive(pid: int) -> bool:
+    return (
+        Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes() != b""
+    )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_token_mode_round_trip_then_stop_leaves_nothing(free_port: int, capsys) -> None:
+    assert main(["registry", "start", "--auth", "token", "--port", str(free_port)]) == 0
+    try:
+        current = local_registry.status(free_port)
+        assert current.running and current.auth == "token"
+        token_pid = token_service_pid(current.state)
+        assert token_pid is not None and _alive(token_pid)
+        assert main(["registry", "start", "--auth", "token", "--port", str(free_port)]) == 0
+        assert local_registry.status(free_port).pid == current.pid, "same mode: left alone"
+        capsys.readouterr()
+        assert main(["registry", "status", "--port", str(free_port)]) == 0
+        assert "auth token" in capsys.readouterr().out
+        image = random_image(3000, 2, seed=701)
+        ref = f"127.0.0.1:{free_port}/modes/app:v1"
+        assert client.push(image, ref, credentials=GOOD) == image.digest()
+        assert client.pull(ref, credentials=GOOD).digest() == image.digest()
+        with pytest.raises(UnauthorizedError):
+            client.pull(ref, credentials=Credentials())
+    finally:
+        assert main(["registry", "stop", "--port", str(free_port)]) == 0
+    assert not _alive(token_pid), "the token service is gone"
+    assert not _alive(current.pid), "the registry is gone"
+    assert token_service_pid(current.state) is None
+    assert _port_free(free_port)
+
+
+def test_switching_modes_restarts_and_stops_the_token_service(free_port: int) -> None:
+    from hardway.registry_modes import start_mode
+
+    try:
+        token = start_mode(free_port, "token")
+        token_pid = token_service_pid(token.state)
+        basic = start_mode(free_port, "basic")
+        assert basic.auth == "basic" and basic.pid != token.pid
+        assert not _alive(token_pid) and token_service_pid(basic.state) is None
+        image = random_image(500, 1, seed=702)
+        ref = f"127.0.0.1:{free_port}/modes/basic:v1"
+        assert client.push(image, ref, credentials=GOOD) == image.digest()
+        none = start_mode(free_port, "none")
+        assert none.auth == "none" and client.pull(ref).digest() == image.digest()
+    finally:
+        local_registry.stop(free_port)
+    assert _port_free(free_port)
+
+
+@pytest.mark.skipif(not shutil.which("skopeo"), reason="needs skopeo")
+def test_seed_is_reproducible_idempotent_and_skopeo_reads_it(registry, capsys) -> None:
+    first = seed_base_image(registry.port)
+    again = seed_base_image(registry.port)
+    assert again.digest == first.digest and again.uploaded == 0
+    assert main(["registry", "seed", "--port", str(registry.port)]) == 0
+    assert "0 blobs uploaded" in capsys.readouterr().out
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{first.reference}"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    info = json.loads(out)
+    assert info["Digest"] == str(first.digest)
+    assert info["Name"] == f"127.0.0.1:{registry.port}/{BASE_REPOSITORY}"
+    assert info["Created"] == "2023-11-14T22:13:20Z" and len(info["Layers"]) == 1

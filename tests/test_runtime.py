@@ -1,0 +1,200 @@
+"""hardway.runtime, hardway.bundle and cleanup: real containers (root), runc for comparison.
+
+Each test that starts something checks that nothing of it is left: no cgroup, no mount,
+no process, no veth (the session-wide leftover check backs this up).
+"""
+
+from __future__ import annotations
+
+import doctest
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import hardway.bundle
+import hardway.runtime
+from hardway import bundle, cgroups, leftovers, runtime
+from hardway.errors import ContainerError, IsolationError
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: cgroups, veth, runc")
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(hardway.runtime).failed == 0
+    assert doctest.testmod(hardway.bundle).failed == 0
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "cmd", "argv", "expected"),
+    [
+        (None, ["sh"], None, ["sh"]),
+        (None, ["sh"], ["ls"], ["ls"]),
+        (["/e", "-x"], ["a"], None, ["/e", "-x", "a"]),
+        (["/e"], ["a"], ["b", "c"], ["/e", "b", "c"]),
+        (["/e"], None, None, ["/e"]),
+    ],
+)
+def test_command_line_follows_docker(entrypoint, cmd, argv, expected) -> None:
+    assert runtime.command_line(entrypoint, cmd, argv) == expected
+
+
+def test_nothing_to_run() -> None:
+    with pytest.raises(IsolationError, match="nothing to run"):
+        runtime.command_line(None, None, None)
+
+
+def test_users_are_looked_up_in_the_image(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text(
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n"
+    )
+    (tmp_path / "etc" / "group").write_text("root:x:0:\nstaff:x:50:\n")
+    assert runtime.resolve_user("app", tmp_path) == (1000, 1001)
+    assert runtime.resolve_user("1000", tmp_path) == (1000, 1001)
+    assert runtime.resolve_user("app:staff", tmp_path) == (1000, 50)
+    with pytest.raises(ContainerError, match="nobody"):
+        runtime.resolve_user("nobody", tmp_path)
+
+
+def test_bundle_config_says_what_the_plan_says(busybox_rootfs: Path) -> None:
+    config = {"Env": ["A=1"], "WorkingDir": "/w", "User": "1000:1000", "Cmd": ["sh"]}
+    plan = runtime.plan(busybox_rootfs, config=config, hostname="h", memory="8M", cpus=0.5)
+    doc = bundle.config_json(plan, "/hardway-x")
+    process = doc["process"]
+    assert process["args"] == ["sh"] and process["cwd"] == "/w" and "A=1" in process["env"]
+    assert process["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000]}
+    assert process["noNewPrivileges"]
+    assert "CAP_SYS_ADMIN" not in process["capabilities"]["bounding"]
+    assert doc["linux"]["resources"]["cpu"] == {"quota": 50000, "period": 100000}
+    assert doc["linux"]["resources"]["memory"]["limit"] == 8 << 20
+    assert {n["type"] for n in doc["linux"]["namespaces"]} >= {"pid", "mount", "uts", "network"}
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hardway", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        **kwargs,
+    )
+
+
+@needs_root
+def test_cli_run_prints_and_passes_the_exit_status(busybox_rootfs: Path) -> None:
+    cmd = "echo hi; hostname; exit 3"
+    proc = _cli("run", "--memory", "32M", "--hostname", "h1", str(busybox_rootfs), "--",
+                "sh", "-c", cmd)  # fmt: skip
+    out, err = proc.communicate(timeout=60)
+    assert (out, proc.returncode) == ("hi\nh1\n", 3), err
+
+
+@needs_root
+def test_runaway_memory_and_forks_are_confined(busybox_rootfs: Path) -> None:
+    before = cgroups.find_groups()
+    hog = runtime.run(busybox_rootfs, ["dd", "if=/dev/zero", "of=/dev/null", "bs=200M",
+                                       "count=1"], memory="32M")  # fmt: skip
+    assert hog.returncode == 128 + signal.SIGKILL  # the OOM killer's SIGKILL
+    forks = "for i in $(seq 40); do sleep 5 & done; echo never"
+    bomb = runtime.run(busybox_rootfs, ["sh", "-c", forks], pids=10)
+    assert "can't fork" in bomb.stderr and "never" not in bomb.stdout, bomb
+    assert subprocess.run(["true"]).returncode == 0  # the host still forks
+    assert cgroups.find_groups() == before
+
+
+@needs_root
+def test_image_config_user_env_workdir_and_privileges(busybox_rootfs: Path) -> None:
+    config = {"Entrypoint": ["sh", "-c"], "Cmd": ["false"], "Env": ["GREETING=hello"],
+              "WorkingDir": "/srv/app", "User": "1000:1000"}  # fmt: skip
+    script = "echo $GREETING; pwd; id -u; grep -E 'CapBnd|NoNewPrivs' /proc/self/status"
+    done = runtime.run(busybox_rootfs, [script], config=config)
+    lines = done.stdout.split()
+    assert lines[:3] == ["hello", "/srv/app", "1000"], done
+    assert lines[4] == "00000000a80425fb" and lines[6] == "1", done
+    shutil.rmtree(busybox_rootfs / "srv")
+
+
+@needs_root
+def test_interrupt_leaves_nothing_behind(busybox_rootfs: Path) -> None:
+    before = leftovers.snapshot()
+    proc = _cli("run", "--memory", "32M", "--net", str(busybox_rootfs), "--", "sleep", "60")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(
+        "sleep 60" in p for p in leftovers.snapshot().processes
+    ):
+        time.sleep(0.05)
+    assert cgroups.find_groups(), "the container's cgroup should exist while it runs"
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C (or a kernel interrupt) does
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    deadline = time.monotonic() + 5
+    while (left := leftovers.left_behind(before, leftovers.snapshot())) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert left == []
+
+
+@needs_root
+def test_cleanup_removes_a_crashed_containers_cgroup_and_process() -> None:
+    group = cgroups.Group(cgroups.Limits(pids=4), label="crashed").create()
+    stray = subprocess.Popen(
+        ["sleep", "60"], env={**os.environ, "container": "hardway"}, start_new_session=True
+    )
+    group.add(stray.pid)
+    session = os.environ.get("HARDWAY_SESSION")
+    removed = leftovers.cleanup(session)
+    stray.wait(10)
+    assert f"process {stray.pid}" in removed
+    assert any(item.startswith("cgroup ") and group.name in item for item in removed)
+    assert not any(d.exists() for d in group.directories)
+    assert leftovers.cleanup(session, dry_run=True) == []
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_runc_runs_the_same_container(busybox_rootfs: Path, tmp_path: Path) -> None:
+    script = "hostname; id; ls /; grep -E 'CapEff|NoNewPrivs' /proc/self/status"
+    settings = {"hostname": "same", "memory": "32M", "pids": 16}
+    ours = runtime.run(busybox_rootfs, ["sh", "-c", script], **settings)
+    plan = runtime.plan(busybox_rootfs, ["sh", "-c", script], **settings)
+    theirs = bundle.run_runc(plan, tmp_path / "bundle")
+    assert ours.returncode == theirs.returncode == 0, theirs
+    assert ours.stdout == theirs.stdout
+    assert not [g for g in cgroups.find_groups() if "runc" in g.name]
+
+
+@needs_root
+@pytest.mark.parametrize("after", [0.02, 0.1, 0.5])
+def test_a_keyboard_interrupt_inside_run_leaves_nothing(busybox_rootfs: Path, after: float) -> None:
+    """Like a Jupyter interrupt: KeyboardInterrupt raised in the kernel's main thread,
+    at whatever step ``runtime.run`` happens to be in (cgroup, launcher, running)."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    before, groups = leftovers.snapshot(), cgroups.find_groups()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, after)
+        with pytest.raises(KeyboardInterrupt):
+            runtime.run(busybox_rootfs, ["sh", "-c", "sleep 30 & sleep 31"], memory="32M",
+                        pids=16, net=True)  # fmt: skip
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    deadline = time.monotonic() + 5
+    while (left := leftovers.left_behind(before, leftovers.snapshot())) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert left == []
+    assert cgroups.find_groups() == groups
