@@ -83,8 +83,9 @@ lock: venv  ## re-pin requirements.lock from the current .venv
 	@{ echo "# Every Python package of the course environment, exactly as tested (make lock regenerates it)."; \
 	   $(PY) -m pip freeze --exclude-editable | grep -v '^hardway'; } > requirements.lock
 
-clean:  ## stop the registry and remove run-time state (.state/)
+clean:  ## stop the registry, remove crashed containers' leftovers and .state/
 	-@[ -x $(PY) ] && $(PY) -m hardway registry stop --port $(REGISTRY_PORT)
+	-@[ -x $(PY) ] && $(PY) -m hardway cleanup
 	rm -rf .state
 
 distclean: clean  ## also remove the .venv
