@@ -17,8 +17,11 @@ is taken at the start and compared at the finish; anything new fails the run lou
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -48,7 +51,8 @@ def find_free_port() -> int:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     saved = {name: os.environ.get(name) for name in _EXPORTED}
-    tmp = tempfile.mkdtemp(prefix="hardway-pytest-")
+    sweep_dead_sessions()
+    tmp = tempfile.mkdtemp(prefix=f"hardway-pytest-{os.getpid()}-")
     port = find_free_port()
     os.environ["HARDWAY_STATE_DIR"] = tmp
     os.environ["HARDWAY_REGISTRY_PORT"] = str(port)
@@ -60,6 +64,40 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _session["status"] = local_registry.start(port)
     except HardwayError as exc:  # reported by the `registry` fixture, to the tests that need it
         _session["error"] = exc
+
+
+_OWNED = re.compile(r"/hardway-pytest-(\d+)-[^/]+/")
+
+
+def sweep_dead_sessions(tmpdir: str | None = None) -> list[int]:
+    """Stop the registries and token services of earlier test runs that were killed.
+
+    A session registry runs in its own session on purpose (Ctrl-C in a terminal must not
+    reach it), so a pytest killed with SIGKILL never stops it. Its state directory names
+    the pytest process that made it: when that process is gone, the next run stops what
+    it left and removes the directory. Returns the pids it signalled.
+    """
+    signalled = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+        except OSError:
+            continue
+        owner = _OWNED.search(argv)
+        if not owner or not ("docker-registry" in argv or "hardway.tokenserver" in argv):
+            continue
+        if Path(f"/proc/{owner[1]}").exists():
+            continue  # its test run is still going (or the pid was reused: leave it)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(proc.name), signal.SIGTERM)
+            signalled.append(int(proc.name))
+    for stale in Path(tmpdir or tempfile.gettempdir()).glob("hardway-pytest-*-*"):
+        owner = _OWNED.search(f"/{stale.name}/")
+        if owner and not Path(f"/proc/{owner[1]}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    return signalled
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

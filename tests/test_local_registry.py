@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -348,3 +349,27 @@ def test_the_session_registry_is_exported_to_children(registry: local_registry.R
     assert local_registry.ensure_running().pid == registry.pid
     response = http().get(f"{registry.url}/v2/", timeout=5)
     assert response.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+
+
+def test_the_next_test_run_sweeps_a_killed_runs_registry(tmp_path: Path, free_port: int) -> None:
+    """A pytest killed with SIGKILL leaves its session registry; the next run stops it."""
+    from conftest import sweep_dead_sessions
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that owned nothing and is dead: stands for the killed pytest
+    state = tmp_path / f"hardway-pytest-{gone.pid}-abcd"
+    env = {**os.environ, "HARDWAY_STATE_DIR": str(state)}
+    cli = [sys.executable, "-m", "hardway", "registry"]
+    subprocess.run(
+        [*cli, "start", "--port", str(free_port)], env=env, check=True, capture_output=True
+    )
+    pid = int((state / "registry" / str(free_port) / "registry.pid").read_text())
+    assert Path(f"/proc/{pid}").exists()
+
+    assert sweep_dead_sessions(str(tmp_path)) == [pid]
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists(), "the orphaned registry is still running"
+    assert not state.exists()
+    assert port_free(free_port)
