@@ -155,15 +155,19 @@ class BlobDir:
             return Descriptor("", digest, self.path(digest).stat().st_size)
         self.root.mkdir(parents=True, exist_ok=True)
         with _temporary(self.root) as (tmp, out):
-            hasher, count = hashlib.sha256(), 0
+            # with a digest, the VerifyingReader hashes (and checks) the bytes; without
+            # one, hash them here to name the blob: one pass over the bytes either way
+            hasher = hashlib.sha256() if digest is None else None
             source = VerifyingReader(stream, digest, size) if digest else stream
+            count = 0
             while block := source.read(_CHUNK):
-                hasher.update(block)
+                if hasher is not None:
+                    hasher.update(block)
                 count += len(block)
                 out.write(block)
             out.flush()
             os.fsync(out.fileno())
-            got = Digest("sha256", hasher.hexdigest()) if digest is None else digest
+            got = digest if hasher is None else Digest("sha256", hasher.hexdigest())
             final = self.path(got)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)

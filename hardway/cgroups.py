@@ -550,6 +550,9 @@ class Group:
                 f"cannot set up cgroup {self.name}: {exc.strerror or exc} ({exc.filename or ''})",
                 fix="python -m hardway doctor",
             ) from exc
+        except BaseException:  # a KeyboardInterrupt between two steps: __exit__ won't run
+            self.remove()
+            raise
         return self
 
     def _enable_v2_controllers(self) -> None:

@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from hardway.blobs import StoredImage, VerifyingReader
+from hardway.blobs import BlobLayer, StoredImage
 from hardway.digest import Digest
 from hardway.errors import ImageNotFoundError
 from hardway.image import (
@@ -40,12 +40,15 @@ from hardway.image import (
     layer_media_type,
 )
 
+if TYPE_CHECKING:  # layers imports image code; it is imported lazily below
+    from hardway.layers import LayerInfo
+
 __all__ = [
-    "FileLayer",
     "append_layers",
     "configure",
     "convert",
     "empty_image",
+    "file_layer",
     "from_dir",
     "timestamp",
     "with_config",
@@ -65,23 +68,12 @@ def timestamp(epoch: int | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-@dataclass(frozen=True)
-class FileLayer:
-    """A layer blob in a file (what :func:`hardway.layers.write_layer` wrote)."""
-
-    path: Path
-    digest: Digest
-    diff_id: Digest
-    size: int
-    media_type: str
-
-    def compressed(self) -> BinaryIO:
-        return VerifyingReader(self.path.open("rb"), self.digest, self.size)
-
-    def uncompressed(self) -> BinaryIO:
-        from hardway.compression import decompressed
-
-        return decompressed(self.compressed(), layer_compression(self.media_type))
+def file_layer(path: Path, info: LayerInfo, media_type: str) -> BlobLayer:
+    """A layer blob in a file (what :func:`hardway.layers.write_layer` wrote): a
+    :class:`~hardway.blobs.BlobLayer` whose opener reads that file, so it is read and
+    verified the same way as a blob in a layout or an archive."""
+    descriptor = Descriptor(media_type, info.digest, info.size)
+    return BlobLayer(descriptor, info.diff_id, lambda _digest: path.open("rb"))
 
 
 def _rebuild(
@@ -257,6 +249,6 @@ def from_dir(
     )
     blob = tmp.with_name(info.digest.encoded)
     os.replace(tmp, blob)
-    layer = FileLayer(blob, info.digest, info.diff_id, info.size, info.media_type(fmt))
+    layer = file_layer(blob, info, info.media_type(fmt))
     image = append_layers(image, [layer], history=[History(created=created, created_by=created_by)])
     return configure(image, created=created, **settings)

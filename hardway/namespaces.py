@@ -452,8 +452,12 @@ class _Child:
         finally:
             for fd in (spec_r, status_w, control_r):
                 os.close(fd)
-        with os.fdopen(spec_w, "wb") as f:
-            f.write(json.dumps(plan).encode())
+        try:
+            with os.fdopen(spec_w, "wb") as f:
+                f.write(json.dumps(plan).encode())
+        except BaseException:  # interrupted before any caller holds this child: kill it here
+            self.close()
+            raise
 
     # events
 

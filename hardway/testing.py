@@ -28,17 +28,22 @@ from hardway.digest import Digest, sha256_digest
 from hardway.errors import ImageNotFoundError
 from hardway.image import (
     CONFIG_TYPES,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
     MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
     Descriptor,
     History,
     ImageConfig,
+    Index,
     Manifest,
     Platform,
     RootFS,
     layer_media_type,
 )
 
-__all__ = ["random_image", "random_layer"]
+__all__ = ["random_image", "random_index", "random_layer"]
 
 EPOCH = "1970-01-01T00:00:00Z"
 
@@ -99,3 +104,23 @@ def random_image(
         return io.BytesIO(blobs[digest])
 
     return StoredImage(manifest.to_json(), raw_config, opener)
+
+
+def random_index(rng: random.Random) -> tuple[Index, list[Platform]]:
+    """A random index and the platforms in it: several, a variant or two, and (OCI only)
+    an attestation entry with no platform, as BuildKit adds. Labs 06 and 08 pick from it."""
+    platforms = [
+        Platform("amd64", "linux"),
+        Platform("arm64", "linux", "v8"),
+        Platform("arm", "linux", "v6"),
+        Platform("arm", "linux", "v7"),
+        Platform("s390x", "linux"),
+        Platform("amd64", "windows", os_version="10.0.17763.5329"),
+    ]
+    chosen = rng.sample(platforms, rng.randint(3, len(platforms)))
+    docker = rng.random() < 0.4
+    kind = (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST) if docker else (OCI_INDEX, OCI_MANIFEST)
+    entries = [Descriptor.of(rng.randbytes(32), kind[1], platform=p) for p in chosen]
+    if kind[0] == OCI_INDEX:  # an attestation manifest, as BuildKit adds: no usable platform
+        entries.insert(rng.randint(0, len(entries)), Descriptor.of(rng.randbytes(8), kind[1]))
+    return Index(tuple(entries), media_type=kind[0]), chosen

@@ -372,7 +372,6 @@ def test_diff_uses_whiteouts_and_opaque_markers(tmp_path: Path) -> None:
     names = [m.name for m in tar]
     assert names == [".wh.gone-dir", "keep", "keep/.wh.gone", "swap", "swap/.wh..wh..opq",
                      "swap/new"]  # fmt: skip
-    assert diff_layer(lower, lower, io.BytesIO()).size > 0
     assert [m.name for m in _tar_of(lambda out: diff_layer(lower, lower, out))] == []
 
 

@@ -65,9 +65,10 @@ def same_image(a: Image, b: Image) -> None:
             assert fx.read() == fy.read()
 
 
-@pytest.mark.parametrize("module", [hardway.layout, hardway.archive, hardway.transports])
+@pytest.mark.parametrize("module", [hardway.archive, hardway.transports])
 def test_doctests(module: object) -> None:
-    assert doctest.testmod(module).failed == 0
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # --- OCI layout -------------------------------------------------------------------------

@@ -140,6 +140,7 @@ def test_pid_one_and_its_own_proc(busybox_rootfs: Path) -> None:
     assert first == "1"
     assert pids[0] == "1" and len(pids) <= 4, f"the host's processes are visible: {pids}"
     without = run(Isolation({"mnt"}, root=busybox_rootfs, proc=True), ["sh", "-c", "echo $$"])
+    assert without.ok and without.stdout.strip().isdigit(), without
     assert without.stdout.strip() != "1"
 
 

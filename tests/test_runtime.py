@@ -124,14 +124,15 @@ def test_image_config_user_env_workdir_and_privileges(busybox_rootfs: Path) -> N
 
 @needs_root
 def test_interrupt_leaves_nothing_behind(busybox_rootfs: Path) -> None:
-    before = leftovers.snapshot()
+    before, groups = leftovers.snapshot(), set(cgroups.find_groups())
     proc = _cli("run", "--memory", "32M", "--net", str(busybox_rootfs), "--", "sleep", "60")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not any(
         "sleep 60" in p for p in leftovers.snapshot().processes
     ):
         time.sleep(0.05)
-    assert cgroups.find_groups(), "the container's cgroup should exist while it runs"
+    assert any("sleep 60" in p for p in leftovers.snapshot().processes), "it never started"
+    assert set(cgroups.find_groups()) - groups, "the container's cgroup should exist while it runs"
     proc.send_signal(signal.SIGINT)  # what Ctrl-C (or a kernel interrupt) does
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

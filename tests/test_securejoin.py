@@ -162,7 +162,7 @@ def test_open_dir_creates_missing_directories_but_not_through_files(tmp_path: Pa
         fd, where = open_dir(root_fd, "abs/er/../new", create=True)
         os.close(fd)
         assert where == "deep/new" and (tmp_path / "deep" / "new").is_dir()
-        assert not (tmp_path / "deep" / "er").exists() or (tmp_path / "deep" / "er").is_dir()
+        assert (tmp_path / "deep" / "er").is_dir(), "the walk made deep/er before climbing out"
         with pytest.raises(NotADirectoryError):
             open_dir(root_fd, "f/x", create=True)
         with pytest.raises(FileNotFoundError):

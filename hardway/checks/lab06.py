@@ -36,17 +36,14 @@ from hardway.errors import HardwayError
 from hardway.grading import exercise, expect
 from hardway.image import (
     ANNOTATION_REF_NAME,
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
     Descriptor,
-    Index,
     Platform,
 )
-from hardway.testing import random_image
+from hardway.testing import random_image, random_index
 from hardway.validate import config_problems, manifest_problems
 
 __all__ = ["config_of_layers", "digest_of_config", "index_entry", "manifest_of", "platform_pick"]
@@ -212,25 +209,6 @@ def digest_of_config(image_id: Callable[[bytes], str]) -> None:
         expect(got == want, f"image_id(...) returned {_short(got)}, expected {_short(want)}")
 
 
-def _index(rng: random.Random) -> tuple[Index, list[Platform]]:
-    """A random index: several platforms, a variant or two, one entry with no platform."""
-    platforms = [
-        Platform("amd64", "linux"),
-        Platform("arm64", "linux", "v8"),
-        Platform("arm", "linux", "v6"),
-        Platform("arm", "linux", "v7"),
-        Platform("s390x", "linux"),
-        Platform("amd64", "windows", os_version="10.0.17763.5329"),
-    ]
-    chosen = rng.sample(platforms, rng.randint(3, len(platforms)))
-    docker = rng.random() < 0.4
-    kind = (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST) if docker else (OCI_INDEX, OCI_MANIFEST)
-    entries = [Descriptor.of(rng.randbytes(32), kind[1], platform=p) for p in chosen]
-    if kind[0] == OCI_INDEX:  # an attestation manifest, as BuildKit adds: no usable platform
-        entries.insert(rng.randint(0, len(entries)), Descriptor.of(rng.randbytes(8), kind[1]))
-    return Index(tuple(entries), media_type=kind[0]), chosen
-
-
 @exercise(
     "06.4",
     points=2,
@@ -242,7 +220,7 @@ def platform_pick(pick_platform: Callable[[bytes, str], str]) -> None:
     """pick_platform(index_bytes, "os/arch[/variant]") returns the right manifest digest."""
     rng = _rng()
     for _ in range(4):
-        index, chosen = _index(rng)
+        index, chosen = random_index(rng)
         raw = index.to_json()
         wanted = [str(p) for p in chosen] + ["linux/arm"] * any(
             p.architecture == "arm" for p in chosen

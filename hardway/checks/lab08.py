@@ -36,6 +36,7 @@ from hardway.image import (
     Index,
     Platform,
 )
+from hardway.testing import random_index
 
 __all__ = ["accept_listed", "blob_pulled", "chunks_verified", "manifest_checked", "platform_found"]
 
@@ -179,22 +180,6 @@ def chunks_verified(verify_chunks: Callable[[Iterable[bytes], str, int], Iterato
     )
 
 
-def _index(rng: random.Random) -> tuple[dict, list[Platform]]:
-    platforms = [
-        Platform("amd64", "linux"),
-        Platform("arm64", "linux", "v8"),
-        Platform("arm", "linux", "v6"),
-        Platform("arm", "linux", "v7"),
-        Platform("ppc64le", "linux"),
-        Platform("amd64", "windows", os_version="10.0.20348.2227"),
-    ]
-    chosen = rng.sample(platforms, rng.randint(3, len(platforms)))
-    kind = rng.choice([(OCI_INDEX, OCI_MANIFEST), (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)])
-    entries = [Descriptor.of(rng.randbytes(32), kind[1], platform=p) for p in chosen]
-    entries.insert(rng.randint(0, len(entries)), Descriptor.of(rng.randbytes(8), kind[1]))
-    return Index(tuple(entries), media_type=kind[0]).to_dict(), chosen
-
-
 @exercise(
     "08.4",
     points=1,
@@ -206,7 +191,8 @@ def platform_found(manifest_for: Callable[[dict, str], dict]) -> None:
     """manifest_for(index, "os/arch[/variant]") returns that platform's descriptor."""
     rng = _rng()
     for _ in range(3):
-        index, chosen = _index(rng)
+        index, chosen = random_index(rng)
+        index = index.to_dict()
         wanted = [str(p) for p in chosen] + ["linux/arm"] * any(
             p.architecture == "arm" for p in chosen
         )
@@ -244,18 +230,26 @@ def blob_pulled(pull_blob: Callable[[str, str, str, int], bytes]) -> None:
     from hardway.registry import Registry
 
     rng = _rng()
-    url = local_registry.ensure_running().url
+    running = local_registry.ensure_running()
+    url = running.url
     repository = f"lab08/check-{_word(rng, 8)}"
-    data = rng.randbytes(rng.randint(50_000, 200_000))
-    digest = sha256_digest(data)
+    data, tampered = (rng.randbytes(rng.randint(50_000, 200_000)) for _ in range(2))
+    digest, bad = sha256_digest(data), sha256_digest(tampered)
     with Registry(url.removeprefix("http://")) as registry:
-        registry.push_blob(repository, lambda: io.BytesIO(data), digest, len(data))
+        for blob, name in ((data, digest), (tampered, bad)):
+            registry.push_blob(repository, lambda b=blob: io.BytesIO(b), name, len(blob))
+    # flip one byte of the second blob in the registry's storage: same size, other bytes
+    stored = running.state / "data/docker/registry/v2/blobs/sha256"
+    stored = stored / bad.encoded[:2] / bad.encoded / "data"
+    stored.write_bytes(bytes([tampered[0] ^ 0xFF]) + tampered[1:])
     got = pull_blob(url, repository, str(digest), len(data))
     expect(isinstance(got, bytes), f"pull_blob should return bytes, not {type(got).__name__}")
     expect(got == data, f"pull_blob returned {len(got)} bytes, not the {len(data)} pushed")
     for size in (len(data) - 1, len(data) + 1):
         error = _raises(lambda n=size: pull_blob(url, repository, str(digest), n))
         expect(error is not None, f"a size of {size} for a {len(data)}-byte blob must raise")
+    error = _raises(lambda: pull_blob(url, repository, str(bad), len(tampered)))
+    expect(error is not None, "a blob whose bytes do not match its digest must raise")
     missing = str(sha256_digest(rng.randbytes(8)))
     error = _raises(lambda: pull_blob(url, repository, missing, 8))
     expect(error is not None, "a blob the registry does not have (404) must raise")
