@@ -324,59 +324,77 @@ class BearerAuth(AuthBase):
         return request
 
     def handle_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        """The response hook: answer a challenge once, re-send, and return the new response."""
-        request = response.request
-        if response.status_code != 401 or getattr(request, "_hardway_retry", False):
-            return response
+        """The response hook: answer a challenge, re-send, and return the new response.
+
+        A bearer token refused on the re-send is answered once more, if a newer token is
+        to be had: under threads, the token just fetched may already have been refused
+        on another request, and its successor is in the cache.
+        """
+        history: list[requests.Response] = []
+        for _ in range(2):
+            if response.status_code != 401:
+                break
+            request = response.request
+            header = self._answer(response)
+            if header is None or header == request.headers.get("Authorization"):
+                break  # nothing (new) to answer with
+            if request.body is not None:
+                position = getattr(request, "_hardway_pos", None)
+                if position is None and not isinstance(request.body, bytes | str):
+                    # a stream that cannot be rewound: the caller opens it again, re-sends
+                    response.hardway_resend = True  # type: ignore[attr-defined]
+                    break
+                if position is not None:
+                    request.body.seek(position)
+            response.content  # noqa: B018 - read the body so the connection can be reused
+            response.close()
+            retry = request.copy()
+            retry.headers["Authorization"] = header
+            retry._hardway_pos = getattr(request, "_hardway_pos", None)  # type: ignore[attr-defined]
+            again = response.connection.send(retry, **kwargs)
+            again.request = retry
+            history.append(response)
+            response = again
+        response.history = history + response.history
+        return response
+
+    def _answer(self, response: requests.Response) -> str | None:
+        """The ``Authorization`` that answers a 401's challenge, or ``None`` if none can."""
         challenges = {
             c.scheme: c for c in parse_challenges(response.headers.get("WWW-Authenticate", ""))
         }
         if "bearer" in challenges:
             challenge = challenges["bearer"]
             wanted = merge_scopes(challenge.params.get("scope", ""), self.scopes)
-            if self._current is not None and _covers(self._current[2], wanted):
-                if challenge.params.get("error") == "insufficient_scope":
-                    return response  # the service granted less than asked: nothing to retry
-                self._forget(challenge, wanted)  # expired or revoked: fetch a fresh one
-            header = f"Bearer {self._token(challenge, wanted)}"
-        elif "basic" in challenges and self.credentials.username:
+            sent = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+            current = self._current
+            granted = current is not None and _covers(current[2], wanted)
+            if granted and challenge.params.get("error") == "insufficient_scope":
+                return None  # the service granted less than asked: nothing to retry
+            # a token refused although we thought it valid (expired early, revoked) is
+            # never used again; another thread may have fetched its successor already
+            return f"Bearer {self._token(challenge, wanted, stale=sent)}"
+        if "basic" in challenges and self.credentials.username:
             if self._basic:
-                return response  # these credentials were already refused
+                return None  # these credentials were already refused
             self._basic = True
-            header = self.credentials.basic()
-        else:
-            return response
-        if request.body is not None:
-            position = getattr(request, "_hardway_pos", None)
-            if position is None and not isinstance(request.body, bytes | str):
-                return response  # a stream that cannot be rewound: let the caller see the 401
-            if position is not None:
-                request.body.seek(position)
-        response.content  # noqa: B018 - read the body so the connection can be reused
-        response.close()
-        retry = request.copy()
-        retry.headers["Authorization"] = header
-        retry._hardway_retry = True  # type: ignore[attr-defined]
-        again = response.connection.send(retry, **kwargs)
-        again.history.append(response)
-        again.request = retry
-        return again
+            return self.credentials.basic()
+        return None
 
-    def _forget(self, challenge: Challenge, scopes: list[str]) -> None:
-        key = (
-            challenge.params.get("realm", ""),
-            challenge.params.get("service", ""),
-            tuple(scopes),
-        )
-        with self._lock:
-            self._cache.pop(key, None)
-
-    def _token(self, challenge: Challenge, scopes: list[str]) -> str:
+    def _token(self, challenge: Challenge, scopes: list[str], *, stale: str = "") -> str:
+        """A token for ``scopes``: cached if still valid and not ``stale`` (one the
+        registry just refused), else fetched. Threads share it: under concurrent 401s,
+        the first fetches and the others reuse its token."""
         realm = challenge.params.get("realm", "")
         service = challenge.params.get("service", "")
         key = (realm, service, tuple(scopes))
         with self._lock:
             cached = self._cache.get(key)
+            if stale:
+                for other, (token, _) in list(self._cache.items()):
+                    if token == stale:
+                        del self._cache[other]
+                cached = self._cache.get(key)
             if cached and time.monotonic() < cached[1]:
                 token, expiry = cached
             else:

@@ -32,7 +32,8 @@ is usually a learner in the middle of a notebook, not a developer with a debugge
     └── RegistryError                 chapters 07–08: the registry said no (requests.HTTPError);
         │                             ``.status_code``, ``.diagnostics`` (code, message, detail)
         ├── UnauthorizedError         401/403: no or wrong credentials, or a scope not granted
-        └── RegistryNotFoundError     404: no such repository, manifest, blob (LookupError)
+        ├── RegistryNotFoundError     404: no such repository, manifest, blob (LookupError)
+        └── RetriesExhaustedError     resets, timeouts, 5xx or 429 on every try; ``.attempts``
 
 Later chapters add their own branches here (references, registry API errors, unsafe
 layers, …) so that there is one place to read them all.
@@ -67,6 +68,7 @@ __all__ = [
     "RegistryError",  # noqa: F822 (loaded on first use, see __getattr__)
     "RegistryNotFoundError",  # noqa: F822
     "RegistryServerError",
+    "RetriesExhaustedError",  # noqa: F822
     "RootfsError",
     "UnauthorizedError",  # noqa: F822
     "UnsafeLayerError",
@@ -284,7 +286,12 @@ class Diagnostic:
 #: the registry's errors subclass ``requests.HTTPError``; importing ``requests`` costs
 #: about 70 ms, which every container launch (chapters 01–04) would pay for nothing, so
 #: they live in :mod:`hardway.registry_errors` and load on first use (PEP 562)
-_REGISTRY_ERRORS = ("RegistryError", "UnauthorizedError", "RegistryNotFoundError")
+_REGISTRY_ERRORS = (
+    "RegistryError",
+    "UnauthorizedError",
+    "RegistryNotFoundError",
+    "RetriesExhaustedError",
+)
 
 
 def __getattr__(name: str) -> type:

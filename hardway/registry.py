@@ -21,6 +21,17 @@ answer; it may be relative); never trust a digest the server sends without compu
 ours; and turn every error body ``{"errors": [{"code", …}]}`` into a typed
 :class:`~hardway.errors.RegistryError`.
 
+Networks fail, so every request goes through :meth:`Registry._send`, which tries again
+after a reset, a timeout, a 5xx or a 429 (waiting as :class:`~hardway.retry.RetryPolicy`
+says, ``Retry-After`` honoured) — but only requests that are safe to repeat. An upload
+is not: a ``PATCH`` cut off mid-body leaves the registry holding an unknown number of
+bytes. So an interrupted upload asks ``GET <Location>`` where it stands and continues
+from the registry's offset; when the registry has given the session up (Distribution
+cancels a session whose size no longer matches its signed state), the blob is uploaded
+again in a new session. A download cut off mid-body continues with ``Range: bytes=N-``.
+The manifest goes up only after every blob is confirmed, so a push that gives up never
+leaves a tag pointing at missing blobs.
+
 Module-level :func:`pull` and :func:`push` open a client for a reference, as
 ``requests.get`` opens a session. Options are keyword-only, with their defaults in
 :class:`Options`.
@@ -31,6 +42,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import io
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -39,6 +52,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
+import urllib3.exceptions
 
 from hardway.auth import BearerAuth, Credentials, load_credentials
 from hardway.blobs import StoredImage, VerifyingReader, read_verified
@@ -67,6 +81,8 @@ from hardway.image import (
     parse_json,
 )
 from hardway.reference import Reference, parse_reference
+from hardway.registry_errors import RetriesExhaustedError
+from hardway.retry import RetryPolicy, transient_exception, transient_status
 
 __all__ = [
     "ACCEPT",
@@ -106,6 +122,17 @@ class Options:
     platform: Platform | None = None
     #: repositories (on the same registry) to try mounting blobs from before uploading
     mount_from: tuple[str, ...] = ()
+    #: tries per request (or per blob upload) in all, the first included; 1: never retry
+    attempts: int = RetryPolicy.attempts
+    #: seconds before the first retry, doubled for each next one (with jitter)
+    backoff: float = RetryPolicy.backoff
+    #: the longest wait between two tries
+    backoff_max: float = RetryPolicy.backoff_max
+    #: a registry's ``Retry-After`` is honoured up to this many seconds
+    retry_after_max: float = RetryPolicy.retry_after_max
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.attempts, self.backoff, self.backoff_max, self.retry_after_max)
 
 
 _DEFAULTS = Options()
@@ -174,6 +201,10 @@ class Registry:
     :param auth: (optional) a requests auth, usually :class:`~hardway.auth.BearerAuth`
     :param insecure: (optional) see :attr:`Options.insecure`
     :param timeout: (optional) seconds
+    :param retry: (optional) how often and how patiently to retry (see :mod:`hardway.retry`)
+
+    One client may be shared by threads (parallel blob uploads): the session's
+    connection pool, the token cache and the counters are safe to use concurrently.
     """
 
     def __init__(
@@ -183,10 +214,14 @@ class Registry:
         auth: requests.auth.AuthBase | None = None,
         insecure: bool | None = None,
         timeout: float = Options.timeout,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.host = host
         self.base = f"{scheme_for(host, insecure)}://{host}"
         self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        #: how to wait between tries (tests record the waits instead of sleeping)
+        self.sleep: Callable[[float], None] = time.sleep
         self.auth = auth if auth is not None else BearerAuth()
         #: the session: ``session.mount()`` swaps in a fake transport for tests
         self.session = requests.Session()
@@ -198,6 +233,9 @@ class Registry:
         self.requests: Counter[str] = Counter()
         #: blob bytes sent in PUT and PATCH bodies
         self.bytes_uploaded = 0
+        #: failed tries that were tried again, by ``"METHOD kind"``
+        self.retries: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Registry {self.base} auth={self.auth!r}>"
@@ -214,10 +252,41 @@ class Registry:
     def url(self, path: str) -> str:
         return urljoin(self.base, path)
 
-    def _send(self, method: str, url: str, kind: str, **kwargs: Any) -> requests.Response:
-        self.requests[f"{method} {kind}"] += 1
+    def _count(self, counter: Counter[str], key: str) -> None:
+        with self._count_lock:
+            counter[key] += 1
+
+    def _sent(self, size: int) -> None:
+        with self._count_lock:
+            self.bytes_uploaded += size
+
+    def _send(
+        self, method: str, url: str, kind: str, *, retry: bool = True, **kwargs: Any
+    ) -> requests.Response:
+        """Send one request; with ``retry``, again after a transient failure.
+
+        Only what is safe to repeat may pass ``retry=True``: everything but a request
+        whose body is a stream or appends to an upload (the upload code recovers those).
+        When the tries run out, :class:`~hardway.errors.RetriesExhaustedError`.
+        """
         kwargs.setdefault("timeout", self.timeout)
-        return self.session.request(method, self.url(url), **kwargs)
+        full = self.url(url)
+        budget = _Budget(self, f"{method} {urlsplit(full).path}", f"{method} {kind}")
+        while True:
+            self._count(self.requests, f"{method} {kind}")
+            if not retry:
+                return self.session.request(method, full, **kwargs)
+            try:
+                response = self.session.request(method, full, **kwargs)
+            except requests.RequestException as exc:
+                if not transient_exception(exc):
+                    raise
+                budget.spend(exc)
+                continue
+            if not _again(response):
+                return response
+            _discard(response)
+            budget.spend(response=response)
 
     def _check(self, response: requests.Response, what: str, *ok: int) -> requests.Response:
         if response.status_code not in ok:
@@ -318,11 +387,24 @@ class Registry:
         return True
 
     def blob_stream(self, repository: str, digest: Digest | str) -> BinaryIO:
-        """A blob's bytes as they arrive, *unverified* (redirects to storage are followed)."""
-        response = self._send("GET", f"/v2/{repository}/blobs/{digest}", "blob", stream=True)
-        self._check(response, f"GET blob {digest} of {repository}", 200)
-        response.raw.decode_content = False  # the blob's own bytes, never a transfer encoding
-        return response.raw
+        """A blob's bytes as they arrive, *unverified* (redirects to storage are followed).
+
+        If the connection breaks mid-body, the download continues where it stopped with
+        ``Range: bytes=N-`` (or starts over, skipping N bytes, if the registry ignores
+        ``Range``); wrap it in a :class:`~hardway.blobs.VerifyingReader` to check the
+        whole.
+        """
+        path = f"/v2/{repository}/blobs/{digest}"
+        what = f"GET blob {digest} of {repository}"
+
+        def fetch(offset: int) -> requests.Response:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            response = self._send("GET", path, "blob", stream=True, headers=headers)
+            self._check(response, what, 200, 206)
+            response.raw.decode_content = False  # the blob's own bytes, never an encoding
+            return response
+
+        return _Resuming(fetch, _Budget(self, f"GET {path}", "GET blob"))
 
     def open_blob(
         self, repository: str, digest: Digest | str, size: int | None = None
@@ -352,17 +434,21 @@ class Registry:
     def upload_monolithic(
         self, location: str, stream: BinaryIO | bytes, digest: Digest, size: int
     ) -> str:
-        """``PUT <Location>?digest=`` with the whole blob; returns the blob's URL."""
+        """``PUT <Location>?digest=`` with the whole blob; returns the blob's URL.
+
+        Sent once: the stream cannot be replayed, so :meth:`push_blob` retries by opening
+        the blob again in a new session.
+        """
         body = stream if isinstance(stream, bytes) else _Sized(stream, size)
-        response = self._send(
+        response = self._upload_request(
             "PUT",
             _with_digest(location, digest),
-            "upload",
+            f"PUT blob {digest}",
+            201,
             data=body,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
-        self._check(response, f"PUT blob {digest}", 201)
-        self.bytes_uploaded += size
+        self._sent(size)
         return urljoin(response.url, response.headers.get("Location", ""))
 
     def upload_offset(self, location: str) -> tuple[str, int]:
@@ -381,17 +467,43 @@ class Registry:
         chunk_size: int,
         min_chunk: int = 0,
         resume: bool = False,
+        budget: _Budget | None = None,
     ) -> str:
         """PATCH chunks with ``Content-Range``, then ``PUT ?digest=`` to close the upload.
 
         Every chunk but the last has at least ``max(chunk_size, min_chunk)`` bytes
         (``OCI-Chunk-Min-Length``). With ``resume``, first ask the registry how far the
         upload got and continue from there (``opener`` is opened again and skipped).
+        A request that fails on the way resumes the same way; if the registry has given
+        the session up, :class:`_SessionLost` tells :meth:`push_blob` to start a new one.
         """
         chunk_size = max(chunk_size, min_chunk, 1)
+        budget = budget or _Budget(self, f"upload of {digest}", "PATCH upload")
+        while True:
+            try:
+                return self._send_chunks(location, opener, digest, size, chunk_size, resume)
+            except _Interrupted as cut:
+                budget.spend(cut.exc, response=cut.response)
+                location, resume = cut.location, True
+
+    def _send_chunks(
+        self,
+        location: str,
+        opener: Callable[[], BinaryIO],
+        digest: Digest,
+        size: int,
+        chunk_size: int,
+        resume: bool,
+    ) -> str:
         offset = 0
         if resume:
-            location, offset = self.upload_offset(location)
+            try:
+                location, offset = self.upload_offset(location)
+            except RegistryNotFoundError as lost:  # Distribution cancels a session whose
+                # size no longer matches its signed state
+                raise _SessionLost(
+                    str(lost), fix="push again: a new upload session starts"
+                ) from lost
         with opener() as stream:
             _skip(stream, offset)
             while offset < size:
@@ -399,10 +511,11 @@ class Registry:
                 if not data:
                     raise InvalidImageError(f"blob {digest} ended at byte {offset} of {size}")
                 end = offset + len(data) - 1
-                response = self._send(
+                response = self._upload_request(
                     "PATCH",
                     location,
-                    "upload",
+                    f"PATCH bytes {offset}-{end} of {digest}",
+                    202,
                     data=data,
                     headers={
                         "Content-Type": "application/octet-stream",
@@ -410,15 +523,34 @@ class Registry:
                         "Content-Length": str(len(data)),
                     },
                 )
-                self._check(response, f"PATCH bytes {offset}-{end} of {digest}", 202)
-                self.bytes_uploaded += len(data)
+                self._sent(len(data))
                 location = urljoin(response.url, response.headers["Location"])
                 offset = _next_byte(response)
-            response = self._send(
-                "PUT", _with_digest(location, digest), "upload", headers={"Content-Length": "0"}
+            response = self._upload_request(
+                "PUT",
+                _with_digest(location, digest),
+                f"PUT (close upload) {digest}",
+                201,
+                headers={"Content-Length": "0"},
+                resume_at=location,
             )
-            self._check(response, f"PUT (close upload) {digest}", 201)
         return urljoin(response.url, response.headers.get("Location", ""))
+
+    def _upload_request(
+        self, method: str, location: str, what: str, ok: int, resume_at: str = "", **kwargs: Any
+    ) -> requests.Response:
+        """One request of an upload, sent once: a transient failure becomes
+        :class:`_Interrupted` (outcome unknown: the caller asks the registry)."""
+        try:
+            response = self._send(method, location, "upload", retry=False, **kwargs)
+        except requests.RequestException as exc:
+            if not transient_exception(exc):
+                raise
+            raise _Interrupted(what, resume_at or location, exc=exc) from exc
+        if _again(response):
+            _discard(response)
+            raise _Interrupted(what, resume_at or location, response=response)
+        return self._check(response, what, ok)
 
     def push_blob(
         self,
@@ -434,7 +566,9 @@ class Registry:
 
         HEAD first; then a cross-repository mount from each of ``mount_from`` (201 means
         done, 202 an upload session we use anyway); a refused mount falls back to a
-        plain upload.
+        plain upload. An upload cut off (reset, timeout, 5xx, 429, expired token with a
+        body that cannot be re-sent) is resumed, or started again in a new session
+        (``opener`` is called again), until :attr:`retry` runs out.
         """
         if self.has_blob(repository, digest):
             return "exists"
@@ -453,15 +587,43 @@ class Registry:
             break
         if location is None:
             location, response = self.start_upload(repository)
+        budget = _Budget(self, f"upload of blob {digest} to {repository}", "upload")
+        while True:
+            try:
+                self._upload(location, response, opener, digest, size, chunk_size, budget)
+                return "uploaded"
+            except _Interrupted as cut:
+                budget.spend(cut.exc, response=cut.response)
+            except _SessionLost:
+                pass  # the failure that lost it was paid for already
+            if self.has_blob(repository, digest):  # the last request did arrive after all
+                return "uploaded"
+            location, response = self.start_upload(repository)
+
+    def _upload(
+        self,
+        location: str,
+        started: requests.Response,
+        opener: Callable[[], BinaryIO],
+        digest: Digest,
+        size: int,
+        chunk_size: int | None,
+        budget: _Budget,
+    ) -> None:
         if chunk_size is None:
             with opener() as stream:
                 self.upload_monolithic(location, stream, digest, size)
         else:
-            min_chunk = int(response.headers.get("OCI-Chunk-Min-Length", 0) or 0)
+            min_chunk = int(started.headers.get("OCI-Chunk-Min-Length", 0) or 0)
             self.upload_chunked(
-                location, opener, digest, size, chunk_size=chunk_size, min_chunk=min_chunk
+                location,
+                opener,
+                digest,
+                size,
+                chunk_size=chunk_size,
+                min_chunk=min_chunk,
+                budget=budget,
             )
-        return "uploaded"
 
     # --- whole images -------------------------------------------------------------------
 
@@ -521,6 +683,118 @@ class Registry:
         return self.put_manifest(repository, ref, image.raw_manifest(), image.manifest().media_type)
 
 
+class _Interrupted(RegistryError):
+    """An upload request failed on the way; its outcome is unknown. ``location`` is where
+    to ask the registry how far the upload got."""
+
+    def __init__(
+        self,
+        what: str,
+        location: str,
+        *,
+        exc: BaseException | None = None,
+        response: requests.Response | None = None,
+    ) -> None:
+        why = f"{response.status_code}" if response is not None else f"{type(exc).__name__}"
+        super().__init__(
+            f"{what}: interrupted ({why}), the registry may hold part of it",
+            response=response,
+            fix="push again: the upload starts over or resumes",
+        )
+        self.location, self.exc, self.response = location, exc, response
+
+
+class _SessionLost(RegistryNotFoundError):
+    """The registry no longer knows the upload session: start a new one."""
+
+
+class _Budget:
+    """The tries left for one operation: :meth:`spend` one per failure, which waits
+    (backoff, or the registry's ``Retry-After``) or, when none are left, raises
+    :class:`~hardway.errors.RetriesExhaustedError` naming ``what`` and the last failure."""
+
+    def __init__(self, registry: Registry, what: str, key: str) -> None:
+        self.registry, self.what, self.key = registry, what, key
+        self.failures = 0
+
+    def spend(
+        self, exc: BaseException | None = None, *, response: requests.Response | None = None
+    ) -> None:
+        self.failures += 1
+        policy = self.registry.retry
+        if self.failures >= policy.attempts:
+            diagnostics = _error(response, self.what).diagnostics if response is not None else ()
+            raise RetriesExhaustedError(
+                self.what,
+                attempts=self.failures,
+                last=exc,
+                response=response,
+                diagnostics=diagnostics,
+            ) from exc
+        self.registry._count(self.registry.retries, self.key)
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        self.registry.sleep(policy.delay(self.failures, retry_after=retry_after))
+
+
+def _again(response: requests.Response) -> bool:
+    """Is this answer worth the same request again? A transient status, or a 401 whose
+    token :class:`~hardway.auth.BearerAuth` refreshed but could not re-send (a stream)."""
+    return transient_status(response.status_code) or getattr(response, "hardway_resend", False)
+
+
+def _discard(response: requests.Response) -> None:
+    """Read and close an answer we will not use, so its connection can be reused."""
+    with contextlib.suppress(requests.RequestException, OSError):
+        response.content  # noqa: B018
+    response.close()
+
+
+class _Resuming(io.RawIOBase):
+    """A download that continues after a broken connection: ``fetch(offset)`` asks for
+    the rest (``Range: bytes=offset-``); a ``200`` instead of ``206`` means the registry
+    sent the whole blob again, so the bytes we have are skipped."""
+
+    def __init__(self, fetch: Callable[[int], requests.Response], budget: _Budget) -> None:
+        self._fetch, self._budget = fetch, budget
+        self._offset = 0
+        self._response = fetch(0)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while True:
+            try:
+                data = self._response.raw.read(len(buffer))
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                if not transient_exception(exc):
+                    raise
+                self._budget.spend(exc)
+                self._reopen()
+                continue
+            buffer[: len(data)] = data
+            self._offset += len(data)
+            return len(data)
+
+    def _reopen(self) -> None:
+        self._response.close()
+        self._response = self._fetch(self._offset)
+        if self._response.status_code == 200:  # Range ignored: the whole blob again
+            _skip(self._response.raw, self._offset)
+            return
+        first = self._response.headers.get("Content-Range", "").removeprefix("bytes ")
+        if not first.startswith(f"{self._offset}-"):
+            self._response.close()
+            raise InvalidImageError(
+                f"asked for the blob from byte {self._offset}, got Content-Range {first!r}"
+            )
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._response.close()
+        super().close()
+
+
 class _Sized:
     """A stream with a known length: requests then sends ``Content-Length`` and streams
     the body, instead of falling back to ``Transfer-Encoding: chunked``."""
@@ -574,7 +848,13 @@ def client_for(ref: Reference | str, *, push: bool = False, **changes: Any) -> R
     if credentials is None:
         credentials = load_credentials(ref.registry, authfile=options.authfile)
     auth = BearerAuth(credentials, scopes=[ref.scope("push" if push else "pull")])
-    return Registry(ref.api_host, auth=auth, insecure=options.insecure, timeout=options.timeout)
+    return Registry(
+        ref.api_host,
+        auth=auth,
+        insecure=options.insecure,
+        timeout=options.timeout,
+        retry=options.retry_policy(),
+    )
 
 
 def pull(ref: Reference | str, **changes: Any) -> StoredImage:

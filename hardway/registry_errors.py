@@ -14,7 +14,7 @@ import requests
 
 from hardway.errors import _TEMPORARY, Diagnostic, HardwayError
 
-__all__ = ["RegistryError", "RegistryNotFoundError", "UnauthorizedError"]
+__all__ = ["RegistryError", "RegistryNotFoundError", "RetriesExhaustedError", "UnauthorizedError"]
 
 
 class RegistryError(HardwayError, requests.HTTPError):
@@ -73,3 +73,64 @@ class UnauthorizedError(RegistryError):
 
 class RegistryNotFoundError(RegistryError, LookupError):
     """404: no such repository, manifest, blob or upload session."""
+
+
+class RetriesExhaustedError(RegistryError):
+    """A request failed every time it was tried (resets, timeouts, 5xx, 429).
+
+    :attr:`attempts` says how often, :attr:`last` is the last failure (an exception, or
+    ``None`` when the registry answered: then :attr:`status_code` is its status).
+
+    >>> e = RetriesExhaustedError("PATCH /v2/app/blobs/uploads/1f2e", attempts=5,
+    ...                           last=ConnectionResetError(104, "Connection reset by peer"))
+    >>> print(e)  # doctest: +NORMALIZE_WHITESPACE
+    PATCH /v2/app/blobs/uploads/1f2e: gave up after 5 attempts; the last one failed with
+    ConnectionResetError: [Errno 104] Connection reset by peer
+      To fix: the registry or the network to it keeps failing: check that it runs
+      (python -m hardway registry status) and read its log, then run the same command
+      again (blobs the registry already has are not sent twice); to be more patient, pass
+      attempts=10 (and a larger backoff=)
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        attempts: int,
+        last: BaseException | None = None,
+        response: requests.Response | None = None,
+        diagnostics: list[Diagnostic] | tuple[Diagnostic, ...] = (),
+    ) -> None:
+        self.attempts, self.last = attempts, last
+        if response is not None:
+            why = f"{response.status_code} {response.reason or ''}".strip()
+            if diagnostics:
+                why += " " + "; ".join(d.explain() for d in diagnostics)
+            retry_after = response.headers.get("Retry-After")
+            why += f" (Retry-After: {retry_after})" if retry_after else ""
+        else:
+            why = f"{type(last).__name__}: {_short(last)}"
+        super().__init__(
+            f"{what}: gave up after {attempts} attempt{'s' * (attempts != 1)}; "
+            f"the last one failed with {why}",
+            response=response,
+            fix=(
+                "the registry or the network to it keeps failing: check that it runs "
+                "(python -m hardway registry status) and read its log, then run the same "
+                "command again (blobs the registry already has are not sent twice); to be "
+                "more patient, pass attempts=10 (and a larger backoff=)"
+            ),
+        )
+        # after super(): the status and diagnostics are in the message already
+        self.status_code = response.status_code if response is not None else None
+        self.diagnostics = tuple(diagnostics)
+
+    @property
+    def temporary(self) -> bool:
+        return True
+
+
+def _short(exc: BaseException | None) -> str:
+    """An exception in one line: urllib3 nests the cause (``Connection aborted.``, …)."""
+    text = str(exc)
+    return text if len(text) <= 160 else text[:157] + "…"

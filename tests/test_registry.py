@@ -26,6 +26,7 @@ from hardway.errors import (
     InvalidImageError,
     RegistryError,
     RegistryNotFoundError,
+    RetriesExhaustedError,
 )
 from hardway.image import OCI_MANIFEST
 from hardway.mutate import from_dir
@@ -261,10 +262,14 @@ def fake(status: int, body: object, **headers: str) -> Registry:
 
 def test_rare_errors_from_a_fake_transport() -> None:
     busy = {"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down", "detail": None}]}
-    with pytest.raises(RegistryError) as error:
-        fake(429, busy, **{"Retry-After": "3"}).ping()
+    waits: list[float] = []
+    with pytest.raises(RetriesExhaustedError) as error:
+        slow = fake(429, busy, **{"Retry-After": "3"})
+        slow.sleep = waits.append
+        slow.ping()
     assert error.value.temporary and error.value.code == "TOOMANYREQUESTS"
-    assert "too many requests" in str(error.value)
+    assert "too many requests" in str(error.value) and "after 5 attempts" in str(error.value)
+    assert waits == [3.0] * 4, "Retry-After is honoured between the 5 tries"
     manifest = random_image(10, 1, seed=705).raw_manifest()
     confused = fake(200, manifest, **{"Content-Type": "application/vnd.oci.image.index.v1+json"})
     with pytest.raises(InvalidImageError, match="type confusion"):

@@ -1,0 +1,401 @@
+"""A flaky network between our client and the real registry: resets mid-body, 5xx from a
+load balancer, 429 with Retry-After, a stalled answer, a token that expires mid-push —
+injected by :mod:`faultproxy` on loopback. Pushes and pulls must retry, resume or
+restart, and end with the right digests; when the tries run out, the error must say
+what failed, and the registry must hold no manifest that points at missing blobs.
+
+Every test asserts that its faults were actually injected (``proxy.injected`` and no
+``pending()`` rules): a test whose faults never fire cannot pass. Waits between tries
+are recorded instead of slept (``Registry.sleep``), so no test depends on the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import requests
+from faultproxy import Fault, FaultProxy, expired
+
+from hardway import registry as client
+from hardway.auth import Credentials
+from hardway.digest import sha256_digest
+from hardway.errors import RetriesExhaustedError
+from hardway.registry import Registry
+from hardway.retry import RetryPolicy, parse_retry_after, transient_status
+from hardway.testing import random_image
+from hardway.tokenserver import SecuredRegistry, start_secured
+
+GOOD = Credentials("learner", "containers")
+#: patient enough for several faults per operation, and no real waiting
+FAST = {"attempts": 6, "backoff": 0.001, "backoff_max": 0.002, "retry_after_max": 60.0}
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredRegistry]:
+    from conftest import find_free_port
+
+    started = start_secured(
+        find_free_port(), "token", directory=tmp_path_factory.mktemp("flaky-token")
+    )
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def proxy(registry) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session registry (auth none)."""
+    with FaultProxy(registry.port) as started:
+        yield started
+
+
+@pytest.fixture
+def token_proxy(token_registry: SecuredRegistry) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the token-mode registry; it can expire tokens."""
+    service = token_registry.token_service
+    assert service is not None
+
+    def expire(token: str) -> str:
+        return expired(token, service.key, service.cert)
+
+    with FaultProxy(token_registry.port, expire=expire) as started:
+        yield started
+
+
+def connect(proxy: FaultProxy, repository: str, waits: list[float], **changes) -> Registry:
+    """A client for ``repository`` through the proxy that records its waits."""
+    options = {**FAST, **changes}
+    reg = client.client_for(f"{proxy.host}/{repository}:x", push=True, **options)
+    reg.sleep = waits.append
+    return reg
+
+
+def pull_and_verify(reg: Registry, repository: str, tag: str) -> tuple[str, list[str]]:
+    """Pull ``repository:tag`` and read every layer to its end (verified as it streams);
+    returns the manifest digest and each layer's sha256 as we hashed it."""
+    pulled = reg.read_image(repository, tag)
+    hashed = []
+    for layer in pulled.layers():
+        with layer.compressed() as blob:
+            hashed.append("sha256:" + hashlib.sha256(blob.read()).hexdigest())
+    return str(pulled.digest()), hashed
+
+
+def no_manifest(port: int, repository: str, tag: str) -> bool:
+    """Asked of the registry directly, not through the proxy."""
+    with Registry(f"127.0.0.1:{port}") as direct:
+        return direct.head_manifest(repository, tag) is None
+
+
+# --- the policy -------------------------------------------------------------------------
+
+
+def test_backoff_doubles_up_to_its_cap_with_jitter_and_retry_after_wins() -> None:
+    policy = RetryPolicy(attempts=6, backoff=1.0, backoff_max=5.0, retry_after_max=30.0)
+    assert [policy.delay(n, jitter=1.0) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    rng_delays = [policy.delay(3) for _ in range(50)]
+    assert all(2.0 <= d <= 4.0 for d in rng_delays) and len(set(rng_delays)) > 1
+    assert policy.delay(1, retry_after="12") == 12.0
+    assert policy.delay(1, retry_after="600") == 30.0, "Retry-After is capped"
+    assert policy.delay(2, retry_after="tomorrow", jitter=1.0) == 2.0, "unreadable: backoff"
+    assert parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=4.0) == 6.0
+    assert [transient_status(s) for s in (429, 500, 502, 503, 504, 400, 401, 404)] == [
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts=0)
+
+
+def test_a_refused_connection_is_not_retried(free_port: int) -> None:
+    waits: list[float] = []
+    reg = Registry(f"127.0.0.1:{free_port}", retry=RetryPolicy(attempts=5), timeout=2)
+    reg.sleep = waits.append
+    with reg, pytest.raises(requests.ConnectionError):
+        reg.ping()
+    assert waits == [] and reg.requests["GET ping"] == 1, "nothing listens: waiting won't help"
+
+
+# --- single faults, each path ------------------------------------------------------------
+
+
+def test_429_retry_after_is_honoured_and_5xx_are_retried(proxy: FaultProxy) -> None:
+    proxy.add(Fault("status", status=429, retry_after="7"), method="HEAD")
+    proxy.add(Fault("status", status=502), method="PUT", path="/manifests/")
+    proxy.add(Fault("status", status=500), method="GET", path="/manifests/")
+    image = random_image(3000, 1, seed=1101)
+    waits: list[float] = []
+    with connect(proxy, "flaky/busy", waits) as reg:
+        assert reg.write_image(image, "flaky/busy", "v1") == image.digest()
+        assert pull_and_verify(reg, "flaky/busy", "v1")[0] == str(image.digest())
+    assert not proxy.pending()
+    assert proxy.injected == Counter({"status-429": 1, "status-502": 1, "status-500": 1})
+    assert 7.0 in waits, "the registry's Retry-After is what we waited"
+    assert len(waits) == 3
+
+
+def test_a_stalled_answer_times_out_and_is_retried(proxy: FaultProxy) -> None:
+    proxy.add(Fault("stall", stall=10.0), method="GET", path="/manifests/")
+    image = random_image(2000, 1, seed=1102)
+    waits: list[float] = []
+    with connect(proxy, "flaky/stall", waits) as reg:
+        reg.write_image(image, "flaky/stall", "v1")
+    with connect(proxy, "flaky/stall", waits, timeout=0.3) as reg:
+        assert pull_and_verify(reg, "flaky/stall", "v1")[0] == str(image.digest())
+        assert reg.retries["GET manifest"] == 1
+    assert proxy.injected["stall"] == 1 and not proxy.pending()
+
+
+def test_a_download_reset_mid_body_resumes_with_range(proxy: FaultProxy) -> None:
+    image = random_image(150_000, 1, seed=1103)
+    layer = image.manifest().layers[0]
+    waits: list[float] = []
+    with connect(proxy, "flaky/range", waits) as reg:
+        reg.write_image(image, "flaky/range", "v1")
+        proxy.add("reset-response", method="GET", path=f"/blobs/{layer.digest}")
+        digest, hashed = pull_and_verify(reg, "flaky/range", "v1")
+        assert reg.retries["GET blob"] == 1
+    assert (digest, hashed) == (str(image.digest()), [str(layer.digest)])
+    assert proxy.injected["reset-response"] == 1
+    (asked,) = proxy.ranges
+    start = int(asked.removeprefix("bytes=").rstrip("-"))
+    assert 0 < start < layer.size, "continued from where the broken body stopped"
+
+
+def test_a_patch_the_registry_never_saw_resumes_from_its_offset(proxy: FaultProxy) -> None:
+    """A 503 from the load balancer: the registry's upload still stands where it was, so
+    ``GET <Location>`` tells the offset and no byte is sent twice."""
+    blob = os.urandom(100_000)
+    digest = sha256_digest(blob)
+    proxy.add(Fault("status", status=503), method="PATCH", times=2)
+    waits: list[float] = []
+    with connect(proxy, "flaky/resume", waits) as reg:
+        got = reg.push_blob(
+            "flaky/resume", lambda: io.BytesIO(blob), digest, len(blob), chunk_size=30_000
+        )
+        assert got == "uploaded" and reg.has_blob("flaky/resume", digest)
+        assert reg.requests["POST upload"] == 1, "the same session, resumed"
+        assert reg.requests["GET upload"] == 2, "asked where the upload stands after each 503"
+        assert reg.bytes_uploaded == len(blob), "no byte accepted twice"
+    assert proxy.injected["status-503"] == 2
+
+
+@pytest.mark.parametrize("kind", ["reset-request", "reset-response"])
+def test_a_patch_cut_off_restarts_in_a_new_session(proxy: FaultProxy, kind: str) -> None:
+    """Reset mid-body: the registry took an unknown part, and Distribution cancels a
+    session whose size no longer matches its signed state — so the blob starts over."""
+    blob = os.urandom(100_000)
+    digest = sha256_digest(blob)
+    proxy.add(kind, method="PATCH")
+    waits: list[float] = []
+    with connect(proxy, "flaky/restart", waits) as reg:
+        reg.push_blob(
+            "flaky/restart", lambda: io.BytesIO(blob), digest, len(blob), chunk_size=40_000
+        )
+        assert reg.requests["GET upload"] == 1, "asked first whether the session survived"
+        assert reg.requests["POST upload"] == 2, "it did not: a new session"
+        with reg.open_blob("flaky/restart", digest, len(blob)) as back:
+            assert back.read() == blob
+    assert proxy.injected[kind] == 1
+
+
+def test_a_monolithic_put_reset_mid_body_opens_the_blob_again(proxy: FaultProxy) -> None:
+    image = random_image(60_000, 2, seed=1104)
+    proxy.add("reset-request", method="PUT", path="/blobs/uploads/")
+    waits: list[float] = []
+    with connect(proxy, "flaky/mono", waits) as reg:
+        assert reg.write_image(image, "flaky/mono", "v1") == image.digest()
+        assert reg.requests["POST upload"] == 4, "3 blobs, one of them twice"
+        assert pull_and_verify(reg, "flaky/mono", "v1")[0] == str(image.digest())
+    assert proxy.injected["reset-request"] == 1
+
+
+def test_an_expired_token_mid_push_is_refreshed(token_proxy: FaultProxy) -> None:
+    """The registry refuses a token we still thought valid (401, ``invalid_token``): a new
+    one is fetched and the request sent again — re-opening a streamed blob to do so."""
+    image = random_image(20_000, 2, seed=1105)
+    token_proxy.add("expire-token", method="PUT", path="/blobs/uploads/", bearer=True)
+    token_proxy.add("expire-token", method="PUT", path="/manifests/", bearer=True)
+    waits: list[float] = []
+    with connect(token_proxy, "flaky/token", waits, credentials=GOOD) as reg:
+        assert reg.write_image(image, "flaky/token", "v1") == image.digest()
+        assert reg.auth.tokens_fetched == 3, "one token, and a fresh one after each expiry"
+        token_proxy.add("expire-token", method="GET", path="/blobs/", bearer=True)
+        assert pull_and_verify(reg, "flaky/token", "v1")[0] == str(image.digest())
+    assert token_proxy.injected["expire-token"] == 3 and not token_proxy.pending()
+
+
+# --- when the tries run out ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "method", "chunk_size", "last"),
+    [
+        (Fault("status", status=503), "PUT", None, "503 Service Unavailable"),
+        (Fault("reset-request"), "PATCH", 20_000, "ConnectionError"),
+        (Fault("reset-response"), "PATCH", 20_000, "ConnectionError"),
+        (Fault("status", status=429, retry_after="1"), "PATCH", 20_000, "429 Too Many"),
+    ],
+)
+def test_retries_run_out_during_a_blob_upload_and_no_manifest_is_left(
+    proxy: FaultProxy, registry, fault: Fault, method: str, chunk_size: int | None, last: str
+) -> None:
+    image = random_image(50_000, 2, seed=1106)
+    proxy.add(fault, method=method, path="/blobs/uploads/.+", times=-1)
+    waits: list[float] = []
+    repository = f"flaky/gave-up-{fault.label}"
+    with (
+        connect(proxy, repository, waits, attempts=3) as reg,
+        pytest.raises(RetriesExhaustedError) as error,
+    ):
+        reg.write_image(image, repository, "v1", chunk_size=chunk_size)
+    assert not any(method == "PUT" and "/manifests/" in path for method, path, _ in proxy.log)
+    message = str(error.value)
+    assert f"upload of blob sha256:{image.manifest().layers[0].digest.encoded}" in message
+    assert f"to {repository}: gave up after 3 attempts" in message and last in message
+    assert "registry status" in message and "attempts=" in message, "says what to do"
+    assert error.value.attempts == 3 and error.value.temporary
+    assert len(waits) == 2 and proxy.injected[fault.label] >= 3
+    assert no_manifest(registry.port, repository, "v1"), "no tag points at missing blobs"
+
+
+def test_retries_run_out_on_a_manifest_get_name_the_request(proxy: FaultProxy) -> None:
+    proxy.add(Fault("status", status=429, retry_after="2"), path="/manifests/", times=-1)
+    waits: list[float] = []
+    with (
+        connect(proxy, "flaky/never", waits, attempts=4) as reg,
+        pytest.raises(RetriesExhaustedError) as error,
+    ):
+        reg.get_manifest("flaky/never", "v1")
+    assert str(error.value).startswith("GET /v2/flaky/never/manifests/v1: gave up after 4")
+    assert "429 Too Many Requests TOOMANYREQUESTS" in str(error.value)
+    assert error.value.code == "TOOMANYREQUESTS" and waits == [2.0, 2.0, 2.0]
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+
+def test_concurrent_pushes_of_the_same_image_both_succeed(
+    token_proxy: FaultProxy, token_registry: SecuredRegistry
+) -> None:
+    """Two clients push one image at once (same blobs, same tag), a third thread shares
+    one client between two pushes (one token cache, refreshed under both): all succeed."""
+    image = random_image(40_000, 3, seed=1107)
+    token_proxy.add(Fault("status", status=503), method="POST", times=2)
+    token_proxy.add("reset-request", method="PUT", path="/blobs/uploads/", times=2)
+    token_proxy.add("expire-token", bearer=True)
+    shared = connect(token_proxy, "flaky/same", [], credentials=GOOD)
+    start = threading.Barrier(4)
+    results: dict[str, object] = {}
+
+    def push(name: str, reg: Registry, tag: str) -> None:
+        start.wait()
+        try:
+            results[name] = reg.write_image(image, "flaky/same", tag)
+        except Exception as exc:  # reported below, with the thread's name
+            results[name] = exc
+
+    with shared:
+        own = [connect(token_proxy, "flaky/same", [], credentials=GOOD) for _ in range(2)]
+        jobs = [("a", own[0], "v1"), ("b", own[1], "v1"), ("c", shared, "v1"), ("d", shared, "v2")]
+        threads = [threading.Thread(target=push, args=job) for job in jobs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for reg in own:
+            reg.close()
+    assert results == dict.fromkeys("abcd", image.digest())
+    assert not token_proxy.pending()
+    planned = +(token_proxy.injected - Counter(["expire-token-again"] * 99))
+    assert planned == Counter({"status-503": 2, "reset-request": 2, "expire-token": 1})
+    with Registry(token_registry.host, auth=shared.auth) as direct:
+        assert pull_and_verify(direct, "flaky/same", "v2")[0] == str(image.digest())
+
+
+# --- the acceptance run -------------------------------------------------------------------
+
+#: where each kind of fault may land in a push, and in a pull (all are requests every
+#: push or pull makes, so each planned fault is sure to fire)
+PUSH_TARGETS = {
+    "reset": [
+        ("reset-request", {"path": "/blobs/uploads/.+"}),
+        ("reset-response", {"path": "/blobs/uploads/.+"}),
+        ("reset-response", {"method": "HEAD"}),
+        ("reset-request", {"method": "PUT", "path": "/manifests/"}),
+    ],
+    "5xx": [
+        ("status", {"method": "POST"}),
+        ("status", {"path": "/blobs/uploads/.+"}),
+        ("status", {"method": "PUT", "path": "/manifests/"}),
+        ("status", {"method": "HEAD"}),
+    ],
+    "429": [("status", {"method": "POST"}), ("status", {"path": "/blobs/uploads/.+"})],
+    "expire": [
+        ("expire-token", {"path": "/blobs/uploads/.+"}),
+        ("expire-token", {"method": "PUT", "path": "/manifests/"}),
+        ("expire-token", {"method": "HEAD"}),
+    ],
+}
+PULL_TARGETS = {
+    "reset": [("reset-response", {"method": "GET", "path": "/blobs/"})],
+    "5xx": [("status", {"method": "GET", "path": "/manifests/"})],
+    "429": [("status", {"method": "GET", "path": "/blobs/"})],
+    "expire": [("expire-token", {"method": "GET"})],
+}
+
+
+def plan(proxy: FaultProxy, rng: random.Random, targets: dict) -> None:
+    """One fault of each group, at a target and with details chosen by ``rng``."""
+    for group, choices in targets.items():
+        kind, match = rng.choice(choices)
+        if group == "429":
+            fault = Fault("status", status=429, retry_after=str(rng.randint(1, 3)))
+        elif group == "5xx":
+            fault = Fault("status", status=rng.choice([500, 502, 503, 504]))
+        else:
+            fault = Fault(kind)
+        proxy.add(fault, bearer=kind == "expire-token", **match)
+
+
+def test_twenty_push_pull_round_trips_under_faults_end_with_correct_digests(
+    token_proxy: FaultProxy,
+) -> None:
+    rng = random.Random(1010)
+    injected = Counter()
+    for n in range(20):
+        image = random_image(rng.randint(5_000, 60_000), rng.randint(1, 3), seed=2000 + n)
+        repository, tag = f"flaky/round{n % 3}", f"v{n}"
+        chunk_size = rng.choice([None, 16_384])
+        waits: list[float] = []
+        plan(token_proxy, rng, PUSH_TARGETS)
+        before = Counter(token_proxy.injected)
+        with connect(token_proxy, repository, waits, credentials=GOOD) as reg:
+            assert reg.write_image(image, repository, tag, chunk_size=chunk_size) == image.digest()
+            assert reg.auth.tokens_fetched >= 2, "a token, and its successor after the expiry"
+        pushed = token_proxy.injected - before
+        assert not token_proxy.pending(), f"round {n}: a planned push fault never fired"
+        assert pushed["expire-token"] and pushed["status-429"]
+        assert pushed["reset-request"] + pushed["reset-response"] >= 1
+        assert sum(pushed[f"status-{s}"] for s in (500, 502, 503, 504)) >= 1
+        plan(token_proxy, rng, PULL_TARGETS)
+        with connect(token_proxy, repository, waits, credentials=GOOD) as reg:
+            digest, hashed = pull_and_verify(reg, repository, tag)
+        assert not token_proxy.pending(), f"round {n}: a planned pull fault never fired"
+        assert digest == str(image.digest())
+        assert hashed == [str(layer.digest) for layer in image.manifest().layers]
+        injected = Counter(token_proxy.injected)
+    assert injected["expire-token"] >= 40 and injected["status-429"] >= 40
+    assert injected["reset-request"] + injected["reset-response"] >= 40
