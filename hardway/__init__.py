@@ -33,7 +33,8 @@ chapter            module(s)
                    (the registry API client, ``docker://``), :mod:`hardway.auth`
                    (challenges, tokens, config.json), :mod:`hardway.tokenserver`
 08 pull           :mod:`hardway.registry` (pull, verify), :mod:`hardway.image_cli`
-                   (``pull REF ROOTFS``)
+                   (``pull REF ROOTFS``), :mod:`hardway.retry` (which failures are
+                   retried, backoff, ``Retry-After``)
 course machinery   :mod:`hardway.grading` (self-checks), :mod:`hardway.checks`,
                    :mod:`hardway.labgen` (labs from solutions),
                    :mod:`hardway.autograde` (headless grading)

@@ -127,6 +127,12 @@ def _registry_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--insecure", action="store_true", default=None, help="plain HTTP (default: only loopback)"
     )
+    group.add_argument(
+        "--attempts",
+        type=int,
+        metavar="N",
+        help="tries per request after resets, timeouts, 5xx, 429 (default: 5)",
+    )
 
 
 def _registry_options(args: argparse.Namespace):
@@ -134,7 +140,10 @@ def _registry_options(args: argparse.Namespace):
     from hardway.auth import Credentials
 
     creds = Credentials.parse(args.creds) if args.creds else None
-    return registry.using(credentials=creds, authfile=args.authfile, insecure=args.insecure)
+    retry = {"attempts": args.attempts} if args.attempts else {}
+    return registry.using(
+        credentials=creds, authfile=args.authfile, insecure=args.insecure, **retry
+    )
 
 
 def _from_dir(args: argparse.Namespace) -> int:

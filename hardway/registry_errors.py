@@ -88,8 +88,8 @@ class RetriesExhaustedError(RegistryError):
     ConnectionResetError: [Errno 104] Connection reset by peer
       To fix: the registry or the network to it keeps failing: check that it runs
       (python -m hardway registry status) and read its log, then run the same command
-      again (blobs the registry already has are not sent twice); to be more patient, pass
-      attempts=10 (and a larger backoff=)
+      again (blobs the registry already has are not sent twice); to be more patient:
+      --attempts 10, or attempts=10, backoff=2 in Python
     """
 
     def __init__(
@@ -118,7 +118,7 @@ class RetriesExhaustedError(RegistryError):
                 "the registry or the network to it keeps failing: check that it runs "
                 "(python -m hardway registry status) and read its log, then run the same "
                 "command again (blobs the registry already has are not sent twice); to be "
-                "more patient, pass attempts=10 (and a larger backoff=)"
+                "more patient: --attempts 10, or attempts=10, backoff=2 in Python"
             ),
         )
         # after super(): the status and diagnostics are in the message already

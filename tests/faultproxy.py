@@ -181,7 +181,10 @@ class FaultProxy:
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = False
         self._server.block_on_close = True
-        threading.Thread(target=self._server.serve_forever, name="faultproxy", daemon=True).start()
+        serve = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="faultproxy", daemon=True
+        )
+        serve.start()
         return self
 
     def stop(self) -> None:
