@@ -499,8 +499,10 @@ class Registry:
         if resume:
             try:
                 location, offset = self.upload_offset(location)
-            except RegistryNotFoundError as lost:  # Distribution cancels a session whose
-                # size no longer matches its signed state
+            except RegistryError as lost:  # Distribution cancels a session whose size
+                # no longer matches its signed state (404 BLOB_UPLOAD_INVALID)
+                if lost.status_code not in (400, 404, 416):
+                    raise
                 raise _SessionLost(
                     str(lost), fix="push again: a new upload session starts"
                 ) from lost

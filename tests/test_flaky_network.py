@@ -344,6 +344,34 @@ def test_concurrent_pushes_of_the_same_image_both_succeed(
         assert pull_and_verify(direct, "flaky/same", "v2")[0] == str(image.digest())
 
 
+def test_threads_sharing_a_client_refresh_an_expired_token_once(
+    token_proxy: FaultProxy,
+) -> None:
+    """Parallel uploads share one client: when its token expires, every thread gets a
+    401, and the first to ask fetches the successor that the others then use."""
+    image = random_image(30_000, 3, seed=1109)
+    token_proxy.add("expire-token", bearer=True)
+    errors: list[BaseException] = []
+    with connect(token_proxy, "flaky/shared", [], credentials=GOOD) as shared:
+        start = threading.Barrier(3)
+
+        def push(tag: str) -> None:
+            start.wait()
+            try:
+                assert shared.write_image(image, "flaky/shared", tag) == image.digest()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=push, args=(f"v{i}",)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert shared.auth.tokens_fetched == 2, "the first token, and one successor for all"
+    assert token_proxy.injected["expire-token"] == 1
+
+
 # --- the acceptance run -------------------------------------------------------------------
 
 #: where each kind of fault may land in a push, and in a pull (all are requests every
