@@ -33,6 +33,7 @@ is usually a learner in the middle of a notebook, not a developer with a debugge
         │                             ``.status_code``, ``.diagnostics`` (code, message, detail)
         ├── UnauthorizedError         401/403: no or wrong credentials, or a scope not granted
         ├── RegistryNotFoundError     404: no such repository, manifest, blob (LookupError)
+        ├── RegistryUnreachableError  connection refused or unknown host (not retried)
         └── RetriesExhaustedError     resets, timeouts, 5xx or 429 on every try; ``.attempts``
 
 Later chapters add their own branches here (references, registry API errors, unsafe
@@ -68,6 +69,7 @@ __all__ = [
     "RegistryError",  # noqa: F822 (loaded on first use, see __getattr__)
     "RegistryNotFoundError",  # noqa: F822
     "RegistryServerError",
+    "RegistryUnreachableError",  # noqa: F822
     "RetriesExhaustedError",  # noqa: F822
     "RootfsError",
     "UnauthorizedError",  # noqa: F822
@@ -290,6 +292,7 @@ _REGISTRY_ERRORS = (
     "RegistryError",
     "UnauthorizedError",
     "RegistryNotFoundError",
+    "RegistryUnreachableError",
     "RetriesExhaustedError",
 )
 

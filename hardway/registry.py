@@ -81,7 +81,7 @@ from hardway.image import (
     parse_json,
 )
 from hardway.reference import Reference, parse_reference
-from hardway.registry_errors import RetriesExhaustedError
+from hardway.registry_errors import RegistryUnreachableError, RetriesExhaustedError
 from hardway.retry import RetryPolicy, transient_exception, transient_status
 
 __all__ = [
@@ -275,9 +275,9 @@ class Registry:
         while True:
             self._count(self.requests, f"{method} {kind}")
             if not retry:
-                return self.session.request(method, full, **kwargs)
+                return self._request(method, full, **kwargs)
             try:
-                response = self.session.request(method, full, **kwargs)
+                response = self._request(method, full, **kwargs)
             except requests.RequestException as exc:
                 if not transient_exception(exc):
                     raise
@@ -287,6 +287,22 @@ class Registry:
                 return response
             _discard(response)
             budget.spend(response=response)
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """``session.request``, with "nothing listens there" turned into a typed error."""
+        try:
+            return self.session.request(method, url, **kwargs)
+        except requests.ConnectionError as exc:
+            cause = exc.args[0] if exc.args else None
+            reason = getattr(cause, "reason", cause)
+            if not isinstance(reason, urllib3.exceptions.NewConnectionError):
+                raise
+            why = str(reason).rpartition(": ")[2] or "no connection"
+            raise RegistryUnreachableError(
+                f"cannot connect to the registry at {self.host} ({why})",
+                fix="start it (python -m hardway registry start), or check the host and "
+                "port in the image reference",
+            ) from exc
 
     def _check(self, response: requests.Response, what: str, *ok: int) -> requests.Response:
         if response.status_code not in ok:
@@ -864,7 +880,7 @@ def pull(ref: Reference | str, **changes: Any) -> StoredImage:
 
     >>> pull("127.0.0.1:1/none:v1", timeout=0.5)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    requests.exceptions.ConnectionError: ...
+    hardway.registry_errors.RegistryUnreachableError: cannot connect to the registry at ...
     """
     ref = parse_reference(ref) if isinstance(ref, str) else ref
     options = replace(_options.get(), **changes)

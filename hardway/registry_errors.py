@@ -14,7 +14,13 @@ import requests
 
 from hardway.errors import _TEMPORARY, Diagnostic, HardwayError
 
-__all__ = ["RegistryError", "RegistryNotFoundError", "RetriesExhaustedError", "UnauthorizedError"]
+__all__ = [
+    "RegistryError",
+    "RegistryNotFoundError",
+    "RegistryUnreachableError",
+    "RetriesExhaustedError",
+    "UnauthorizedError",
+]
 
 
 class RegistryError(HardwayError, requests.HTTPError):
@@ -73,6 +79,12 @@ class UnauthorizedError(RegistryError):
 
 class RegistryNotFoundError(RegistryError, LookupError):
     """404: no such repository, manifest, blob or upload session."""
+
+
+class RegistryUnreachableError(RegistryError, requests.ConnectionError):
+    """No connection at all: refused (nothing listens on the port) or an unknown host.
+    Not retried, since waiting does not start a registry. Also a
+    ``requests.ConnectionError``, for code that catches that."""
 
 
 class RetriesExhaustedError(RegistryError):

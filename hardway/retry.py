@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import requests
 import urllib3.exceptions
 
+from hardway.errors import HardwayError
+
 __all__ = ["TRANSIENT_STATUSES", "RetryPolicy", "transient_exception", "transient_status"]
 
 #: answers after which the same request may well succeed (ggcr and containerd retry these)
@@ -107,6 +109,8 @@ def transient_exception(exc: BaseException) -> bool:
     ...     urllib3.exceptions.MaxRetryError(None, "/v2/", refused)))
     False
     """
+    if isinstance(exc, HardwayError):  # already judged (a refused connection, …)
+        return False
     if isinstance(exc, requests.ConnectTimeout):
         return True
     if isinstance(exc, requests.ConnectionError):

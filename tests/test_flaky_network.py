@@ -26,7 +26,7 @@ from faultproxy import Fault, FaultProxy, expired
 from hardway import registry as client
 from hardway.auth import Credentials
 from hardway.digest import sha256_digest
-from hardway.errors import RetriesExhaustedError
+from hardway.errors import RegistryUnreachableError, RetriesExhaustedError
 from hardway.registry import Registry
 from hardway.retry import RetryPolicy, parse_retry_after, transient_status
 from hardway.testing import random_image
@@ -123,9 +123,12 @@ def test_a_refused_connection_is_not_retried(free_port: int) -> None:
     waits: list[float] = []
     reg = Registry(f"127.0.0.1:{free_port}", retry=RetryPolicy(attempts=5), timeout=2)
     reg.sleep = waits.append
-    with reg, pytest.raises(requests.ConnectionError):
+    with reg, pytest.raises(RegistryUnreachableError) as error:
         reg.ping()
     assert waits == [] and reg.requests["GET ping"] == 1, "nothing listens: waiting won't help"
+    assert str(error.value).startswith(f"cannot connect to the registry at 127.0.0.1:{free_port}")
+    assert "Connection refused" in str(error.value) and "registry start" in str(error.value)
+    assert isinstance(error.value, requests.ConnectionError), "still what requests raises"
 
 
 # --- single faults, each path ------------------------------------------------------------
