@@ -106,11 +106,16 @@ class FaultProxy:
     a client talks to. :meth:`add` queues rules; the first unspent matching rule fires.
 
     :param expire: (optional) turns a bearer token into an expired one (``expire-token``)
+    :param ranges: (optional) ``False``: drop ``Range`` headers, as a server that does
+        not support ranges would ignore them (the whole body comes back, ``200``)
     """
 
-    def __init__(self, upstream: int, *, expire: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, upstream: int, *, expire: Callable[[str], str] | None = None, ranges: bool = True
+    ) -> None:
         self.upstream = upstream
         self.expire = expire
+        self.forward_ranges = ranges
         self.rules: list[Rule] = []
         #: faults injected, by :attr:`Fault.label`
         self.injected: Counter[str] = Counter()
@@ -242,7 +247,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             if "Range" in self.headers:
                 with proxy._lock:
                     proxy.ranges.append(self.headers["Range"])
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            dropped = _HOP_BY_HOP if proxy.forward_ranges else _HOP_BY_HOP | {"range"}
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
             if fault is not None and fault.kind == "reset-request":
                 self._reset_mid_request(method, path, headers, length)
                 return

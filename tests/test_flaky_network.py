@@ -177,6 +177,36 @@ def test_a_download_reset_mid_body_resumes_with_range(proxy: FaultProxy) -> None
     assert 0 < start < layer.size, "continued from where the broken body stopped"
 
 
+def test_a_download_without_range_support_starts_over_and_skips(registry) -> None:
+    image = random_image(150_000, 1, seed=1110)
+    layer = image.manifest().layers[0]
+    waits: list[float] = []
+    with FaultProxy(registry.port, ranges=False) as proxy:
+        with connect(proxy, "flaky/norange", waits) as reg:
+            reg.write_image(image, "flaky/norange", "v1")
+            proxy.add("reset-response", method="GET", path=f"/blobs/{layer.digest}")
+            digest, hashed = pull_and_verify(reg, "flaky/norange", "v1")
+        assert proxy.injected["reset-response"] == 1 and len(proxy.ranges) == 1
+        gets = [path for method, path, _ in proxy.log if method == "GET" and "/blobs/" in path]
+    assert (digest, hashed) == (str(image.digest()), [str(layer.digest)])
+    assert gets.count(f"/v2/flaky/norange/blobs/{layer.digest}") == 2
+
+
+def test_a_stalled_patch_times_out_and_resumes(proxy: FaultProxy) -> None:
+    blob = os.urandom(90_000)
+    digest = sha256_digest(blob)
+    proxy.add(Fault("stall", stall=10.0), method="PATCH")
+    with connect(proxy, "flaky/stall-up", [], timeout=0.3) as reg:
+        reg.push_blob(
+            "flaky/stall-up", lambda: io.BytesIO(blob), digest, len(blob), chunk_size=30_000
+        )
+        assert reg.requests["POST upload"] == 1, "the registry never saw it: resumed"
+        assert reg.requests["GET upload"] == 1
+        with reg.open_blob("flaky/stall-up", digest, len(blob)) as back:
+            assert back.read() == blob
+    assert proxy.injected["stall"] == 1
+
+
 def test_a_patch_the_registry_never_saw_resumes_from_its_offset(proxy: FaultProxy) -> None:
     """A 503 from the load balancer: the registry's upload still stands where it was, so
     ``GET <Location>`` tells the offset and no byte is sent twice."""
