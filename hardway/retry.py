@@ -29,12 +29,13 @@ from dataclasses import dataclass
 import requests
 import urllib3.exceptions
 
-from hardway.errors import HardwayError
+from hardway.errors import _TEMPORARY, HardwayError
 
 __all__ = ["TRANSIENT_STATUSES", "RetryPolicy", "transient_exception", "transient_status"]
 
-#: answers after which the same request may well succeed (ggcr and containerd retry these)
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: answers after which the same request may well succeed: the statuses that make a
+#: :class:`~hardway.errors.RegistryError` ``temporary`` (408, 429, 5xx of proxies, …)
+TRANSIENT_STATUSES = frozenset(_TEMPORARY)
 
 
 @dataclass(frozen=True)
