@@ -8,8 +8,9 @@ reads each request and response whole and decides per request. Faults (:class:`F
 
 ``reset-request``   read half the request body, pass that half to the registry, then
                     reset both connections (the outcome of the request is unknown)
-``reset-response``  forward the request, then send half of the answer's body (half its
-                    head when it has none) and reset
+``reset-response``  forward the request, then send half of the answer's body, end the
+                    stream there and reset: the client reads what arrived, then finds
+                    the body broken off (no body: half the head, then a reset)
 ``status``          answer ``status`` (500, 502, 503, 429 with ``Retry-After``…) without
                     forwarding, as a load balancer in front of the registry does
 ``stall``           read the request and never answer (until ``stall`` seconds pass or
@@ -219,6 +220,18 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
 
 
+def _cut(sock: socket.socket) -> None:
+    """End the stream (FIN, after the bytes sent), wait for the client to notice and
+    close, then reset. A reset alone could make the client's kernel drop bytes it had
+    received but not yet read, so the client would never see the half answer."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(0.5)
+        while sock.recv(65536):
+            pass
+    _reset(sock)
+
+
 def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -271,7 +284,9 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 )  # no body: cut the head
                 self.wfile.write(whole[:cut])
                 self.wfile.flush()
-                _reset(self.connection)
+                # a cut head is a plain reset: ended with FIN, http.client would take
+                # the half head for a whole one
+                (_cut if data else _reset)(self.connection)
                 self.close_connection = True
                 return
             self.wfile.write(self._head(status, reason, answer) + data)
