@@ -34,6 +34,9 @@ chapter            module(s)
                    (challenges, tokens, config.json), :mod:`hardway.tokenserver`
 08 pull           :mod:`hardway.registry` (pull, verify), :mod:`hardway.image_cli`
                    (``pull REF ROOTFS``)
+09 builder         :mod:`hardway.cache` (Jib-style layer cache: blobs, selectors, LRU
+                   prune), :mod:`hardway.builder` (incremental image builds from layer
+                   sources), :mod:`hardway.atomic` (atomic file writes)
 course machinery   :mod:`hardway.grading` (self-checks), :mod:`hardway.checks`,
                    :mod:`hardway.labgen` (labs from solutions),
                    :mod:`hardway.autograde` (headless grading)
