@@ -305,8 +305,9 @@ class BearerAuth(AuthBase):
 
     def add_scope(self, scope: str) -> None:
         """Ask for ``scope`` too from now on (the next token fetched includes it)."""
-        if scope not in self.scopes:
-            self.scopes.append(scope)
+        with self._lock:  # parallel uploads add mount scopes at once
+            if scope not in self.scopes:
+                self.scopes.append(scope)
 
     # requests calls this on every request
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -331,17 +332,25 @@ class BearerAuth(AuthBase):
         challenges = {
             c.scheme: c for c in parse_challenges(response.headers.get("WWW-Authenticate", ""))
         }
+        sent = request.headers.get("Authorization")
         if "bearer" in challenges:
             challenge = challenges["bearer"]
             wanted = merge_scopes(challenge.params.get("scope", ""), self.scopes)
-            if self._current is not None and _covers(self._current[2], wanted):
+            current = self._current
+            # judge the token this request carried: in a parallel push, a request sent
+            # before another thread got the token is answered 401 but refused nothing
+            if (
+                current is not None
+                and _covers(current[2], wanted)
+                and sent == f"Bearer {current[0]}"
+            ):
                 if challenge.params.get("error") == "insufficient_scope":
                     return response  # the service granted less than asked: nothing to retry
                 self._forget(challenge, wanted)  # expired or revoked: fetch a fresh one
             header = f"Bearer {self._token(challenge, wanted)}"
         elif "basic" in challenges and self.credentials.username:
-            if self._basic:
-                return response  # these credentials were already refused
+            if sent == self.credentials.basic():
+                return response  # these credentials were refused
             self._basic = True
             header = self.credentials.basic()
         else:

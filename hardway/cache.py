@@ -479,7 +479,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     verbs.add_parser("usage", help="blobs, bytes and selectors held").set_defaults(func=_usage)
     prune = verbs.add_parser("prune", help="remove least recently used blobs")
-    prune.add_argument("--max-size", type=_size, default=0, help="keep at most this (e.g. 1G)")
+    prune.add_argument("--max-size", type=_size, required=True, help="keep at most this (e.g. 1G)")
     prune.set_defaults(func=_prune)
     verbs.add_parser("clean", help="remove leftovers of killed writers").set_defaults(func=_clean)
 
