@@ -36,7 +36,8 @@ chapter            module(s)
                    (``pull REF ROOTFS``)
 09 builder         :mod:`hardway.cache` (Jib-style layer cache: blobs, selectors, LRU
                    prune), :mod:`hardway.builder` (incremental image builds from layer
-                   sources), :mod:`hardway.atomic` (atomic file writes)
+                   sources), :mod:`hardway.atomic` (atomic file writes),
+                   :mod:`hardway.progress` (transfer progress bars)
 course machinery   :mod:`hardway.grading` (self-checks), :mod:`hardway.checks`,
                    :mod:`hardway.labgen` (labs from solutions),
                    :mod:`hardway.autograde` (headless grading)

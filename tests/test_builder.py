@@ -227,11 +227,11 @@ def test_parallel_push_is_correct_and_skopeo_reads_it(registry, tmp_path: Path, 
     ref = f"127.0.0.1:{registry.port}/build/par{jobs}-{uuid.uuid4().hex[:6]}:v1"
     with client.using(jobs=jobs, progress=jobs > 1):  # bars on: the tqdm path runs too
         assert client.push(result.image, ref) == result.digest
-    pulled = client.pull(ref)
-    assert pulled.raw_manifest() == result.image.raw_manifest()
-    for mine, theirs in zip(result.image.layers(), pulled.layers(), strict=True):
-        with mine.compressed() as a, theirs.compressed() as b:
-            assert a.read() == b.read()
+        pulled = client.pull(ref)
+        assert pulled.raw_manifest() == result.image.raw_manifest()
+        for mine, theirs in zip(result.image.layers(), pulled.layers(), strict=True):
+            with mine.compressed() as a, theirs.compressed() as b:
+                assert a.read() == b.read()
     if SKOPEO:
         raw = subprocess.run(
             ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
