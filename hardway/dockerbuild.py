@@ -826,7 +826,7 @@ def build(
     :raises DockerfileError: the Dockerfile is malformed or outside the supported subset
     :raises BuildError: a step failed (``.line`` names its instruction)
     """
-    context = Path(context)
+    context = Path(context).resolve()  # the step child runs in /, not here
     if not context.is_dir():
         raise BuildError(f"the build context {context} is not a directory")
     path = Path(dockerfile) if dockerfile is not None else context / "Dockerfile"
