@@ -38,6 +38,10 @@ chapter            module(s)
                    prune), :mod:`hardway.builder` (incremental image builds from layer
                    sources), :mod:`hardway.atomic` (atomic file writes),
                    :mod:`hardway.progress` (transfer progress bars)
+10 dockerfile      :mod:`hardway.dockerfile` (parsing: lines, forms, substitution),
+                   :mod:`hardway.dockerbuild` (steps, cache keys, RUN on overlayfs,
+                   ``python -m hardway build``), :mod:`hardway.seed` (base images,
+                   example build contexts)
 course machinery   :mod:`hardway.grading` (self-checks), :mod:`hardway.checks`,
                    :mod:`hardway.labgen` (labs from solutions),
                    :mod:`hardway.autograde` (headless grading)

@@ -64,6 +64,7 @@ from hardway.errors import BuildError, ContainerError, DockerfileError, HardwayE
 from hardway.image import (
     CONFIG_TYPES,
     MANIFEST_TYPES,
+    ContainerConfig,
     Descriptor,
     History,
     Image,
@@ -82,6 +83,7 @@ __all__ = [
     "BuildResult",
     "StepReport",
     "build",
+    "configured",
     "copy_plan",
     "created_by",
     "register",
@@ -749,32 +751,11 @@ class _Builder:
     def _configured(self, stage, inst, text, env, history, layer) -> _State:
         """The state after *inst*: its config changes, its history entry, its layer."""
         state = stage.state
-        run = state.config.config
-        changes: dict[str, Any] = {}
-        cmd_set = state.cmd_set
-        kw = inst.keyword
-        if kw == "ENV":
-            from hardway.runtime import merge_env
-
-            pairs = dict(name_values(inst, env, self.df.path))
-            changes["env"] = tuple(merge_env(run.env, pairs))
-        elif kw == "LABEL":
-            changes["labels"] = {**run.labels, **dict(name_values(inst, env, self.df.path))}
-        elif kw == "WORKDIR":
-            changes["working_dir"] = _workdir(run.working_dir, text)
-        elif kw == "USER":
-            changes["user"] = text
-        elif kw == "EXPOSE":
-            ports = [p if "/" in p else f"{p}/tcp" for p in text.split()]
-            changes["exposed_ports"] = (*run.exposed_ports, *ports)
-        elif kw == "CMD":
-            changes["cmd"] = exec_form(text) or ("/bin/sh", "-c", text)
-            cmd_set = True
-        elif kw == "ENTRYPOINT":
-            changes["entrypoint"] = exec_form(text) or ("/bin/sh", "-c", text)
-            if not cmd_set:  # Docker: a new ENTRYPOINT drops the base image's CMD
-                changes["cmd"] = None
-        config = replace(state.config, config=replace(run, **changes), created=timestamp())
+        pairs = name_values(inst, env, self.df.path) if inst.keyword in ("ENV", "LABEL") else ()
+        run, cmd_set = configured(
+            state.config.config, inst.keyword, text, pairs=pairs, cmd_set=state.cmd_set
+        )
+        config = replace(state.config, config=run, created=timestamp())
         entry = History(created=timestamp(), created_by=history, empty_layer=layer is None)
         layers = list(state.layers)
         if layer is not None:
@@ -783,6 +764,52 @@ class _Builder:
             config = replace(config, rootfs=RootFS(diff_ids, config.rootfs.type or "layers"))
         config = replace(config, history=(*config.history, entry))
         return _State(config, layers, b"", cmd_set)
+
+
+def configured(
+    run: ContainerConfig,
+    keyword: str,
+    text: str,
+    *,
+    pairs: Sequence[tuple[str, str]] = (),
+    cmd_set: bool = False,
+) -> tuple[ContainerConfig, bool]:
+    """The run settings after one config instruction, and whether ``Cmd`` is now set by
+    this stage (*text* is substituted already; *pairs* are ``ENV``/``LABEL``'s).
+
+    ``ENV`` replaces a name in place or appends it; ``WORKDIR`` is relative to the last
+    one; ``EXPOSE 80`` means ``80/tcp``; ``CMD``/``ENTRYPOINT`` take the exec or the shell
+    form; a new ``ENTRYPOINT`` drops a ``Cmd`` inherited from the base image.
+
+    >>> run, _ = configured(ContainerConfig(cmd=("sh",)), "ENTRYPOINT", '["top"]')
+    >>> run.entrypoint, run.cmd
+    (('top',), None)
+    >>> pairs = [("A", "2"), ("B", "3")]
+    >>> configured(ContainerConfig(env=("A=1",)), "ENV", "A=2 B=3", pairs=pairs)[0].env
+    ('A=2', 'B=3')
+    """
+    from hardway.runtime import merge_env
+
+    changes: dict[str, Any] = {}
+    if keyword == "ENV":
+        changes["env"] = tuple(merge_env(run.env, dict(pairs)))
+    elif keyword == "LABEL":
+        changes["labels"] = {**run.labels, **dict(pairs)}
+    elif keyword == "WORKDIR":
+        changes["working_dir"] = _workdir(run.working_dir, text)
+    elif keyword == "USER":
+        changes["user"] = text
+    elif keyword == "EXPOSE":
+        ports = [p if "/" in p else f"{p}/tcp" for p in text.split()]
+        changes["exposed_ports"] = (*run.exposed_ports, *ports)
+    elif keyword == "CMD":
+        changes["cmd"] = exec_form(text) or ("/bin/sh", "-c", text)
+        cmd_set = True
+    elif keyword == "ENTRYPOINT":
+        changes["entrypoint"] = exec_form(text) or ("/bin/sh", "-c", text)
+        if not cmd_set:  # Docker: a new ENTRYPOINT drops the base image's CMD
+            changes["cmd"] = None
+    return replace(run, **changes), cmd_set
 
 
 def _is_archive(item: CopyItem) -> bool:

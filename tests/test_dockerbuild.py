@@ -434,3 +434,23 @@ def test_sigint_to_the_cli_leaves_nothing(seeded, tmp_path) -> None:
         cli.wait()
     _settle(before, marker, scratch)
     _cache_is_consistent(Cache(tmp_path / "cache"))
+
+
+def test_doctests() -> None:
+    import doctest
+
+    assert doctest.testmod(dockerbuild).failed == 0
+
+
+def test_python_seed_is_cached_and_reproducible(registry, tmp_path, monkeypatch) -> None:
+    from hardway import seed
+
+    first = seed_python_image(registry.port, tag="t1", cache=Cache(tmp_path / "a"))
+    other = seed_python_image(registry.port, tag="t2", cache=Cache(tmp_path / "b"))
+    assert first.digest == other.digest  # two cold caches, the same bytes
+    monkeypatch.setattr(seed, "_python_tree", lambda dest: pytest.fail("copied again"))
+    again = seed_python_image(registry.port, tag="t1", cache=Cache(tmp_path / "a"))
+    assert again.digest == first.digest and again.uploaded == 0
+    image = read_image(f"docker://{first.reference}")
+    assert [h.created_by for h in image.config().history][-1].startswith("hardway registry seed")
+    assert "PYTHONDONTWRITEBYTECODE=1" in image.config().config.env
