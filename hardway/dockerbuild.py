@@ -39,9 +39,10 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -76,7 +77,7 @@ from hardway.image import (
     layer_compression,
     layer_media_type,
 )
-from hardway.layers import LayerInfo
+from hardway.layers import Entry, LayerInfo
 from hardway.mutate import empty_image, timestamp
 
 __all__ = [
@@ -435,21 +436,45 @@ def _finish(target: str, mode: int, owner: tuple[int, int], chmod: str | None) -
     os.chmod(target, int(chmod, 8) if chmod else stat.S_IMODE(mode))
 
 
-def _isolated(lower: Path, work: Path, action: dict, timeout: float) -> Path:
-    """Run *action* on an overlay over *lower*; return the upper directory (the changes).
+#: how a step's changes are captured: an overlayfs upper directory, or a snapshot diff
+METHODS = ("overlay", "snapshot")
 
-    Everything privileged happens in a child (:func:`hardway.namespaces.call`), never
-    in this process, which may be a Jupyter kernel.
+
+def default_method() -> str:
+    """overlayfs as root; without root, a snapshot copy and a diff (no mount needed)."""
+    return "overlay" if os.geteuid() == 0 else "snapshot"
+
+
+def _isolated(
+    lower: Path, work: Path, action: dict, timeout: float, method: str = "overlay"
+) -> Iterator[Entry]:
+    """Run *action* on top of *lower*; return the entries of its changes (a layer).
+
+    ``overlay``: on an overlayfs mount, in a child's private mount namespace; the upper
+    directory is the change set (:func:`hardway.layers.overlay_entries`). ``snapshot``:
+    on a copy of *lower* (``cp -a``), compared with *lower* afterwards
+    (:func:`hardway.layers.diff_entries`) — slower, but it needs no mount. Everything
+    privileged happens in a child (:func:`hardway.namespaces.call`), never in this
+    process, which may be a Jupyter kernel.
     """
     from hardway import namespaces
+    from hardway.layers import diff_entries, overlay_entries
 
+    if method == "snapshot":
+        copy = work / "snapshot"
+        subprocess.run(["cp", "-a", f"{lower}/.", str(copy)], check=True, capture_output=True)
+        result = namespaces.call(
+            namespaces.Isolation(), _act, str(copy), action, timeout=timeout + 30
+        )
+        action["result"] = result
+        return diff_entries(lower, copy, keep_owners=True)
     upper, scratch, merged = (work / n for n in ("upper", "work", "merged"))
     for directory in (upper, scratch, merged):
         directory.mkdir(parents=True)
     spec = namespaces.Isolation({"mnt"})
     args = (str(lower), str(upper), str(scratch), str(merged), action)
     action["result"] = namespaces.call(spec, _in_overlay, *args, timeout=timeout + 30)
-    return upper
+    return overlay_entries(upper)
 
 
 def _remove_tree(path: Path) -> None:
@@ -480,10 +505,11 @@ class _Builder:
         workdir: Path,
         out: Callable[[str], None],
         fmt: str,
+        method: str,
     ) -> None:
         self.df, self.context, self.cache = dockerfile, context, cache
         self.build_args, self.use_cache = dict(build_args), use_cache
-        self.workdir, self.out, self.fmt = workdir, out, fmt
+        self.workdir, self.out, self.fmt, self.method = workdir, out, fmt, method
         self.epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or 0)
         self.stages: dict[int, _Stage] = {}
         self.reports: list[StepReport] = []
@@ -555,7 +581,15 @@ class _Builder:
             try:
                 image = _read_base(base)
             except HardwayError as exc:
-                raise self._fail(stage, f"FROM {base}: {exc.message}", exc.fix) from None
+                fix = exc.fix or "python -m hardway registry seed   (the course's base images)"
+                raise self._fail(stage, f"FROM {base}: {exc.message}", fix) from None
+            except OSError as exc:  # requests' ConnectionError is one: no registry there
+                raise self._fail(
+                    stage,
+                    f"FROM {base}: cannot reach the registry for {_base_reference(base)} "
+                    f"({type(exc).__name__})",
+                    "python -m hardway registry start && python -m hardway registry seed",
+                ) from None
             state = _State(image.config(), list(image.layers()), image.raw_config())
         root = self.workdir / f"stage-{index}" / "rootfs"
         current = _Stage(index, state, {}, root)
@@ -708,7 +742,7 @@ class _Builder:
             self.out(" ---> Running in a container")
         work = Path(tempfile.mkdtemp(prefix="step-", dir=self.workdir))
         try:
-            upper = _isolated(lower, work, action, RUN_TIMEOUT)
+            changes = _isolated(lower, work, action, RUN_TIMEOUT, self.method)
             result = action["result"]
             if inst.keyword == "RUN":
                 for stream in ("stdout", "stderr"):
@@ -722,11 +756,7 @@ class _Builder:
                     )
             if inst.keyword == "WORKDIR" and not result["created"]:
                 return None
-            from hardway.layers import overlay_entries
-
-            info = self.cache.write_layer(
-                overlay_entries(upper), source_date_epoch=self.epoch, keep_owners=True
-            )
+            info = self.cache.write_layer(changes, source_date_epoch=self.epoch, keep_owners=True)
         except ContainerError as exc:
             raise self._fail(inst, f"{inst.keyword} failed: {exc.message}", exc.fix) from None
         finally:
@@ -840,6 +870,7 @@ def build(
     cache: Cache | str | os.PathLike[str] | None = None,
     no_cache: bool = False,
     fmt: str = "oci",
+    method: str | None = None,
     out: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Build the Dockerfile (default ``CONTEXT/Dockerfile``) in directory *context*.
@@ -849,6 +880,8 @@ def build(
     :param cache: (optional) a :class:`~hardway.cache.Cache` or its directory;
         default ``HARDWAY_CACHE_DIR`` or ``.state/cache``
     :param no_cache: run every step (results are still stored)
+    :param method: (optional) ``"overlay"`` or ``"snapshot"`` (:func:`_isolated`);
+        default :func:`default_method`. Both give the same layers.
     :param out: (optional) where each progress line goes; default ``print``
     :raises DockerfileError: the Dockerfile is malformed or outside the supported subset
     :raises BuildError: a step failed (``.line`` names its instruction)
@@ -862,6 +895,8 @@ def build(
     except OSError as exc:
         raise BuildError(f"cannot read {path}: {exc.strerror}", fix="pass -f DOCKERFILE") from None
     parsed = parse(text, path.name)
+    if method is not None and method not in METHODS:
+        raise BuildError(f"method is one of {METHODS}, not {method!r}")
     store = cache if isinstance(cache, Cache) else Cache(cache)
     index = parsed.stage(target)
     workdir = Path(tempfile.mkdtemp(prefix="hardway-build-"))
@@ -869,7 +904,7 @@ def build(
         with store.lock():
             builder = _Builder(
                 parsed, context, store, build_args=build_args or {}, use_cache=not no_cache,
-                workdir=workdir, out=out or print, fmt=fmt,
+                workdir=workdir, out=out or print, fmt=fmt, method=method or default_method(),
             )  # fmt: skip
             state = builder.run(index)
     finally:
@@ -894,8 +929,9 @@ def _command(args: argparse.Namespace) -> int:
         cache=args.cache_dir, no_cache=args.no_cache,
     )  # fmt: skip
     for dest in args.tag:
-        write_image(result.image, dest)
-        print(f"Successfully tagged {dest} ({result.digest})")
+        written = write_image(result.image, dest)
+        digest = f" ({written.digest})" if written is not None else ""
+        print(f"Successfully tagged {dest}{digest}")
     sys.stdout.flush()
     return 0
 

@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -45,9 +46,9 @@ def executions(monkeypatch) -> list[str]:
     ran: list[str] = []
     real = dockerbuild._isolated
 
-    def counting(lower, work, action, timeout):
+    def counting(lower, work, action, *args, **kwargs):
         ran.append(action["kind"])
-        return real(lower, work, action, timeout)
+        return real(lower, work, action, *args, **kwargs)
 
     monkeypatch.setattr(dockerbuild, "_isolated", counting)
     return ran
@@ -143,6 +144,33 @@ def test_build_args_change_the_run_key(seeded, tmp_path, executions) -> None:
     root = tmp_path / "root"
     unpack_image(spicy.image, root)
     assert (root / "srv/app/flavour").read_text() == "spicy\n"
+
+
+DIFFS = """\
+FROM hardway/busybox
+RUN echo hi > /greeting && rm /bin/vi && rm -r /mnt && mkdir -p /var/log \\
+    && ln -s /greeting /etc/motd && echo new > /etc/group && ln /greeting /hard
+WORKDIR /srv/app
+COPY app/ ./
+RUN chown -R 65534 /srv && chmod 700 /srv/app
+"""
+
+
+def test_overlay_and_snapshot_give_the_same_layers(seeded, tmp_path) -> None:
+    ctx = context(tmp_path, DIFFS, {"app/a": "a\n", "app/sub/b": "b\n"})
+    overlay = build(ctx, cache=tmp_path / "c1", method="overlay", out=quiet)
+    snapshot = build(ctx, cache=tmp_path / "c2", method="snapshot", out=quiet)
+    assert overlay.digest == snapshot.digest
+    with (
+        overlay.image.layers()[1].uncompressed() as blob,
+        tarfile.open(fileobj=blob, mode="r|") as tar,
+    ):
+        names = tar.getnames()
+    assert {"bin/.wh.vi", ".wh.mnt", "greeting", "hard", "etc/motd", "var/log"} <= set(names)
+    root = tmp_path / "root"
+    unpack_image(overlay.image, root)
+    assert not (root / "bin/vi").exists() and (root / "hard").read_text() == "hi\n"
+    assert (root / "srv/app/sub").stat().st_uid == 65534
 
 
 def test_config_instructions(seeded, tmp_path) -> None:
