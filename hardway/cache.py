@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hardway.atomic import stale, temporary_file, write_atomic
+from hardway.atomic import PREFIX, stale, temporary_file, write_atomic
 from hardway.blobs import BlobLayer, VerifyingReader
 from hardway.digest import Digest, parse_digest
 from hardway.errors import BadDigestError, DigestMismatchError, ImageNotFoundError
@@ -412,9 +412,11 @@ class Cache:
                 found.append((st.st_mtime, path.name, path, st.st_size))
         return found
 
-    def _selectors(self) -> list[Path]:
+    def _selectors(self, *, temporary: bool = False) -> list[Path]:
+        """Selector files (or, with ``temporary``, selectors being written: ``.tmp-*``)."""
         top = self.root / "selectors"
-        return sorted(top.glob("*/*")) if top.is_dir() else []
+        found = sorted(top.glob("*/*")) if top.is_dir() else []
+        return [p for p in found if p.name.startswith(PREFIX) == temporary]
 
     def usage(self) -> Usage:
         """How many blobs (and bytes) and selectors the cache holds."""
@@ -425,11 +427,11 @@ class Cache:
         """Remove temporary files whose writer is dead (a ``SIGKILL`` mid-write) and
         selectors whose blob is gone; return how many files went."""
         removed = 0
-        if self.tmp_dir.is_dir():
-            for path in self.tmp_dir.iterdir():
-                if stale(path):
-                    path.unlink(missing_ok=True)
-                    removed += 1
+        leftovers = list(self.tmp_dir.iterdir()) if self.tmp_dir.is_dir() else []
+        for path in leftovers + self._selectors(temporary=True):
+            if stale(path):
+                path.unlink(missing_ok=True)
+                removed += 1
         for path in self._selectors():
             try:
                 selector = Selector.from_json(path.read_bytes())

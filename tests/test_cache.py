@@ -173,6 +173,25 @@ def test_selectors_map_keys_to_layers_and_a_dangling_one_is_a_miss(tmp_path: Pat
             cache.get_selector(bad)
 
 
+def test_selectors_being_written_are_not_selectors_and_stale_ones_are_cleaned(
+    tmp_path: Path,
+) -> None:
+    cache = Cache(tmp_path)
+    info = LayerInfo(_put(cache, b"x"), sha256_digest(b"t"), 1, "gzip")
+    cache.put_selector(key_of("k"), info)
+    shard = cache.selector_path(key_of("k")).parent
+    live = shard / f".tmp-{os.getpid()}-abc"  # a writer of this process, mid-write
+    live.write_bytes(b'{"key": "half')
+    child = multiprocessing.Process(target=os.getpid)
+    child.start()
+    child.join()
+    dead = shard / f".tmp-{child.pid}-def"  # a writer that was killed
+    dead.write_bytes(b"{")
+    assert cache.usage().selectors == 1
+    assert cache.clean() == 1
+    assert live.exists() and not dead.exists() and cache.get_selector(key_of("k")) is not None
+
+
 def test_a_corrupt_selector_is_a_miss(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     key = key_of("k")
