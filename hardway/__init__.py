@@ -35,6 +35,14 @@ chapter            module(s)
 08 pull           :mod:`hardway.registry` (pull, verify), :mod:`hardway.image_cli`
                    (``pull REF ROOTFS``), :mod:`hardway.retry` (which failures are
                    retried, backoff, ``Retry-After``)
+09 builder         :mod:`hardway.cache` (Jib-style layer cache: blobs, selectors, LRU
+                   prune), :mod:`hardway.builder` (incremental image builds from layer
+                   sources), :mod:`hardway.atomic` (atomic file writes),
+                   :mod:`hardway.progress` (transfer progress bars)
+10 dockerfile      :mod:`hardway.dockerfile` (parsing: lines, forms, substitution),
+                   :mod:`hardway.dockerbuild` (steps, cache keys, RUN on overlayfs,
+                   ``python -m hardway build``), :mod:`hardway.seed` (base images,
+                   example build contexts)
 course machinery   :mod:`hardway.grading` (self-checks), :mod:`hardway.checks`,
                    :mod:`hardway.labgen` (labs from solutions),
                    :mod:`hardway.autograde` (headless grading)

@@ -305,8 +305,9 @@ class BearerAuth(AuthBase):
 
     def add_scope(self, scope: str) -> None:
         """Ask for ``scope`` too from now on (the next token fetched includes it)."""
-        if scope not in self.scopes:
-            self.scopes.append(scope)
+        with self._lock:  # parallel uploads add mount scopes at once
+            if scope not in self.scopes:
+                self.scopes.append(scope)
 
     # requests calls this on every request
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -363,20 +364,26 @@ class BearerAuth(AuthBase):
         challenges = {
             c.scheme: c for c in parse_challenges(response.headers.get("WWW-Authenticate", ""))
         }
+        # judge what this request carried: in a parallel push, a request sent before
+        # another thread got the token (or learned to send Basic) refused nothing
+        sent = response.request.headers.get("Authorization", "")
         if "bearer" in challenges:
             challenge = challenges["bearer"]
             wanted = merge_scopes(challenge.params.get("scope", ""), self.scopes)
-            sent = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
             current = self._current
             granted = current is not None and _covers(current[2], wanted)
-            if granted and challenge.params.get("error") == "insufficient_scope":
+            if (
+                granted
+                and sent == f"Bearer {current[0]}"
+                and challenge.params.get("error") == "insufficient_scope"
+            ):
                 return None  # the service granted less than asked: nothing to retry
             # a token refused although we thought it valid (expired early, revoked) is
             # never used again; another thread may have fetched its successor already
-            return f"Bearer {self._token(challenge, wanted, stale=sent)}"
+            return f"Bearer {self._token(challenge, wanted, stale=sent.removeprefix('Bearer '))}"
         if "basic" in challenges and self.credentials.username:
-            if self._basic:
-                return None  # these credentials were already refused
+            if sent == self.credentials.basic():
+                return None  # these credentials were refused
             self._basic = True
             return self.credentials.basic()
         return None

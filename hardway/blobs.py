@@ -16,13 +16,13 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
+from hardway.atomic import temporary_file
 from hardway.compression import decompressed
 from hardway.digest import Digest, sha256_digest
 from hardway.errors import DigestMismatchError, ImageNotFoundError, InvalidImageError
@@ -154,7 +154,7 @@ class BlobDir:
         if digest is not None and self.has(digest, size):
             return Descriptor("", digest, self.path(digest).stat().st_size)
         self.root.mkdir(parents=True, exist_ok=True)
-        with _temporary(self.root) as (tmp, out):
+        with temporary_file(self.root) as (tmp, out):
             # with a digest, the VerifyingReader hashes (and checks) the bytes; without
             # one, hash them here to name the blob: one pass over the bytes either way
             hasher = hashlib.sha256() if digest is None else None
@@ -175,17 +175,6 @@ class BlobDir:
 
     def write_bytes(self, data: bytes) -> Descriptor:
         return self.write(io.BytesIO(data), sha256_digest(data), len(data))
-
-
-@contextlib.contextmanager
-def _temporary(directory: Path) -> Iterator[tuple[str, BinaryIO]]:
-    fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield name, out
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
 
 
 # --- an image made of blobs -------------------------------------------------------------

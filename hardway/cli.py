@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "hardway.leftovers",
     "hardway.layers",
     "hardway.image_cli",
+    "hardway.dockerbuild",
+    "hardway.cache",
 )
 
 

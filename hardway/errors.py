@@ -29,12 +29,14 @@ is usually a learner in the middle of a notebook, not a developer with a debugge
     │   ├── ImageNotFoundError        no such tag, image or blob (also LookupError)
     │   └── BadImageNameError         not ``oci:DIR[:TAG]`` or another known form (ValueError)
     ├── BadReferenceError             chapter 07: not ``registry/repo:tag@digest`` (ValueError)
-    └── RegistryError                 chapters 07–08: the registry said no (requests.HTTPError);
-        │                             ``.status_code``, ``.diagnostics`` (code, message, detail)
-        ├── UnauthorizedError         401/403: no or wrong credentials, or a scope not granted
-        ├── RegistryNotFoundError     404: no such repository, manifest, blob (LookupError)
-        ├── RegistryUnreachableError  connection refused or unknown host (not retried)
-        └── RetriesExhaustedError     resets, timeouts, 5xx or 429 on every try; ``.attempts``
+    ├── RegistryError                 chapters 07–08: the registry said no (requests.HTTPError);
+    │   │                             ``.status_code``, ``.diagnostics`` (code, message, detail)
+    │   ├── UnauthorizedError         401/403: no or wrong credentials, or a scope not granted
+    │   ├── RegistryNotFoundError     404: no such repository, manifest, blob (LookupError)
+    │   ├── RegistryUnreachableError  connection refused or unknown host (not retried)
+    │   └── RetriesExhaustedError     resets, timeouts, 5xx or 429 on every try; ``.attempts``
+    └── BuildError                    chapter 10: a Dockerfile build failed; ``.line`` names where
+        └── DockerfileError           the Dockerfile is malformed or outside the subset (ValueError)
 
 Later chapters add their own branches here (references, registry API errors, unsafe
 layers, …) so that there is one place to read them all.
@@ -47,12 +49,14 @@ __all__ = [
     "BadDigestError",
     "BadImageNameError",
     "BadReferenceError",
+    "BuildError",
     "CgroupError",
     "ContainerError",
     "ContainerTimeoutError",
     "DelegationError",
     "Diagnostic",
     "DigestMismatchError",
+    "DockerfileError",
     "HardwayError",
     "ImageError",
     "ImageNotFoundError",
@@ -313,3 +317,22 @@ class CgroupError(HardwayError):
 class DelegationError(CgroupError, PermissionError):
     """Without root, a cgroup can only be made inside a sub-tree delegated to you (by
     systemd, ``Delegate=yes``), and there is none here or it lacks a controller."""
+
+
+# -- chapter 10: building from a Dockerfile ----------------------------------------------
+
+
+class BuildError(HardwayError):
+    """A build step failed (a ``RUN`` exited non-zero, a ``COPY`` source is missing, …);
+    ``path`` and ``line`` name the Dockerfile and the instruction's first line."""
+
+    def __init__(
+        self, message: str, *, fix: str | None = None, path: str = "", line: int = 0
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.path = path
+        self.line = line
+
+
+class DockerfileError(BuildError, ValueError):
+    """The Dockerfile cannot be read: bad syntax, or an instruction outside the subset."""

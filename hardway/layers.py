@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hardway.apply import apply_layer, apply_layers
+from hardway.atomic import temporary_file
 from hardway.compression import GZIP, NONE, ZSTD, Codec, choose_codec, detect_compression
 from hardway.digest import Digest
 from hardway.errors import LayerError
@@ -279,13 +280,11 @@ def _output(out: Path | BinaryIO) -> Iterator[BinaryIO]:
         yield out
         return
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            yield fh
+    with temporary_file(out.parent) as (tmp, fh):
+        yield fh
+        fh.flush()
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_entries(

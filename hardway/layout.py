@@ -20,12 +20,11 @@ it streams.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from hardway.atomic import write_atomic
 from hardway.blobs import BlobDir, StoredImage
 from hardway.digest import Digest
 from hardway.errors import ImageNotFoundError, InvalidImageError
@@ -76,8 +75,8 @@ def init_layout(path: Path | str) -> Path:
             fix="choose a new or empty directory",
         )
     (path / "blobs").mkdir(parents=True, exist_ok=True)
-    _write_atomic(path / "oci-layout", canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))
-    _write_atomic(path / "index.json", Index().to_json())
+    write_atomic(path / "oci-layout", canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))
+    write_atomic(path / "index.json", Index().to_json())
     return path
 
 
@@ -192,20 +191,8 @@ def _tag(path: Path, descriptor: Descriptor, tag: str | None) -> Descriptor:
             continue  # the tag moves to the new entry
         kept.append(entry)
     media_type = index.media_type or OCI_INDEX
-    _write_atomic(path / "index.json", Index((*kept, descriptor), media_type=media_type).to_json())
+    write_atomic(path / "index.json", Index((*kept, descriptor), media_type=media_type).to_json())
     return descriptor
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def blob_path(path: Path | str, digest: Digest) -> Path:

@@ -533,11 +533,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_seed(args: argparse.Namespace) -> int:
-    from hardway.seed import seed_base_image
+    from hardway.seed import seed_base_image, seed_python_image
 
     ensure_running(args.port)
-    result = seed_base_image(args.port)
-    print(f"seeded {result.reference} ({result.digest}, {result.uploaded} blobs uploaded)")
+    for seed in (seed_base_image, seed_python_image):
+        result = seed(args.port)
+        print(f"seeded {result.reference} ({result.digest}, {result.uploaded} blobs uploaded)")
     return 0
 
 
@@ -554,7 +555,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("start", _cmd_start, "start it (or leave it running) and print its URL"),
         ("stop", _cmd_stop, "stop it; stopping a stopped registry is fine"),
         ("status", _cmd_status, "print its state; exit status 3 when it is not running"),
-        ("seed", _cmd_seed, "push the busybox base image as hardway/busybox:latest"),
+        (
+            "seed",
+            _cmd_seed,
+            "push the base images hardway/busybox:latest and hardway/python:latest",
+        ),
     ):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument(

@@ -39,12 +39,14 @@ Module-level :func:`pull` and :func:`push` open a client for a reference, as
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
+import copy
 import io
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -80,6 +82,7 @@ from hardway.image import (
     host_platform,
     parse_json,
 )
+from hardway.progress import ProgressReader, progress_bar
 from hardway.reference import Reference, parse_reference
 from hardway.registry_errors import RegistryUnreachableError, RetriesExhaustedError
 from hardway.retry import RetryPolicy, transient_exception, transient_status
@@ -122,6 +125,10 @@ class Options:
     platform: Platform | None = None
     #: repositories (on the same registry) to try mounting blobs from before uploading
     mount_from: tuple[str, ...] = ()
+    #: how many blobs to upload at once (the manifest always goes last, alone)
+    jobs: int = 4
+    #: progress bars (:mod:`hardway.progress`); ``None``: only when someone watches
+    progress: bool | None = None
     #: tries per request (or per blob upload) in all, the first included; 1: never retry
     attempts: int = RetryPolicy.attempts
     #: seconds before the first retry, doubled for each next one (with jitter)
@@ -236,6 +243,7 @@ class Registry:
         #: failed tries that were tried again, by ``"METHOD kind"``
         self.retries: Counter[str] = Counter()
         self._count_lock = threading.Lock()
+        self._merge_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Registry {self.base} auth={self.auth!r}>"
@@ -664,10 +672,21 @@ class Registry:
             raise InvalidImageError(
                 f"{repository}:{ref} is a {descriptor.media_type!r}, not an image"
             )
-        config = Manifest.from_json(raw).config
+        manifest = Manifest.from_json(raw)
+        config = manifest.config
         with self.open_blob(repository, config.digest, config.size) as blob:
             raw_config = read_verified(blob, config.digest, config.size)
-        return StoredImage(raw, raw_config, lambda d: self.blob_stream(repository, d))
+        sizes = {layer.digest: layer.size for layer in manifest.layers}
+        progress = _options.get().progress
+
+        def opener(digest: Digest) -> BinaryIO:
+            stream = self.blob_stream(repository, digest)
+            if digest not in sizes:
+                return stream
+            bar = progress_bar(sizes[digest], f"pull {str(digest)[7:19]}", enabled=progress)
+            return _Closing(ProgressReader(stream, bar), bar)
+
+        return StoredImage(raw, raw_config, opener)
 
     def write_image(
         self,
@@ -677,28 +696,114 @@ class Registry:
         *,
         mount_from: tuple[str, ...] = (),
         chunk_size: int | None = None,
+        jobs: int = Options.jobs,
+        progress: bool | None = Options.progress,
     ) -> Digest:
-        """Push every blob (layers, then config), then the manifest; returns its digest."""
-        for layer in image.layers():
-            self.push_blob(
-                repository,
-                layer.compressed,
-                layer.digest,
-                layer.size,
-                mount_from=mount_from,
-                chunk_size=chunk_size,
-            )
+        """Push every blob (layers and config, ``jobs`` at a time), then the manifest.
+
+        Each blob is HEADed first and skipped if the registry has it. The manifest is
+        PUT only after every blob succeeded: a registry refuses a manifest whose blobs
+        it lacks, and a failed push must not leave a tag pointing at half an image.
+        Returns the manifest's digest.
+        """
         raw_config = image.raw_config()
         config = image.manifest().config
-        self.push_blob(
-            repository,
-            lambda: io.BytesIO(raw_config),
-            config.digest,
-            config.size,
-            mount_from=mount_from,
-            chunk_size=chunk_size,
-        )
+        blobs: dict[Digest, tuple[Callable[[], BinaryIO], int]] = {}
+        for layer in image.layers():
+            blobs.setdefault(layer.digest, (layer.compressed, layer.size))
+        blobs.setdefault(config.digest, (lambda: io.BytesIO(raw_config), config.size))
+        total = sum(size for _, size in blobs.values())
+        with progress_bar(total, f"push {repository}", enabled=progress) as bar:
+
+            def one(digest: Digest, opener: Callable[[], BinaryIO], size: int) -> str:
+                def watched() -> BinaryIO:
+                    return ProgressReader(opener(), bar)
+
+                with self._worker() as client:
+                    try:
+                        how = client.push_blob(
+                            repository,
+                            watched,
+                            digest,
+                            size,
+                            mount_from=mount_from,
+                            chunk_size=chunk_size,
+                        )
+                    finally:
+                        self._merge(client)
+                if how != "uploaded":
+                    bar.update(size)  # nothing to send: count it as done
+                return how
+
+            _run_bounded(one, [(d, o, s) for d, (o, s) in blobs.items()], jobs)
         return self.put_manifest(repository, ref, image.raw_manifest(), image.manifest().media_type)
+
+    @contextlib.contextmanager
+    def _worker(self) -> Iterator[Registry]:
+        """A client for one thread: the same auth, transports (connection pools, any
+        test adapter) and headers, but its own :class:`requests.Session` and counters,
+        because a Session is not documented as safe to share between threads."""
+        clone = copy.copy(self)
+        clone.session = requests.Session()
+        for name in ("headers", "auth", "proxies", "hooks", "verify", "cert", "trust_env"):
+            setattr(clone.session, name, copy.copy(getattr(self.session, name)))
+        clone.session.auth = self.session.auth  # one token cache (BearerAuth locks it)
+        clone.session.adapters = self.session.adapters  # urllib3 pools are thread-safe
+        clone.requests = Counter()
+        clone.bytes_uploaded = 0
+        try:
+            yield clone
+        finally:
+            clone.session.adapters = OrderedDict()  # closing the clone must not close ours
+            clone.session.close()
+
+    def _merge(self, clone: Registry) -> None:
+        with self._merge_lock:
+            self.requests.update(clone.requests)
+            self.bytes_uploaded += clone.bytes_uploaded
+
+
+def _run_bounded(func: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: int) -> list[Any]:
+    """``func(*args)`` for each of ``calls``, at most ``jobs`` at a time, results in order.
+
+    The first failure cancels what has not started, waits for what runs, and is raised.
+    """
+    if jobs <= 1 or len(calls) <= 1:
+        return [func(*args) for args in calls]
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="push")
+    try:
+        futures = [pool.submit(func, *args) for args in calls]
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+    finally:  # on a failure or Ctrl-C: drop what has not started, wait for what runs
+        pool.shutdown(wait=True, cancel_futures=True)
+    for future in futures:  # the first failure, in submission order
+        if not future.cancelled() and future.exception() is not None:
+            raise future.exception()  # type: ignore[misc]
+    return [future.result() for future in futures]
+
+
+class _Closing(io.RawIOBase):
+    """A stream that also closes ``extra`` (a progress bar) when it is closed."""
+
+    def __init__(self, stream: BinaryIO, extra: Any) -> None:
+        self._stream, self._extra = stream, extra
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        return self._stream.read(size)
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        self._extra.close()
+        super().close()
 
 
 class _Interrupted(RegistryError):
@@ -899,4 +1004,6 @@ def push(image: Image, ref: Reference | str, **changes: Any) -> Digest:
             ref.identifier,
             mount_from=options.mount_from,
             chunk_size=options.chunk_size,
+            jobs=options.jobs,
+            progress=options.progress,
         )

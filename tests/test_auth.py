@@ -5,12 +5,15 @@ course's token service, judged by skopeo."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import requests
+from requests.adapters import BaseAdapter
 
 from hardway import registry as client
 from hardway.auth import BearerAuth, Credentials, load_credentials, merge_scopes, parse_challenges
@@ -143,7 +146,9 @@ def test_token_mode_caches_tokens_and_grants_scopes(secured) -> None:
         reg.write_image(image, "cached", "v1")
         assert reg.auth.tokens_fetched == 1, "one token for the whole push"
         sent = reg.bytes_uploaded
-        reg.write_image(image, "cached2", "v1", mount_from=("cached",))
+        # one blob at a time: in parallel, a thread may ask for a token before another
+        # has added the mount source's scope, and the count would depend on timing
+        reg.write_image(image, "cached2", "v1", mount_from=("cached",), jobs=1)
         # a new repository, then the mount source's pull scope: a re-challenge each
         assert reg.auth.tokens_fetched == 3
         assert reg.bytes_uploaded == sent, "every blob mounted from the first repository"
@@ -174,3 +179,33 @@ def test_merged_scopes_do_not_depend_on_the_order_a_registry_lists_them() -> Non
     assert results == {
         ("repository:new:pull,push", "repository:old:pull,push", "repository:zzz:pull")
     }
+
+
+def test_a_401_to_a_request_sent_before_auth_was_known_is_retried() -> None:
+    """Parallel uploads: one thread learns Basic auth while another's request is already on
+    its way without it. That 401 refused nothing, so it is answered, not returned."""
+
+    class Basic(BaseAdapter):
+        def send(self, request, **kwargs):
+            response = requests.Response()
+            response.request, response.connection, response.url = request, self, request.url
+            response.raw = io.BytesIO(b"")
+            if request.headers.get("Authorization") == GOOD.basic():
+                response.status_code = 200
+            else:
+                response.status_code = 401
+                response.headers["WWW-Authenticate"] = 'Basic realm="r"'
+            return response
+
+        def close(self) -> None:
+            pass
+
+    for creds, want in ((GOOD, 200), (Credentials("learner", "wrong"), 401)):
+        auth = BearerAuth(creds)
+        with requests.Session() as session:
+            session.mount("http://", Basic())
+            early = [
+                auth(session.prepare_request(requests.Request("HEAD", f"http://r/v2/{i}")))
+                for i in range(2)
+            ]
+            assert [session.send(r).status_code for r in early] == [want, want]

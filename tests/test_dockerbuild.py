@@ -1,0 +1,484 @@
+"""Building Dockerfiles against the real registry: Docker's cache rules (counted by the
+executions of steps, not by the builder's own report), reproducible digests, COPY's
+semantics, skopeo/umoci/runc accepting the result, and interrupts that leave nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hardway import bundle, dockerbuild, leftovers, runtime
+from hardway.cache import Cache
+from hardway.dockerbuild import build
+from hardway.errors import BuildError, DockerfileError
+from hardway.image_cli import unpack_image
+from hardway.seed import seed_base_image, seed_python_image, write_example
+from hardway.transports import read_image, write_image
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: overlayfs, namespaces")
+pytestmark = needs_root
+
+
+@pytest.fixture(scope="module")
+def seeded(registry, tmp_path_factory) -> str:
+    """The session registry with hardway/busybox and hardway/python."""
+    seed_base_image(registry.port)
+    seed_python_image(registry.port, cache=Cache(tmp_path_factory.mktemp("seed-cache")))
+    return f"127.0.0.1:{registry.port}"
+
+
+@pytest.fixture
+def executions(monkeypatch) -> list[str]:
+    """Every filesystem step that really ran (RUN, COPY, WORKDIR), by kind."""
+    ran: list[str] = []
+    real = dockerbuild._isolated
+
+    def counting(lower, work, action, *args, **kwargs):
+        ran.append(action["kind"])
+        return real(lower, work, action, *args, **kwargs)
+
+    monkeypatch.setattr(dockerbuild, "_isolated", counting)
+    return ran
+
+
+def context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
+    ctx = tmp_path / f"ctx-{uuid.uuid4().hex[:6]}"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for name, text in (files or {}).items():
+        (ctx / name).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / name).write_text(text)
+    return ctx
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+APP = """\
+FROM hardway/busybox
+ARG FLAVOUR=plain
+ENV APP=/srv/app
+WORKDIR $APP
+RUN echo "$FLAVOUR" > flavour && mkdir -p /var/data && echo made > /var/data/x
+COPY app/ ./
+CMD ["cat", "flavour"]
+"""
+
+
+def test_rebuild_is_a_full_cache_hit_that_runs_nothing(seeded, tmp_path, executions) -> None:
+    ctx = context(tmp_path, APP, {"app/main.txt": "v1\n"})
+    cache = Cache(tmp_path / "cache")
+    first = build(ctx, cache=cache, out=quiet)
+    assert executions == ["mkdir", "run", "copy"]
+    assert first.cache_hits == 0
+    lines: list[str] = []
+    again = build(ctx, cache=cache, out=lines.append)
+    assert executions == ["mkdir", "run", "copy"]  # nothing ran the second time
+    assert again.digest == first.digest
+    assert again.cache_hits == len(again.steps) - 1 == 6
+    assert lines.count(" ---> Using cache") == 6
+    assert lines[0] == "Step 1/7 : FROM hardway/busybox"
+
+
+def test_same_digest_without_cache_and_with_another_cache(seeded, tmp_path) -> None:
+    ctx = context(tmp_path, APP, {"app/main.txt": "v1\n"})
+    one = build(ctx, cache=tmp_path / "c1", out=quiet)
+    two = build(ctx, cache=tmp_path / "c2", out=quiet)
+    three = build(ctx, cache=tmp_path / "c1", no_cache=True, out=quiet)
+    assert one.digest == two.digest == three.digest
+    assert three.cache_hits == 0
+    (ctx / "app" / "main.txt").touch()  # a newer mtime: COPY hashes content, not times
+    assert build(ctx, cache=tmp_path / "c1", out=quiet).cache_hits == 6
+
+
+def test_a_changed_file_misses_from_its_copy_on(seeded, tmp_path, executions) -> None:
+    ctx = context(tmp_path, APP, {"app/main.txt": "v1\n"})
+    cache = Cache(tmp_path / "cache")
+    first = build(ctx, cache=cache, out=quiet)
+    (ctx / "app" / "main.txt").write_text("v2\n")
+    second = build(ctx, cache=cache, out=quiet)
+    assert executions == ["mkdir", "run", "copy", "copy"]
+    assert [s.cached for s in second.steps] == [False, True, True, True, True, False, False]
+    assert second.digest != first.digest
+    (ctx / "app" / "main.txt").chmod(0o600)  # a mode is content too
+    assert not build(ctx, cache=cache, out=quiet).steps[5].cached
+
+
+def test_frequently_changing_steps_go_last(seeded, tmp_path, executions) -> None:
+    """COPY before RUN: a changed file re-runs RUN. RUN before COPY: RUN stays cached."""
+    run = "RUN echo compiling > /compiled\n"
+    copy = "COPY app/ /app/\n"
+    early = context(tmp_path, "FROM hardway/busybox\n" + copy + run, {"app/a": "1"})
+    late = context(tmp_path, "FROM hardway/busybox\n" + run + copy, {"app/a": "1"})
+    cache = Cache(tmp_path / "cache")
+    for ctx in (early, late):
+        build(ctx, cache=cache, out=quiet)
+        (ctx / "app" / "a").write_text("2")
+        executions.clear()
+        build(ctx, cache=cache, out=quiet)
+        assert executions == (["copy", "run"] if ctx == early else ["copy"])
+
+
+def test_build_args_change_the_run_key(seeded, tmp_path, executions) -> None:
+    ctx = context(tmp_path, APP, {"app/main.txt": "v1\n"})
+    cache = Cache(tmp_path / "cache")
+    plain = build(ctx, cache=cache, out=quiet)
+    spicy = build(ctx, cache=cache, build_args={"FLAVOUR": "spicy"}, out=quiet)
+    assert executions.count("run") == 2 and plain.digest != spicy.digest
+    history = json.loads(spicy.image.raw_config())["history"]
+    assert any(h["created_by"].startswith("|1 FLAVOUR=spicy /bin/sh -c") for h in history)
+    root = tmp_path / "root"
+    unpack_image(spicy.image, root)
+    assert (root / "srv/app/flavour").read_text() == "spicy\n"
+
+
+DIFFS = """\
+FROM hardway/busybox
+RUN echo hi > /greeting && rm /bin/vi && rm -r /mnt && mkdir -p /var/log \\
+    && ln -s /greeting /etc/motd && echo new > /etc/group && ln /greeting /hard
+WORKDIR /srv/app
+COPY app/ ./
+RUN chown -R 65534 /srv && chmod 700 /srv/app
+"""
+
+
+def test_overlay_and_snapshot_give_the_same_layers(seeded, tmp_path) -> None:
+    ctx = context(tmp_path, DIFFS, {"app/a": "a\n", "app/sub/b": "b\n"})
+    overlay = build(ctx, cache=tmp_path / "c1", method="overlay", out=quiet)
+    snapshot = build(ctx, cache=tmp_path / "c2", method="snapshot", out=quiet)
+    assert overlay.digest == snapshot.digest
+    with (
+        overlay.image.layers()[1].uncompressed() as blob,
+        tarfile.open(fileobj=blob, mode="r|") as tar,
+    ):
+        names = tar.getnames()
+    assert {"bin/.wh.vi", ".wh.mnt", "greeting", "hard", "etc/motd", "var/log"} <= set(names)
+    root = tmp_path / "root"
+    unpack_image(overlay.image, root)
+    assert not (root / "bin/vi").exists() and (root / "hard").read_text() == "hi\n"
+    assert (root / "srv/app/sub").stat().st_uid == 65534
+
+
+def test_config_instructions(seeded, tmp_path) -> None:
+    dockerfile = """\
+ARG BASE=hardway/busybox
+FROM ${BASE}
+ENV A=1 B="two words"
+ENV PATH=/opt/bin:$PATH
+WORKDIR /srv
+WORKDIR app
+USER 1000:1000
+LABEL org.opencontainers.image.title="demo" version=$A
+EXPOSE 80 53/udp
+CMD ["from", "base"]
+ENTRYPOINT echo hi
+"""
+    result = build(context(tmp_path, dockerfile), cache=tmp_path / "c", out=quiet)
+    config = json.loads(result.image.raw_config())["config"]
+    assert config["Env"][:2] == ["A=1", "B=two words"]
+    assert config["Env"][2] == "PATH=/opt/bin:"  # the busybox image sets no PATH
+    assert config["WorkingDir"] == "/srv/app" and config["User"] == "1000:1000"
+    assert config["Labels"] == {"org.opencontainers.image.title": "demo", "version": "1"}
+    assert sorted(config["ExposedPorts"]) == ["53/udp", "80/tcp"]
+    assert config["Entrypoint"] == ["/bin/sh", "-c", "echo hi"]
+    assert config["Cmd"] == ["from", "base"]  # set in this stage: ENTRYPOINT keeps it
+    history = json.loads(result.image.raw_config())["history"]
+    assert history[-1]["created_by"] == "/bin/sh -c #(nop)  ENTRYPOINT echo hi"
+    assert [h.get("empty_layer", False) for h in history[-9:]] == [True] * 2 + [False] * 2 + [
+        True
+    ] * 5
+
+
+def test_entrypoint_resets_an_inherited_cmd(seeded, tmp_path) -> None:
+    result = build(context(tmp_path, 'FROM hardway/busybox\nENTRYPOINT ["ls"]\n'), out=quiet)
+    config = json.loads(result.image.raw_config())["config"]
+    assert config["Entrypoint"] == ["ls"] and "Cmd" not in config
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every entry below *root*: type and mode bits, owner, content or link target."""
+    found = {}
+    for current, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(current) / name
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode):
+                what = path.read_bytes()
+            elif stat.S_ISLNK(st.st_mode):
+                what = os.readlink(path)
+            else:
+                what = None
+            found[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, what)
+    return found
+
+
+COPIES = """\
+FROM hardway/busybox AS src
+RUN mkdir -p /out/sub && echo deep > /out/sub/f && ln -s sub/f /out/link
+FROM hardway/busybox
+WORKDIR /w
+COPY one.txt two.txt dest/
+COPY one.txt renamed.txt
+COPY dir/ copied/
+COPY dir /flat/
+COPY *.md /docs/
+COPY --chown=1000:50 --chmod=600 one.txt /owned
+COPY --from=src /out /from-stage
+COPY --from=src /out/link /followed
+"""
+
+
+def test_copy_follows_dockers_rules(seeded, tmp_path) -> None:
+    files = {
+        "one.txt": "1\n", "two.txt": "2\n", "dir/a": "a\n", "dir/b/c": "c\n",
+        "x.md": "x\n", "y.md": "y\n",
+    }  # fmt: skip
+    result = build(context(tmp_path, COPIES, files), cache=tmp_path / "c", out=quiet)
+    root = tmp_path / "root"
+    unpack_image(result.image, root)
+    got = tree(root)
+    assert got["w/dest/one.txt"][3] == b"1\n" and got["w/dest/two.txt"][3] == b"2\n"
+    assert got["w/renamed.txt"][3] == b"1\n"
+    assert got["w/copied/a"][3] == b"a\n" and got["w/copied/b/c"][3] == b"c\n"
+    assert "w/copied/dir" not in got and got["flat/b/c"][3] == b"c\n"
+    assert got["docs/x.md"][3] == b"x\n" and got["docs/y.md"][3] == b"y\n"
+    mode, uid, gid, _ = got["owned"]
+    assert (stat.S_IMODE(mode), uid, gid) == (0o600, 1000, 50)
+    assert got["w/dest/one.txt"][1:3] == (0, 0)
+    assert got["from-stage/sub/f"][3] == b"deep\n" and got["from-stage/link"][3] == "sub/f"
+    assert got["followed"][3] == b"deep\n"  # a source that is a link: its target is copied
+    assert "out" not in got  # nothing of the first stage but what was copied
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "line", "words"),
+    [
+        ("FROM hardway/busybox\nCOPY a b dest\n", 2, "ending in /"),
+        ("FROM hardway/busybox\n\nCOPY missing /x\n", 3, "not found"),
+        ("FROM hardway/busybox\nCOPY ../secret /x\n", 2, "outside"),
+        ("FROM hardway/busybox\nRUN exit 3\n", 2, "non-zero code: 3"),
+        ("FROM hardway/busybox\nCOPY --from=nope /a /b\n", 2, "no earlier stage"),
+        ("FROM hardway/nothing-here\n", 1, "FROM"),
+        ("FROM scratch\nRUN true\n", 2, "RUN failed"),
+        ("FROM hardway/busybox\nADD http://example.com/x /x\n", 2, "URL"),
+        ("FROM hardway/busybox\nUSER a b\n", 2, "one argument"),
+        ("FROM hardway/busybox\nENV A=${B\n", 2, "missing }"),
+    ],
+)
+def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> None:
+    ctx = context(tmp_path, dockerfile, {"a": "", "b": ""})
+    with pytest.raises(BuildError) as caught:
+        build(ctx, cache=tmp_path / "c", out=quiet)
+    assert caught.value.line == line and f"line {line}:" in str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_cli_reports_unsupported_instruction(seeded, tmp_path, capsys) -> None:
+    from hardway.cli import main
+
+    ctx = context(tmp_path, "FROM hardway/busybox\nHEALTHCHECK CMD true\n")
+    assert main(["build", "-t", f"oci:{tmp_path}/out:x", str(ctx)]) == 1
+    err = capsys.readouterr().err
+    assert "Dockerfile, line 2: HEALTHCHECK is not supported" in err
+    with pytest.raises(DockerfileError):
+        build(ctx, out=quiet)
+
+
+SHOW = """\
+FROM hardway/busybox
+RUN echo app:x:1234:1234::/home/app:/bin/sh >> /etc/passwd && mkdir -p /home/app/work \\
+    && chown 1234 /home/app/work
+ENV GREETING=hello
+WORKDIR /home/app/work
+USER app
+ENTRYPOINT ["/bin/sh", "-c", "echo $GREETING $(id -u) $(pwd) \\"$0\\" \\"$@\\""]
+CMD ["from-cmd"]
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("skopeo") and shutil.which("umoci")), reason="tools")
+def test_skopeo_umoci_and_runc_accept_our_image(seeded, tmp_path) -> None:
+    result = build(context(tmp_path, SHOW), cache=tmp_path / "c", out=quiet)
+    layout = tmp_path / "layout"
+    write_image(result.image, f"oci:{layout}:v1")
+    inspected = subprocess.run(
+        ["skopeo", "inspect", f"oci:{layout}:v1"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(inspected.stdout)["Digest"] == str(result.digest)
+    copied = tmp_path / "copied"
+    subprocess.run(
+        ["skopeo", "copy", f"oci:{layout}:v1", f"oci:{copied}:v1"], capture_output=True, check=True
+    )
+    assert read_image(f"oci:{copied}:v1").digest() == result.digest
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{layout}:v1", str(tmp_path / "bundle")],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    ours = tmp_path / "ours"
+    unpack_image(read_image(f"oci:{layout}:v1"), ours)
+    assert tree(tmp_path / "bundle" / "rootfs") == tree(ours)
+    assert tree(ours)["home/app/work"][1] == 1234
+    plan = runtime.plan(ours, config=result.image.config())
+    done = bundle.run_runc(plan, tmp_path / "runc-bundle")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello 1234 /home/app/work from-cmd\n"
+    assert runtime.run(ours, config=result.image.config()).stdout == done.stdout
+
+
+def test_multi_stage_example_keeps_only_the_result(seeded, tmp_path) -> None:
+    ctx = write_example("multi-stage", tmp_path / "multi")
+    result = build(ctx, cache=tmp_path / "c", out=quiet)
+    root = tmp_path / "root"
+    unpack_image(result.image, root)
+    assert (root / "srv/www/index.html").read_text().count("<li>") == 2
+    assert not list(root.glob("usr/lib/python3*")) and not (root / "build").exists()
+    assert len(result.image.manifest().layers) == 2  # busybox + the copied site
+    again = build(write_example("multi-stage", tmp_path / "again"), cache=tmp_path / "c2")
+    assert again.digest == result.digest
+
+
+def test_static_site_serves_a_file(seeded, tmp_path) -> None:
+    result = build(write_example("static-site", tmp_path / "site"), out=quiet)
+    root = tmp_path / "root"
+    unpack_image(result.image, root)
+    fetch = "python3 -m http.server $PORT & for i in $(seq 50); do wget -qO- "
+    fetch += "127.0.0.1:$PORT/about.html && break; sleep 0.1; done; kill $!"
+    done = runtime.run(root, ["/bin/sh", "-c", fetch], config=result.image.config(), timeout=30)
+    assert done.stdout == "<p>Served by python3 -m http.server.</p>\n"
+
+
+# -- interrupts -------------------------------------------------------------------------------
+
+
+def _mounts_under(path: Path) -> list[str]:
+    return [
+        line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(path) in line
+    ]
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+def _cache_is_consistent(cache: Cache) -> None:
+    """No temporary file is left, every selector names a blob that verifies."""
+    assert not list((cache.root / "tmp").glob("*")) if (cache.root / "tmp").exists() else True
+    for path in (cache.root / "selectors").rglob("*"):
+        if path.is_file():
+            hit = cache.get_selector(path.name)
+            assert hit is not None, path
+            with cache.open_blob(hit.layer.digest, hit.layer.size) as blob:
+                blob.read()
+
+
+def _settle(before, marker: str, tmp: Path) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (
+        _processes_with(marker) or leftovers.left_behind(before, leftovers.snapshot())
+    ):
+        time.sleep(0.1)
+    assert _processes_with(marker) == []
+    assert leftovers.left_behind(before, leftovers.snapshot()) == []
+    assert _mounts_under(tmp) == []
+    assert not [p for p in tmp.iterdir() if p.name.startswith("hardway-build-")]
+
+
+def test_keyboard_interrupt_during_run_leaves_nothing(seeded, tmp_path, monkeypatch) -> None:
+    marker = uuid.uuid4().hex
+    dockerfile = f"FROM hardway/busybox\nCOPY f /f\nRUN sleep 30 && echo {marker}\n"
+    ctx = context(tmp_path, dockerfile, {"f": "x"})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    cache = Cache(tmp_path / "cache")
+    before = leftovers.snapshot()
+
+    def interrupt_when_running(line: str) -> None:
+        if "Running in" in line:
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build(ctx, cache=cache, out=interrupt_when_running)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    _settle(before, marker, scratch)
+    _cache_is_consistent(cache)
+    selectors = [p for p in (cache.root / "selectors").rglob("*") if p.is_file()]
+    assert len(selectors) == 1  # the COPY's: the interrupted RUN recorded nothing
+
+
+def test_sigint_to_the_cli_leaves_nothing(seeded, tmp_path) -> None:
+    marker = uuid.uuid4().hex
+    ctx = context(tmp_path, f"FROM hardway/busybox\nRUN sleep 30 && echo {marker}\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), HARDWAY_CACHE_DIR=str(tmp_path / "cache"))
+    before = leftovers.snapshot()
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "hardway", "build", "-t", f"oci:{tmp_path}/o:x", str(ctx)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        for line in cli.stdout:
+            if "Running in" in line:
+                break
+        deadline = time.monotonic() + 10
+        while not _processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _processes_with(marker), "the RUN never started"
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(20) == 130
+        assert "interrupted" in cli.stderr.read()
+    finally:
+        cli.kill()
+        cli.wait()
+    _settle(before, marker, scratch)
+    _cache_is_consistent(Cache(tmp_path / "cache"))
+
+
+def test_doctests() -> None:
+    import doctest
+
+    assert doctest.testmod(dockerbuild).failed == 0
+
+
+def test_python_seed_is_cached_and_reproducible(registry, tmp_path, monkeypatch) -> None:
+    from hardway import seed
+
+    first = seed_python_image(registry.port, tag="t1", cache=Cache(tmp_path / "a"))
+    other = seed_python_image(registry.port, tag="t2", cache=Cache(tmp_path / "b"))
+    assert first.digest == other.digest  # two cold caches, the same bytes
+    monkeypatch.setattr(seed, "_python_tree", lambda dest: pytest.fail("copied again"))
+    again = seed_python_image(registry.port, tag="t1", cache=Cache(tmp_path / "a"))
+    assert again.digest == first.digest and again.uploaded == 0
+    image = read_image(f"docker://{first.reference}")
+    assert [h.created_by for h in image.config().history][-1].startswith("hardway registry seed")
+    assert "PYTHONDONTWRITEBYTECODE=1" in image.config().config.env
