@@ -191,6 +191,23 @@ def apply_layers(layers: Iterable[Path | BinaryIO], root: Path, **options: objec
         apply_layer(layer, root, **options)
 
 
+class _StrictInfo(tarfile.TarInfo):
+    """A header parser that refuses a damaged or cut header after the first one.
+
+    :mod:`tarfile` ends the archive quietly there, as if it were the end: half a layer
+    would be applied without a word.
+    """
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tar)
+        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as exc:
+            if tar.offset == 0:
+                raise  # tarfile says "not a tar archive"
+            raise tarfile.SubsequentHeaderError(f"{exc} at byte {tar.offset}") from None
+
+
 class _Applier:
     """The state of one layer being applied: what it wrote, and directories to finish."""
 
@@ -203,15 +220,22 @@ class _Applier:
 
     def run(self, stream: BinaryIO) -> None:
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # noqa: SIM115
+            tar = tarfile.open(  # noqa: SIM115
+                fileobj=stream, mode="r|", errorlevel=2, tarinfo=_StrictInfo
+            )
         except tarfile.ReadError as exc:
             raise LayerError(f"not a tar archive: {exc}") from None
         with tar:
+            member = None
             while True:
+                after = f" after entry {member.name!r}" if member is not None else ""
                 try:
                     member = tar.next()
                 except tarfile.TarError as exc:
-                    raise LayerError(f"a broken tar archive: {exc}") from None
+                    raise LayerError(
+                        f"a broken tar archive{after}: {exc}",
+                        fix="the layer is damaged: download or build it again",
+                    ) from None
                 if member is None:
                     break
                 try:
