@@ -59,7 +59,7 @@ _IGNORED_XATTR_ERRORS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EAC
 MAX_SIZE_ENV = "HARDWAY_MAX_LAYER_SIZE"
 _MAX_SIZE_FIX = (
     "if you trust this layer, raise the cap: apply_layer(..., max_size=N), "
-    f"{MAX_SIZE_ENV}=32G (or unlimited), or `python -m hardway layers apply --max-size 32G`"
+    f"{MAX_SIZE_ENV}=32G (or unlimited), or `python -m hardway layer apply --max-size 32G`"
 )
 #: system errors that an entry's own content causes, and what they mean
 _ENTRY_ERRNOS = {
@@ -289,7 +289,9 @@ class _Applier:
             raise LayerError(f"layer entry {entry!r}: {exc.filename} is not a directory") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise UnsafeLayerError(entry, "its parent is a symlink loop") from None
+                raise UnsafeLayerError(
+                    entry, "its parent is a symlink loop, or a chain of more than 40 links"
+                ) from None
             raise
 
     # --- whiteouts

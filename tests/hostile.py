@@ -411,7 +411,10 @@ def render() -> str:
                       "| Bad input | Unpacked as | What you see | Test |",
                       "|---|---|---|---|"]  # fmt: skip
         who = " and ".join("root" if u == "root" else "a user" for u in case.users)
-        seen = f"`{case.error.__name__}`: {case.outcome}" if case.error else case.outcome
+        seen = case.outcome
+        if case.error is not None:
+            words = f" “…{case.message[0]}…”" if case.message else ""
+            seen = f"`{case.error.__name__}`{words}: {case.outcome}"
         lines.append(f"| {_cell(case.input)} | {who} | {_cell(seen)} | `{case.id}` |")
     lines += ["", END]
     return "\n".join(lines)

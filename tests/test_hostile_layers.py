@@ -31,6 +31,7 @@ import requests
 from hardway import layout
 from hardway import registry as client
 from hardway.apply import apply_layer, apply_layers, default_max_size
+from hardway.cli import main
 from hardway.compression import EXPANSION_FLOOR, MAX_EXPANDED_SIZE, expansion_limit
 from hardway.errors import DigestMismatchError, LayerError, UnsafeLayerError
 from hardway.image import DOCKER_MANIFEST, OCI_MANIFEST
@@ -268,6 +269,18 @@ def test_the_environment_replaces_the_cap(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HARDWAY_MAX_LAYER_SIZE", "lots")
     with pytest.raises(LayerError, match="HARDWAY_MAX_LAYER_SIZE='lots': not a size"):
         apply_layer(io.BytesIO(bomb), tmp_path / "d")
+
+
+def test_the_cli_takes_a_cap_and_prints_the_error(tmp_path: Path, capsys) -> None:
+    bomb = tmp_path / "bomb.tar.gz"
+    bomb.write_bytes(hostile.gz(hostile.tar(hostile.f("zeros", bytes(4 << 20)))))
+    status = main(["layer", "apply", "--max-size", "1M", str(tmp_path / "root"), str(bomb)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "error: layer entry 'zeros': the layer unpacks to more than 1048576 bytes" in err
+    assert "To fix: if you trust this layer, raise the cap" in err
+    assert main(["layer", "apply", "--max-size", "5M", str(tmp_path / "ok"), str(bomb)]) == 0
+    assert (tmp_path / "ok" / "zeros").stat().st_size == 4 << 20
 
 
 # --- blobs and manifests that lie -----------------------------------------------------------
