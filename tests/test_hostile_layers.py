@@ -31,10 +31,11 @@ import requests
 from hardway import layout
 from hardway import registry as client
 from hardway.apply import apply_layer, apply_layers, default_max_size
+from hardway.blobs import StoredImage
 from hardway.cli import main
 from hardway.compression import EXPANSION_FLOOR, MAX_EXPANDED_SIZE, expansion_limit
-from hardway.errors import DigestMismatchError, LayerError, UnsafeLayerError
-from hardway.image import DOCKER_MANIFEST, OCI_MANIFEST
+from hardway.errors import DigestMismatchError, InvalidImageError, LayerError, UnsafeLayerError
+from hardway.image import DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST, Descriptor
 from hardway.image_cli import unpack_image
 from hardway.registry import Registry
 from hardway.testing import random_image
@@ -326,3 +327,15 @@ def test_a_manifest_whose_type_disagrees_with_its_content_type(registry) -> None
         assert caught.value.code == "MANIFEST_INVALID"
         assert "Content-Type that does not match its mediaType" in str(caught.value)
         assert reg.head_manifest("confused", "v1") is None  # nothing was stored
+
+
+def test_a_config_with_fewer_diff_ids_than_layers_is_refused() -> None:
+    image = random_image(100, 2, seed=1012)
+    config = json.loads(image.raw_config())
+    config["rootfs"]["diff_ids"].pop()
+    raw_config = json.dumps(config).encode()
+    manifest = json.loads(image.raw_manifest())
+    manifest["config"] = Descriptor.of(raw_config, OCI_CONFIG).to_dict()
+    lying = StoredImage(json.dumps(manifest).encode(), raw_config, image.open_blob)
+    with pytest.raises(InvalidImageError, match="lists 2 layer\\(s\\) but the config 1 diff_id"):
+        lying.layers()
