@@ -17,8 +17,9 @@ relative to a directory descriptor found by :func:`hardway.securejoin.open_dir`:
 * directory modes and mtimes are set at the end of each layer, so a read-only
   directory can still be filled first.
 
-Owners are applied when running as root (``same_owner``); setuid and setgid bits are
-kept only then (without owners they would name the wrong user); device nodes are
+Owners are applied when running as root (``same_owner``); setuid and setgid bits and
+file capabilities are kept only then (without owners they would name the wrong user,
+or turn a stranger's file into a privileged root program); device nodes are
 skipped when ``mknod`` is refused (rootless), and xattrs the filesystem refuses are
 dropped. A truncated archive, a name too long for the filesystem or an unknown entry
 type raises :class:`~hardway.errors.LayerError` naming the entry.
@@ -55,6 +56,7 @@ __all__ = ["apply_layer", "apply_layers", "clean_name"]
 
 _CHUNK = 1 << 20
 _IGNORED_XATTR_ERRORS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES)
+_FILE_CAPS = "SCHILY.xattr.security.capability"
 #: the environment variable that replaces the default expanded-size cap
 MAX_SIZE_ENV = "HARDWAY_MAX_LAYER_SIZE"
 _MAX_SIZE_FIX = (
@@ -112,8 +114,7 @@ def _opened(layer: Path | BinaryIO) -> Iterator[BinaryIO]:
 def _too_big(limit: int) -> LayerError:
     return LayerError(
         f"the layer unpacks to more than {limit} bytes ({format_size(limit)}, the max_size "
-        "cap): "
-        "a decompression bomb, or a layer larger than the cap",
+        "cap): a decompression bomb, or a layer larger than the cap",
         fix=_MAX_SIZE_FIX,
     )
 
@@ -383,14 +384,13 @@ class _Applier:
                     if self.left < 0:
                         raise _too_big(self.limit)
                 out.write(block)
-        except (tarfile.TarError, LayerError) as exc:
-            if isinstance(exc, UnsafeLayerError):
-                raise
-            why = (
-                exc.message if isinstance(exc, LayerError) else f"the archive is cut short ({exc})"
-            )
-            fix = exc.fix if isinstance(exc, LayerError) else "download the layer again"
-            raise LayerError(f"layer entry {member.name!r}: {why}", fix=fix) from None
+        except tarfile.TarError as exc:
+            raise LayerError(
+                f"layer entry {member.name!r}: the archive is cut short ({exc})",
+                fix="download the layer again",
+            ) from None
+        except LayerError as exc:  # the size cap, or broken compressed data
+            raise LayerError(f"layer entry {member.name!r}: {exc.message}", fix=exc.fix) from None
 
     def hard_link(self, dir_fd: int, base: str, member: tarfile.TarInfo, link: str) -> None:
         parent, target = _split(link)
@@ -445,6 +445,8 @@ class _Applier:
             mode &= ~(stat.S_ISUID | stat.S_ISGID)  # no owner, no set-id: as GNU tar without -p
         os.chmod(target, mode)
         for key, value in member.pax_headers.items():
+            if key == _FILE_CAPS and not self.same_owner:
+                continue  # file capabilities are privileges, like setuid: only with owners
             if key.startswith("SCHILY.xattr."):
                 try:
                     os.setxattr(target, key[13:], value.encode("utf-8", "surrogateescape"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import struct
 import sys
 import tarfile
 from collections.abc import Callable, Mapping
@@ -162,8 +163,10 @@ class Case:
         return [layer(out) if callable(layer) else tar(*layer, out=out) for layer in self.layers]
 
 
-def F(content: bytes = b"x", mode: int = 0o644) -> tuple:
-    return ("file", mode, content)
+def F(content: bytes = b"x", mode: int = 0o644, **xattrs: bytes) -> tuple:
+    """A file in a tree spec; ``xattrs`` as ``security_capability=b"…"``."""
+    found = tuple(sorted((k.replace("_", "."), v) for k, v in xattrs.items()))
+    return ("file", mode, content, *((found,) if found else ()))
 
 
 def D(mode: int = 0o755) -> tuple:
@@ -175,6 +178,9 @@ def L(target: str) -> tuple:
 
 
 UNSAFE = UnsafeLayerError
+#: vfs_cap_data revision 2: effective, permitted = CAP_NET_BIND_SERVICE (bit 10)
+CAPS = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
+PING = Entry("ping", REG, b"p", 0o755, pax={"SCHILY.xattr.security.capability": CAPS.decode()})
 LONG = "/".join(["y" * 200] * 25)  # 5024 bytes: past PATH_MAX, each component fine
 CHAIN = (*(sym(f"l{i}", f"l{i + 1}") for i in range(41)), sym("l41", "{out}"))
 
@@ -345,6 +351,15 @@ CASES: list[Case] = [
          ((f("su", b"s", 0o4755),),), "set-id bits dropped: they would make a root-owned "
          "setuid program out of a stranger's file", tree={"su": F(b"s", 0o755)},
          users=("root",), options={"same_owner": False}),
+    Case("file-caps-root", "special files", "a file capability (`security.capability` "
+         "xattr), unpacked as root", ((PING,),), "kept, like setuid",
+         tree={"ping": F(b"p", 0o755, security_capability=CAPS)}, users=("root",)),
+    Case("file-caps-user", "special files", "the same, unpacked without root",
+         ((PING,),), "dropped (the kernel refuses it without `CAP_SETFCAP`)",
+         tree={"ping": F(b"p", 0o755)}, users=("nobody",)),
+    Case("file-caps-no-owners", "special files", "the same, as root with `same_owner=False`",
+         ((PING,),), "dropped, like setuid", tree={"ping": F(b"p", 0o755)}, users=("root",),
+         options={"same_owner": False}),
     # --- duplicates
     Case("duplicate-file", "duplicates", "the same file twice", ((f("a", b"1"), f("a", b"2")),),
          "the later one wins", tree={"a": F(b"2")}),

@@ -113,13 +113,23 @@ def surroundings(place: Place) -> dict[str, tuple]:
     return seen
 
 
+def _xattrs(dirfd: int, name: str) -> tuple:
+    """``((name, value), …)`` of a file's xattrs, or ``()`` when it has none."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+    try:
+        found = tuple(sorted((n, os.getxattr(fd, n)) for n in os.listxattr(fd)))
+    finally:
+        os.close(fd)
+    return (found,) if found else ()
+
+
 def tree(root: Path) -> dict[str, tuple]:
     """The target's tree in the spec form of ``hostile.F/D/L``."""
     found: dict[str, tuple] = {}
     for rel, st, dirfd, name in _walk(root):
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISREG(st.st_mode):
-            found[rel] = ("file", mode, _content(dirfd, name))
+            found[rel] = ("file", mode, _content(dirfd, name), *_xattrs(dirfd, name))
         elif stat.S_ISDIR(st.st_mode):
             found[rel] = ("dir", mode)
         elif stat.S_ISLNK(st.st_mode):
