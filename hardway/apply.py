@@ -22,7 +22,8 @@ file capabilities are kept only then (without owners they would name the wrong u
 or turn a stranger's file into a privileged root program); device nodes are
 skipped when ``mknod`` is refused (rootless), and xattrs the filesystem refuses are
 dropped. A truncated archive, a name too long for the filesystem or an unknown entry
-type raises :class:`~hardway.errors.LayerError` naming the entry.
+type raises :class:`~hardway.errors.LayerError` naming the entry; the stream is read to
+its end, so the gzip CRC and the zstd frames are checked even after the tar's end.
 tarfile's extraction filters (PEP 706) are deliberately not used: they resolve links
 against the *host's* ``/`` and reject or rewrite what a root filesystem needs
 (absolute symlinks, device nodes, setuid bits). A digest check belongs to the caller,
@@ -247,6 +248,8 @@ class _Applier:
                     why = _ENTRY_ERRNOS[exc.errno]
                     raise LayerError(f"layer entry {member.name!r}: {why}") from exc
                 tar.members.clear()  # tarfile keeps every header; a big layer has many
+        while stream.read(_CHUNK):  # read on to the end, so that the gzip CRC and the zstd
+            pass  # frame checks run even when the tar's end-of-archive blocks come first
         for path, member in self.dirs:
             self.finish_dir(path, member)
 

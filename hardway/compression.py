@@ -26,7 +26,7 @@ import importlib.metadata
 import io
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -239,12 +239,87 @@ def decompressed(fileobj: BinaryIO, compression: str | None = None) -> BinaryIO:
         import zstandard
 
         reader = zstandard.ZstdDecompressor().stream_reader(
-            fileobj, read_across_frames=True, closefd=False
+            _ZstdFrames(fileobj), read_across_frames=True, closefd=False
         )
         return _Checked(reader, ZSTD)
     if compression == NONE:
         return fileobj
     raise LayerError(f"unknown compression {compression!r}", fix=f"use one of {COMPRESSIONS}")
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Compressed bytes on their way to the zstd decompressor, watched frame by frame.
+
+    python-zstandard's stream reader ends quietly when its input stops in the middle of
+    a frame: a cut download would read as a shorter layer. Walking the frame and block
+    headers as the bytes pass (RFC 8878; no decompression, a few steps per 128 KiB
+    block) tells a cut stream from a complete one.
+    """
+
+    _MAGIC = 0xFD2FB528
+    _UNKNOWN = 1 << 62  # bytes to pass unwatched after something we do not parse
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        super().__init__()
+        self._file = fileobj
+        self._step, self._need, self._skip, self._field = self._magic, 4, 0, b""
+        self._checksum = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self._file.read(len(buffer))
+        if not data:
+            if self._field or self._step != self._magic or 0 < self._skip < self._UNKNOWN:
+                raise LayerError(
+                    "the layer's zstd data is truncated: it ends inside a frame",
+                    fix="download or copy the layer again, and check its digest",
+                )
+            return 0
+        view = memoryview(data)
+        while view:
+            if self._skip:
+                n = min(self._skip, len(view))
+                self._skip, view = self._skip - n, view[n:]
+                continue
+            n = self._need - len(self._field)
+            self._field, view = self._field + bytes(view[:n]), view[n:]
+            if len(self._field) == self._need:
+                field, self._field = self._field, b""
+                self._step(int.from_bytes(field, "little"))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def _next(self, step: Callable[[int], None], need: int, skip: int = 0) -> None:
+        self._step, self._need, self._skip = step, need, skip
+
+    def _magic(self, magic: int) -> None:
+        if magic == self._MAGIC:
+            self._next(self._frame_header, 1)
+        elif magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame: its size follows
+            self._next(self._skippable, 4)
+        else:  # not a frame: leave it to the decompressor to complain
+            self._next(self._magic, 4, self._UNKNOWN)
+
+    def _skippable(self, size: int) -> None:
+        self._next(self._magic, 4, size)
+
+    def _frame_header(self, descriptor: int) -> None:
+        single_segment = descriptor >> 5 & 1
+        self._checksum = bool(descriptor >> 2 & 1)
+        window = 0 if single_segment else 1
+        dictionary = (0, 1, 2, 4)[descriptor & 3]
+        content_size = (single_segment, 2, 4, 8)[descriptor >> 6]
+        self._next(self._block_header, 3, window + dictionary + content_size)
+
+    def _block_header(self, header: int) -> None:
+        last, kind, size = header & 1, header >> 1 & 3, header >> 3
+        body = 1 if kind == 1 else size  # an RLE block holds one byte
+        if last:
+            self._next(self._magic, 4, body + (4 if self._checksum else 0))
+        else:
+            self._next(self._block_header, 3, body)
 
 
 def _decompression_errors(compression: str) -> Iterator[type[BaseException]]:

@@ -413,6 +413,18 @@ CASES: list[Case] = [
          (lambda out: (lambda z: z[: len(z) // 2])(gz(tar(f("big", incompressible(100_000))))),),
          "refused; the error names the entry and says the data is truncated or corrupt",
          LayerError, ("gzip data is truncated or corrupt",), "big"),
+    Case("truncated-zstd", "bombs and broken archives", "a zstd layer missing its last 4 "
+         "bytes (the frame checksum): every tar entry is still complete",
+         (lambda out: zstandard.ZstdCompressor(write_checksum=True).compress(
+             tar(f("a"), f("b")))[:-4],),
+         "refused: the frame headers are walked as the bytes pass (python-zstandard alone "
+         "would end quietly)", LayerError, ("zstd data is truncated",)),
+    Case("gzip-bad-crc", "bombs and broken archives", "a gzip layer whose CRC-32 is wrong, "
+         "every tar entry intact and 64 KiB of zero padding after the tar",
+         (lambda out: (lambda z: z[:-8] + bytes([z[-8] ^ 1]) + z[-7:])(
+             gz(tar(f("a"), f("b")) + bytes(65536))),),
+         "refused: the layer is read to its very end, so the gzip trailer is checked",
+         LayerError, ("gzip data is truncated or corrupt", "CRC")),
     Case("corrupt-gzip", "bombs and broken archives", "a gzip layer with garbage in the middle",
          (lambda out: (lambda z: z[:200] + bytes(400) + z[600:])(gz(tar(f("big",
                                                                          incompressible(99_000))))),),
