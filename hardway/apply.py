@@ -17,12 +17,20 @@ relative to a directory descriptor found by :func:`hardway.securejoin.open_dir`:
 * directory modes and mtimes are set at the end of each layer, so a read-only
   directory can still be filled first.
 
-Owners are applied when running as root (``same_owner``), device nodes are skipped
-when ``mknod`` is refused (rootless), and xattrs the filesystem refuses are dropped.
+Owners are applied when running as root (``same_owner``); setuid and setgid bits and
+file capabilities are kept only then (without owners they would name the wrong user,
+or turn a stranger's file into a privileged root program); device nodes are
+skipped when ``mknod`` is refused (rootless), and xattrs the filesystem refuses are
+dropped. A truncated archive, a name too long for the filesystem or an unknown entry
+type raises :class:`~hardway.errors.LayerError` naming the entry; the stream is read to
+its end, so the gzip CRC and the zstd frames are checked even after the tar's end.
 tarfile's extraction filters (PEP 706) are deliberately not used: they resolve links
 against the *host's* ``/`` and reject or rewrite what a root filesystem needs
 (absolute symlinks, device nodes, setuid bits). A digest check belongs to the caller,
-who knows the expected digest; ``max_size`` caps the uncompressed bytes read. The
+who knows the expected digest. ``max_size`` caps both the uncompressed bytes read and
+the bytes written (a GNU sparse entry writes far more than it reads); by default it is
+:func:`hardway.compression.expansion_limit` of the layer's size, or
+``$HARDWAY_MAX_LAYER_SIZE`` (``32G``, ``unlimited``) when set. The
 parsing is still :mod:`tarfile`'s, so keep Python patched (3.11.7 has known tarfile
 bugs, e.g. CVE-2024-6232, a slow PAX header parse).
 """
@@ -39,8 +47,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from hardway.compression import decompressed
+from hardway.compression import decompressed, expansion_limit
 from hardway.errors import LayerError, UnsafeLayerError
+from hardway.limits import format_size, parse_size
 from hardway.securejoin import open_dir
 from hardway.whiteouts import META_PREFIX, OPAQUE, WHITEOUT_PREFIX, whiteout_target
 
@@ -48,6 +57,21 @@ __all__ = ["apply_layer", "apply_layers", "clean_name"]
 
 _CHUNK = 1 << 20
 _IGNORED_XATTR_ERRORS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES)
+_FILE_CAPS = "SCHILY.xattr.security.capability"
+#: the environment variable that replaces the default expanded-size cap
+MAX_SIZE_ENV = "HARDWAY_MAX_LAYER_SIZE"
+_MAX_SIZE_FIX = (
+    "if you trust this layer, raise the cap: apply_layer(..., max_size=N), "
+    f"{MAX_SIZE_ENV}=32G (or unlimited), or `python -m hardway layer apply --max-size 32G`"
+)
+#: system errors that an entry's own content causes, and what they mean
+_ENTRY_ERRNOS = {
+    errno.ENAMETOOLONG: "a name longer than this filesystem allows (255 bytes a component, "
+    "4095 a symlink target)",
+    errno.EMLINK: "too many hard links to one file for this filesystem",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+}
 
 
 def clean_name(name: str, *, what: str = "entry", entry: str | None = None) -> str:
@@ -88,18 +112,52 @@ def _opened(layer: Path | BinaryIO) -> Iterator[BinaryIO]:
         yield layer
 
 
+def _too_big(limit: int) -> LayerError:
+    return LayerError(
+        f"the layer unpacks to more than {limit} bytes ({format_size(limit)}, the max_size "
+        "cap): a decompression bomb, or a layer larger than the cap",
+        fix=_MAX_SIZE_FIX,
+    )
+
+
 class _Capped:
     """A reader that raises once more than ``limit`` bytes have come through."""
 
     def __init__(self, reader: BinaryIO, limit: int) -> None:
-        self._reader, self._left = reader, limit
+        self._reader, self._left, self.limit = reader, limit, limit
 
     def read(self, size: int = -1) -> bytes:
         data = self._reader.read(size)
         self._left -= len(data)
         if self._left < 0:
-            raise LayerError("the layer unpacks to more than max_size bytes", fix="raise max_size")
+            raise _too_big(self.limit)
         return data
+
+
+def _compressed_size(raw: BinaryIO) -> int | None:
+    """The bytes left in ``raw`` if it is a file or seekable, else ``None`` (a pipe)."""
+    try:
+        if not raw.seekable():
+            return None
+        here = raw.tell()
+        end = raw.seek(0, os.SEEK_END)
+        raw.seek(here)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return end - here
+
+
+def default_max_size(raw: BinaryIO) -> int | None:
+    """``$HARDWAY_MAX_LAYER_SIZE`` if set (``unlimited``: no cap), else the expansion limit."""
+    setting = os.environ.get(MAX_SIZE_ENV, "").strip()
+    if setting.lower() in ("unlimited", "none"):
+        return None
+    if setting:
+        try:
+            return parse_size(setting)
+        except ValueError as exc:
+            raise LayerError(f"{MAX_SIZE_ENV}={setting!r}: {exc}") from None
+    return expansion_limit(_compressed_size(raw))
 
 
 def apply_layer(
@@ -113,16 +171,18 @@ def apply_layer(
     """Unpack one layer (a file or a binary stream) on top of directory ``root``.
 
     ``compression=None`` detects gzip, zstd or plain tar from the first bytes;
-    ``same_owner`` defaults to "running as root"; ``max_size`` caps the tar's size.
+    ``same_owner`` defaults to "running as root"; ``max_size`` caps the bytes the layer
+    unpacks to (default: :func:`default_max_size`).
     """
     with _opened(layer) as raw:
+        limit = default_max_size(raw) if max_size is None else max_size
         stream = decompressed(raw, compression)
-        if max_size is not None:
-            stream = _Capped(stream, max_size)
+        if limit is not None:
+            stream = _Capped(stream, limit)
         root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             owner = os.geteuid() == 0 if same_owner is None else same_owner
-            _Applier(root_fd, owner).run(stream)
+            _Applier(root_fd, owner, limit).run(stream)
         finally:
             os.close(root_fd)
 
@@ -133,29 +193,63 @@ def apply_layers(layers: Iterable[Path | BinaryIO], root: Path, **options: objec
         apply_layer(layer, root, **options)
 
 
+class _StrictInfo(tarfile.TarInfo):
+    """A header parser that refuses a damaged or cut header after the first one.
+
+    :mod:`tarfile` ends the archive quietly there, as if it were the end: half a layer
+    would be applied without a word.
+    """
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tar)
+        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as exc:
+            if tar.offset == 0:
+                raise  # tarfile says "not a tar archive"
+            raise tarfile.SubsequentHeaderError(f"{exc} at byte {tar.offset}") from None
+
+
 class _Applier:
     """The state of one layer being applied: what it wrote, and directories to finish."""
 
-    def __init__(self, root_fd: int, same_owner: bool) -> None:
+    def __init__(self, root_fd: int, same_owner: bool, limit: int | None = None) -> None:
         self.root_fd, self.same_owner = root_fd, same_owner
+        self.left = limit  # bytes the files of this layer may still take, None: no cap
+        self.limit = limit
         self.ours: set[str] = set()  # resolved paths this layer wrote, and their parents
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
 
     def run(self, stream: BinaryIO) -> None:
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # noqa: SIM115
+            tar = tarfile.open(  # noqa: SIM115
+                fileobj=stream, mode="r|", errorlevel=2, tarinfo=_StrictInfo
+            )
         except tarfile.ReadError as exc:
             raise LayerError(f"not a tar archive: {exc}") from None
         with tar:
+            member = None
             while True:
+                after = f" after entry {member.name!r}" if member is not None else ""
                 try:
                     member = tar.next()
                 except tarfile.TarError as exc:
-                    raise LayerError(f"a broken tar archive: {exc}") from None
+                    raise LayerError(
+                        f"a broken tar archive{after}: {exc}",
+                        fix="the layer is damaged: download or build it again",
+                    ) from None
                 if member is None:
                     break
-                self.entry(member, tar)
+                try:
+                    self.entry(member, tar)
+                except OSError as exc:
+                    if exc.errno not in _ENTRY_ERRNOS:
+                        raise
+                    why = _ENTRY_ERRNOS[exc.errno]
+                    raise LayerError(f"layer entry {member.name!r}: {why}") from exc
                 tar.members.clear()  # tarfile keeps every header; a big layer has many
+        while stream.read(_CHUNK):  # read on to the end, so that the gzip CRC and the zstd
+            pass  # frame checks run even when the tar's end-of-archive blocks come first
         for path, member in self.dirs:
             self.finish_dir(path, member)
 
@@ -199,7 +293,9 @@ class _Applier:
             raise LayerError(f"layer entry {entry!r}: {exc.filename} is not a directory") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise UnsafeLayerError(entry, "its parent is a symlink loop") from None
+                raise UnsafeLayerError(
+                    entry, "its parent is a symlink loop, or a chain of more than 40 links"
+                ) from None
             raise
 
     # --- whiteouts
@@ -262,9 +358,7 @@ class _Applier:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(base, flags, 0o600, dir_fd=dir_fd)
             with open(fd, "wb", buffering=0) as out:
-                src = tar.extractfile(member)
-                while block := src.read(_CHUNK):
-                    out.write(block)
+                self.copy_data(tar, member, out)
                 self.set_attrs(fd, member)
         elif link is not None:
             self.hard_link(dir_fd, base, member, link)
@@ -277,7 +371,29 @@ class _Applier:
         elif member.ischr() or member.isblk() or member.isfifo():
             self.special(dir_fd, base, member)
         else:
-            raise LayerError(f"layer entry {member.name!r}: tar type {member.type!r} unsupported")
+            raise LayerError(
+                f"layer entry {member.name!r}: tar entry type {member.type!r} is not a file, "
+                "directory, link, device or FIFO, so it cannot be unpacked",
+                fix="rebuild the layer with a tool that writes standard tar entries",
+            )
+
+    def copy_data(self, tar: tarfile.TarFile, member: tarfile.TarInfo, out: BinaryIO) -> None:
+        """Write the entry's bytes, within the size cap; a truncated archive names the entry."""
+        try:
+            src = tar.extractfile(member)
+            while block := src.read(_CHUNK):
+                if self.left is not None:
+                    self.left -= len(block)  # what is written: a sparse entry reads little
+                    if self.left < 0:
+                        raise _too_big(self.limit)
+                out.write(block)
+        except tarfile.TarError as exc:
+            raise LayerError(
+                f"layer entry {member.name!r}: the archive is cut short ({exc})",
+                fix="download the layer again",
+            ) from None
+        except LayerError as exc:  # the size cap, or broken compressed data
+            raise LayerError(f"layer entry {member.name!r}: {exc.message}", fix=exc.fix) from None
 
     def hard_link(self, dir_fd: int, base: str, member: tarfile.TarInfo, link: str) -> None:
         parent, target = _split(link)
@@ -325,10 +441,15 @@ class _Applier:
 
     def set_attrs(self, target: int | str, member: tarfile.TarInfo) -> None:
         """Owner, then mode (chown clears setuid), xattrs and mtime of a fd or a path."""
+        mode = member.mode & 0o7777
         if self.same_owner:
             os.chown(target, member.uid, member.gid)
-        os.chmod(target, member.mode & 0o7777)
+        elif not member.isdir():
+            mode &= ~(stat.S_ISUID | stat.S_ISGID)  # no owner, no set-id: as GNU tar without -p
+        os.chmod(target, mode)
         for key, value in member.pax_headers.items():
+            if key == _FILE_CAPS and not self.same_owner:
+                continue  # file capabilities are privileges, like setuid: only with owners
             if key.startswith("SCHILY.xattr."):
                 try:
                     os.setxattr(target, key[13:], value.encode("utf-8", "surrogateescape"))

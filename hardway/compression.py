@@ -26,6 +26,7 @@ import importlib.metadata
 import io
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -46,6 +47,7 @@ __all__ = [
     "choose_codec",
     "decompressed",
     "detect_compression",
+    "expansion_limit",
 ]
 
 GZIP, ZSTD, NONE = "gzip", "zstd", "none"
@@ -56,6 +58,14 @@ MAGIC = {GZIP: b"\x1f\x8b\x08", ZSTD: b"\x28\xb5\x2f\xfd"}
 
 #: gzip header (RFC 1952): magic, CM=8 (deflate), FLG=0, MTIME=0, XFL=0, OS=255
 GZIP_HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"
+
+#: a decompression bomb is a small blob that expands to fill the disk (gzip reaches about
+#: 1000:1, zstd far more, a GNU sparse tar entry anything at all). A layer may expand to
+#: MAX_EXPANSION_RATIO times its compressed size, at least EXPANSION_FLOOR and never more
+#: than MAX_EXPANDED_SIZE; real layers expand 2-10 times (docs/bad-input.md)
+MAX_EXPANSION_RATIO = 100
+EXPANSION_FLOOR = 256 << 20
+MAX_EXPANDED_SIZE = 16 << 30
 
 #: the level used when none is given; fast ones, as go-containerregistry does
 DEFAULT_LEVELS = {"isal": 1, "zlib": 1, "zstandard": 3, "none": 0}
@@ -198,22 +208,156 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+def expansion_limit(compressed_size: int | None) -> int:
+    """The most bytes a layer of ``compressed_size`` bytes may unpack to by default.
+
+    >>> expansion_limit(10 << 20) == 1000 << 20, expansion_limit(1) == EXPANSION_FLOOR
+    (True, True)
+    >>> expansion_limit(None) == expansion_limit(1 << 40) == MAX_EXPANDED_SIZE
+    True
+    """
+    if compressed_size is None:
+        return MAX_EXPANDED_SIZE
+    return min(MAX_EXPANDED_SIZE, max(EXPANSION_FLOOR, MAX_EXPANSION_RATIO * compressed_size))
+
+
 def decompressed(fileobj: BinaryIO, compression: str | None = None) -> BinaryIO:
-    """A reader of the uncompressed tar inside ``fileobj``; ``None`` detects the format."""
+    """A reader of the uncompressed tar inside ``fileobj``; ``None`` detects the format.
+
+    Truncated or corrupt compressed data raises :class:`LayerError` (not the library's
+    own ``EOFError`` or ``zlib.error``), so a broken download reads as one.
+    """
     if compression is None:
         head = fileobj.read(4)
         compression = detect_compression(head)
         fileobj = _Prefixed(head, fileobj)  # type: ignore[assignment]
     if compression == GZIP:
         if igzip is not None:
-            return igzip.IGzipFile(fileobj=fileobj, mode="rb")
-        return gzip.GzipFile(fileobj=fileobj, mode="rb")
+            return _Checked(igzip.IGzipFile(fileobj=fileobj, mode="rb"), GZIP)
+        return _Checked(gzip.GzipFile(fileobj=fileobj, mode="rb"), GZIP)
     if compression == ZSTD:
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(
-            fileobj, read_across_frames=True, closefd=False
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            _ZstdFrames(fileobj), read_across_frames=True, closefd=False
         )
+        return _Checked(reader, ZSTD)
     if compression == NONE:
         return fileobj
     raise LayerError(f"unknown compression {compression!r}", fix=f"use one of {COMPRESSIONS}")
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Compressed bytes on their way to the zstd decompressor, watched frame by frame.
+
+    python-zstandard's stream reader ends quietly when its input stops in the middle of
+    a frame: a cut download would read as a shorter layer. Walking the frame and block
+    headers as the bytes pass (RFC 8878; no decompression, a few steps per 128 KiB
+    block) tells a cut stream from a complete one.
+    """
+
+    _MAGIC = 0xFD2FB528
+    _UNKNOWN = 1 << 62  # bytes to pass unwatched after something we do not parse
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        super().__init__()
+        self._file = fileobj
+        self._step, self._need, self._skip, self._field = self._magic, 4, 0, b""
+        self._checksum = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self._file.read(len(buffer))
+        if not data:
+            if self._field or self._step != self._magic or 0 < self._skip < self._UNKNOWN:
+                raise LayerError(
+                    "the layer's zstd data is truncated: it ends inside a frame",
+                    fix="download or copy the layer again, and check its digest",
+                )
+            return 0
+        view = memoryview(data)
+        while view:
+            if self._skip:
+                n = min(self._skip, len(view))
+                self._skip, view = self._skip - n, view[n:]
+                continue
+            n = self._need - len(self._field)
+            self._field, view = self._field + bytes(view[:n]), view[n:]
+            if len(self._field) == self._need:
+                field, self._field = self._field, b""
+                self._step(int.from_bytes(field, "little"))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def _next(self, step: Callable[[int], None], need: int, skip: int = 0) -> None:
+        self._step, self._need, self._skip = step, need, skip
+
+    def _magic(self, magic: int) -> None:
+        if magic == self._MAGIC:
+            self._next(self._frame_header, 1)
+        elif magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame: its size follows
+            self._next(self._skippable, 4)
+        else:  # not a frame: leave it to the decompressor to complain
+            self._next(self._magic, 4, self._UNKNOWN)
+
+    def _skippable(self, size: int) -> None:
+        self._next(self._magic, 4, size)
+
+    def _frame_header(self, descriptor: int) -> None:
+        single_segment = descriptor >> 5 & 1
+        self._checksum = bool(descriptor >> 2 & 1)
+        window = 0 if single_segment else 1
+        dictionary = (0, 1, 2, 4)[descriptor & 3]
+        content_size = (single_segment, 2, 4, 8)[descriptor >> 6]
+        self._next(self._block_header, 3, window + dictionary + content_size)
+
+    def _block_header(self, header: int) -> None:
+        last, kind, size = header & 1, header >> 1 & 3, header >> 3
+        body = 1 if kind == 1 else size  # an RLE block holds one byte
+        if last:
+            self._next(self._magic, 4, body + (4 if self._checksum else 0))
+        else:
+            self._next(self._block_header, 3, body)
+
+
+def _decompression_errors(compression: str) -> Iterator[type[BaseException]]:
+    """What each library raises for data it cannot decompress."""
+    yield from (EOFError, zlib.error, gzip.BadGzipFile)
+    if isal_zlib is not None:
+        yield isal_zlib.error
+    if compression == ZSTD:
+        import zstandard
+
+        yield zstandard.ZstdError
+
+
+class _Checked(io.RawIOBase):
+    """A decompressing reader whose library errors become one clear :class:`LayerError`."""
+
+    def __init__(self, reader: BinaryIO, compression: str) -> None:
+        super().__init__()
+        self._reader, self._compression = reader, compression
+        self._errors = tuple(_decompression_errors(compression))
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:  # no copy through readinto: the hot path
+        try:
+            return self._reader.read(size)
+        except self._errors as exc:
+            raise LayerError(
+                f"the layer's {self._compression} data is truncated or corrupt ({exc})",
+                fix="download or copy the layer again, and check its digest",
+            ) from None
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()

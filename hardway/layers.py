@@ -47,6 +47,7 @@ from hardway.atomic import temporary_file
 from hardway.compression import GZIP, NONE, ZSTD, Codec, choose_codec, detect_compression
 from hardway.digest import Digest
 from hardway.errors import LayerError
+from hardway.limits import parse_size
 from hardway.whiteouts import opaque_name, whiteout_name
 
 __all__ = [
@@ -580,6 +581,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     apply = verbs.add_parser("apply", help="unpack layers, in order, into ROOT (safely)")
     apply.add_argument("root", type=Path)
     apply.add_argument("layers", type=Path, nargs="+")
+    apply.add_argument(
+        "--max-size",
+        type=parse_size,
+        help="refuse a layer that unpacks to more than this (e.g. 32G; default: "
+        "$HARDWAY_MAX_LAYER_SIZE, else 100x the layer's size, at least 256M, at most 16G)",
+    )
     apply.set_defaults(func=_apply)
 
 
@@ -599,5 +606,5 @@ def _report(args: argparse.Namespace, func, *paths: Path) -> int:
 
 def _apply(args: argparse.Namespace) -> int:
     args.root.mkdir(parents=True, exist_ok=True)
-    apply_layers(args.layers, args.root)
+    apply_layers(args.layers, args.root, max_size=args.max_size)
     return 0
