@@ -43,6 +43,7 @@ from pathlib import Path
 
 import requests
 
+from hardway import leftovers
 from hardway.errors import (
     MissingToolError,
     PortInUseError,
@@ -72,6 +73,7 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "stop_at",
     "to_yaml",
 ]
 
@@ -405,7 +407,11 @@ def _auth_mode(paths: RegistryPaths) -> str:
 
 
 def start(
-    port: int | None = None, *, timeout: float = 15.0, config: RegistryConfig | None = None
+    port: int | None = None,
+    *,
+    timeout: float = 15.0,
+    config: RegistryConfig | None = None,
+    owned: bool = True,
 ) -> RegistryStatus:
     """Start the registry (idempotent) and wait until it answers ``GET /v2/``.
 
@@ -415,6 +421,8 @@ def start(
     :param port: (optional) TCP port on 127.0.0.1; default :func:`default_port`
     :param timeout: seconds to wait for the registry to answer
     :param config: (optional) the full configuration; its port must match ``port``
+    :param owned: this process owns it: once this process is gone, ``python -m hardway
+        cleanup`` stops it; ``False`` (the CLI): it runs until stopped
     :raises MissingToolError: ``docker-registry`` is not installed
     :raises PortInUseError: another process listens on the port
     :raises RegistryServerError: the registry exited early or did not answer in time
@@ -451,6 +459,7 @@ def start(
             raise _port_in_use(config.host, config.port)
         paths.data.mkdir(parents=True, exist_ok=True)
         _write_atomic(paths.config, text)
+        leftovers.record_owner(paths.root, os.getpid() if owned else None)
         child, offset = _spawn(exe, paths)
         deadline = time.monotonic() + timeout
         while (code := child.poll()) is None and time.monotonic() < deadline:
@@ -472,13 +481,13 @@ def start(
         )
 
 
-def ensure_running(port: int | None = None) -> RegistryStatus:
+def ensure_running(port: int | None = None, *, owned: bool = True) -> RegistryStatus:
     """The registry on ``port`` as it runs now, whatever its config; started if it is not.
 
     Notebooks call this: it never restarts a registry another chapter configured.
     """
     current = status(port)
-    return current if current.running else start(port)
+    return current if current.running else start(port, owned=owned)
 
 
 def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
@@ -487,9 +496,17 @@ def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
     SIGTERM first, SIGKILL after ``timeout`` seconds; the process is gone (and reaped, if
     it is our child) when this returns. Stopping a stopped registry is not an error.
     """
+    return stop_at(
+        RegistryPaths.for_port(default_port() if port is None else port).root, timeout=timeout
+    )
+
+
+def stop_at(root: Path, *, timeout: float = 10.0) -> bool:
+    """Stop the registry (and token service) whose state directory is ``root``, whatever
+    the state directory: :mod:`hardway.leftovers` stops those of finished test runs."""
     from hardway.registry_modes import stop_token_service
 
-    paths = RegistryPaths.for_port(default_port() if port is None else port)
+    paths = RegistryPaths(Path(root))
     if not paths.root.is_dir():
         return False
     with _locked(paths):
@@ -510,7 +527,7 @@ def _port_arg(text: str) -> int:
 def _cmd_start(args: argparse.Namespace) -> int:
     from hardway.registry_modes import start_mode
 
-    current = start_mode(args.port, args.auth)
+    current = start_mode(args.port, args.auth, owned=False)
     print(current)
     print(current.url)
     return 0
@@ -535,7 +552,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_seed(args: argparse.Namespace) -> int:
     from hardway.seed import seed_base_image
 
-    ensure_running(args.port)
+    ensure_running(args.port, owned=False)
     result = seed_base_image(args.port)
     print(f"seeded {result.reference} ({result.digest}, {result.uploaded} blobs uploaded)")
     return 0
