@@ -32,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +245,11 @@ def _service(pid: int, argv: list[str]) -> Service | None:
 
 
 def services(session: str | None = None) -> list[Service]:
-    """The course's registries and token services running now (not another session's)."""
+    """The course's registries and token services running now (not another session's).
+
+    :param session: (optional) default: the environment's ``HARDWAY_SESSION``
+    """
+    session = session if session is not None else os.environ.get(SESSION_VARIABLE)
     found = []
     for entry in os.listdir("/proc"):
         service = _service(int(entry), _argv(entry)) if entry.isdigit() else None
@@ -286,17 +291,14 @@ def _stop_service(service: Service) -> None:
 _PYTEST_TMP = re.compile(r"^hardway-pytest-(\d+)-")
 
 
-def _boot_time() -> float:
-    for line in _read("/proc/stat").decode().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    return 0.0
-
-
 def _started_at(pid: int | str) -> float:
-    """When ``pid`` started, in seconds since the epoch (0 if gone)."""
+    """When ``pid`` started, in seconds since the epoch (0 if gone); to 1/100 s, since
+    ``/proc/<pid>/stat`` counts clock ticks since boot."""
     tick = _stat(pid)[2]
-    return _boot_time() + int(tick) / os.sysconf("SC_CLK_TCK") if tick else 0.0
+    if not tick:
+        return 0.0
+    booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    return booted + int(tick) / os.sysconf("SC_CLK_TCK")
 
 
 def _kernels(temp: Path) -> list[float]:
@@ -306,7 +308,10 @@ def _kernels(temp: Path) -> list[float]:
     for entry in os.listdir("/proc"):
         if entry.isdigit() and any("ipykernel" in a or "pytest" in a for a in _argv(entry)):
             env = _environ(entry)
-            if Path(env.get("TMPDIR") or "/tmp") == temp and _stat(entry)[0] not in ("", "Z"):
+            if Path(env.get("TMPDIR") or "/tmp").resolve() == temp and _stat(entry)[0] not in (
+                "",
+                "Z",
+            ):
                 found.append(_started_at(entry))
     return found
 
@@ -323,12 +328,17 @@ def _in_use(temp: Path) -> set[Path]:
             links += [f"/proc/{entry}/fd/{fd}" for fd in os.listdir(f"/proc/{entry}/fd")]
         maps = _read(f"/proc/{entry}/maps").decode(errors="replace").split()
         for target in [*_readlinks(links), *(m for m in maps if m.startswith("/"))]:
-            with contextlib.suppress(ValueError):
-                used.add(temp / Path(target).relative_to(temp).parts[0])
+            used.add(_top(temp, target))
     for point in _mount_points():
-        with contextlib.suppress(ValueError):
-            used.add(temp / Path(point).relative_to(temp).parts[0])
+        used.add(_top(temp, point))
     return used
+
+
+def _top(temp: Path, path: str) -> Path:
+    """The entry of ``temp`` that ``path`` is in (``temp`` itself if it is not in one)."""
+    with contextlib.suppress(ValueError, IndexError):
+        return temp / Path(path).relative_to(temp).parts[0]
+    return temp
 
 
 def _readlinks(links: list[str]) -> list[str]:
@@ -350,6 +360,9 @@ def stale_temp_dirs(temp: Path | str | None = None) -> list[Path]:
     :param temp: (optional) default :func:`tempfile.gettempdir`
     """
     temp = Path(temp or tempfile.gettempdir()).resolve()
+    run = _PYTEST_TMP.match(temp.parent.name) if temp.name == "tmp" else None
+    if run and Path(f"/proc/{run[1]}").exists():
+        return []  # the TMPDIR of a live test run (conftest.py): all of it is the run's
     candidates = sorted(p for p in temp.glob("hardway-*") if p.is_dir() and not p.is_symlink())
     if not candidates:
         return []
@@ -431,8 +444,8 @@ def cleanup(
     ``hardway-*`` temporary directories (:func:`stale_temp_dirs`).
 
     :param session: (optional) only this ``HARDWAY_SESSION``'s leftovers (and those of
-        no session), and then no mounts and no temporary directories unless ``temp`` is
-        given; default: everything of the course's
+        no session): then only mounts inside the temporary directory, and temporary
+        directories only when ``temp`` is given; default: everything of the course's
     :param dry_run: only list what would go
     :param registries: stop every registry and token service of the course, also the
         shared one on the default port and those started to stay (``make clean``)
@@ -454,8 +467,9 @@ def cleanup(
     for entry in sorted(_links(session)):
         name = entry.split()[2]
         act(f"network device {name}", lambda n=name: _ip("link", "delete", n))
+    inside = Path(temp or tempfile.gettempdir()).resolve()
     points = sorted(_mount_points(), key=len, reverse=True)
-    for point in points if session is None else ():
+    for point in [p for p in points if session is None or Path(p).is_relative_to(inside)]:
         act(f"mount {point!a}", lambda p=point: linux.umount2(p, linux.MNT_DETACH))
     for entry in sorted(_netns()):
         name = entry.rsplit(" ", 1)[1]
@@ -479,7 +493,9 @@ def _ip(*args: str) -> None:
 
 def _command(args: argparse.Namespace) -> int:
     session = os.environ.get(SESSION_VARIABLE) if args.this_session else None
-    removed = cleanup(session, dry_run=args.dry_run, registries=args.registries)
+    removed = cleanup(
+        session, dry_run=args.dry_run, registries=args.registries, temp=tempfile.gettempdir()
+    )
     verb = "would remove" if args.dry_run else "removed"
     for item in removed:
         print(f"{verb} {item}")
