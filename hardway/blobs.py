@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -154,7 +154,7 @@ class BlobDir:
         if digest is not None and self.has(digest, size):
             return Descriptor("", digest, self.path(digest).stat().st_size)
         self.root.mkdir(parents=True, exist_ok=True)
-        with _temporary(self.root) as (tmp, out):
+        with temporary_file(self.root) as (tmp, out):
             # with a digest, the VerifyingReader hashes (and checks) the bytes; without
             # one, hash them here to name the blob: one pass over the bytes either way
             hasher = hashlib.sha256() if digest is None else None
@@ -178,9 +178,17 @@ class BlobDir:
 
 
 @contextlib.contextmanager
-def _temporary(directory: Path) -> Iterator[tuple[str, BinaryIO]]:
-    fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+def temporary_file(directory: Path, suffix: str = "") -> Iterator[tuple[str, BinaryIO]]:
+    """A new hidden file ``.tmp-…`` in ``directory`` to write and then rename into place;
+    removed on the way out unless it was renamed.
+
+    Not :func:`tempfile.mkstemp`: a KeyboardInterrupt (Ctrl-C, a kernel interrupt) that
+    lands after ``mkstemp`` made the file but before the ``try`` would leave the file
+    behind; here the name is chosen first, so ``finally`` always knows what to remove.
+    """
+    name = os.path.join(directory, f".tmp-{secrets.token_hex(8)}{suffix}")
     try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as out:
             yield name, out
     finally:

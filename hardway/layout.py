@@ -21,12 +21,11 @@ it streams.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from hardway.blobs import BlobDir, StoredImage
+from hardway.blobs import BlobDir, StoredImage, temporary_file
 from hardway.digest import Digest
 from hardway.errors import ImageNotFoundError, InvalidImageError
 from hardway.image import (
@@ -197,15 +196,11 @@ def _tag(path: Path, descriptor: Descriptor, tag: str | None) -> Descriptor:
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+    with temporary_file(target.parent) as (tmp, out):
+        out.write(data)
+        out.close()
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def blob_path(path: Path | str, digest: Digest) -> Path:

@@ -92,14 +92,16 @@ def _stat(pid: int | str) -> tuple[str, int, str]:
 
 
 def _foreign(pid: int, session: str | None) -> bool:
-    """Does *pid* or an ancestor belong to another session than *session*?"""
+    """Does *pid* belong to another session than *session*? Its session is the first
+    ``HARDWAY_SESSION`` found in its or its ancestors' environment; a process of no
+    session is foreign to every session (a learner's container is never a test's)."""
     seen = 0
     while pid > 1 and seen < 64:
         other = _environ(pid).get(SESSION_VARIABLE)
         if other is not None:
             return other != session
         pid, seen = _stat(pid)[1], seen + 1
-    return False
+    return session is not None
 
 
 def _processes(session: str | None) -> set[str]:
@@ -391,9 +393,9 @@ def left_behind(before: Snapshot, after: Snapshot) -> list[str]:
 
 
 def _mine(name: str, session: str | None) -> bool:
-    """A ``hardway-…`` cgroup or runc container of this session (or of none)?"""
+    """A ``hardway-…`` cgroup or runc container of this session (with no session: any)?"""
     _, _, tag = name.rpartition(".s")
-    return "." not in name or not session or tag == session[:8]
+    return not session or ("." in name and tag == session[:8])
 
 
 def _cgroups(session: str | None) -> list[Path]:
@@ -443,9 +445,10 @@ def cleanup(
     registries and token services whose owner is gone (:func:`record_owner`); stale
     ``hardway-*`` temporary directories (:func:`stale_temp_dirs`).
 
-    :param session: (optional) only this ``HARDWAY_SESSION``'s leftovers (and those of
-        no session): then only mounts inside the temporary directory, and temporary
-        directories only when ``temp`` is given; default: everything of the course's
+    :param session: (optional) only this ``HARDWAY_SESSION``'s leftovers (never those of
+        no session or of another one); then no named netns, only mounts inside the
+        temporary directory, and temporary directories only when ``temp`` is given;
+        default: everything of the course's
     :param dry_run: only list what would go
     :param registries: stop every registry and token service of the course, also the
         shared one on the default port and those started to stay (``make clean``)
@@ -471,7 +474,7 @@ def cleanup(
     points = sorted(_mount_points(), key=len, reverse=True)
     for point in [p for p in points if session is None or Path(p).is_relative_to(inside)]:
         act(f"mount {point!a}", lambda p=point: linux.umount2(p, linux.MNT_DETACH))
-    for entry in sorted(_netns()):
+    for entry in sorted(_netns()) if session is None else ():  # no owner to tell by
         name = entry.rsplit(" ", 1)[1]
         act(f"network namespace {name}", lambda n=name: _ip("netns", "delete", n))
     for path in _cgroups(session):
@@ -493,9 +496,9 @@ def _ip(*args: str) -> None:
 
 def _command(args: argparse.Namespace) -> int:
     session = os.environ.get(SESSION_VARIABLE) if args.this_session else None
-    removed = cleanup(
-        session, dry_run=args.dry_run, registries=args.registries, temp=tempfile.gettempdir()
-    )
+    # a session's temporary directories are only those in its own TMPDIR
+    temp = tempfile.gettempdir() if session is None or os.environ.get("TMPDIR") else None
+    removed = cleanup(session, dry_run=args.dry_run, registries=args.registries, temp=temp)
     verb = "would remove" if args.dry_run else "removed"
     for item in removed:
         print(f"{verb} {item}")

@@ -26,6 +26,7 @@ re-exported here, as is its YAML writer :func:`hardway.yamlish.to_yaml`.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -45,6 +46,7 @@ import requests
 
 from hardway import leftovers
 from hardway.errors import (
+    HardwayError,
     MissingToolError,
     PortInUseError,
     RegistryConfigError,
@@ -459,7 +461,7 @@ def start(
             raise _port_in_use(config.host, config.port)
         paths.data.mkdir(parents=True, exist_ok=True)
         _write_atomic(paths.config, text)
-        leftovers.record_owner(paths.root, os.getpid() if owned else None)
+        claim(paths.root, owned=owned)
         child, offset = _spawn(exe, paths)
         deadline = time.monotonic() + timeout
         while (code := child.poll()) is None and time.monotonic() < deadline:
@@ -479,6 +481,35 @@ def start(
             f"the registry on {config.url} {why}; the end of {_display(paths.log)}:\n{tail}",
             fix=f"less {paths.log}   (then: python -m hardway registry start --port {config.port})",
         )
+
+
+#: state directories of registries this process owns, stopped when it exits
+_owned_roots: set[Path] = set()
+
+
+def claim(root: Path, *, owned: bool) -> None:
+    """Record who owns the registry (and token service) whose state is ``root``.
+
+    Owned (a notebook kernel, a test): stopped when this process exits normally (a
+    kernel shutdown or restart), and by ``python -m hardway cleanup`` once this process
+    is gone any other way — except the registry on the default port, which the
+    learner's other notebooks share. Not owned (the CLI): runs until stopped.
+    """
+    leftovers.record_owner(root, os.getpid() if owned else None)
+    with contextlib.suppress(HardwayError, OSError):
+        if owned and root != RegistryPaths.for_port(default_port()).root:
+            if not _owned_roots:
+                atexit.register(_stop_owned)
+            _owned_roots.add(root)
+
+
+def _stop_owned() -> None:
+    for root in list(_owned_roots):
+        words = (root / leftovers.OWNER_FILE).read_text().split() if root.is_dir() else []
+        if words[:1] == [str(os.getpid())]:  # not a forked child's, not a later owner's
+            with contextlib.suppress(HardwayError, OSError):
+                stop_at(root)
+    _owned_roots.clear()
 
 
 def ensure_running(port: int | None = None, *, owned: bool = True) -> RegistryStatus:

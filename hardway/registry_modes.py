@@ -106,16 +106,16 @@ def stop_token_service(root: Path, timeout: float = 5.0) -> bool:
         files["realm"].unlink(missing_ok=True)
 
 
-def _start_token_service(root: Path, owner: int | None, timeout: float = 15.0) -> str:
+def _start_token_service(root: Path, *, owned: bool, timeout: float = 15.0) -> str:
     """Spawn ``python -m hardway.tokenserver serve`` detached; return its realm URL."""
     files = _files(root)
     files["realm"].unlink(missing_ok=True)
     argv = [sys.executable, "-m", "hardway.tokenserver", "serve"]
     argv += ["--htpasswd", str(files["htpasswd"]), "--cert", str(files["token.pem"])]
     argv += ["--realm-file", str(files["realm"])]
-    from hardway.leftovers import record_owner
+    from hardway.local_registry import claim
 
-    record_owner(root, owner)
+    claim(root, owned=owned)
     with open(files["log"], "ab") as log:
         child = subprocess.Popen(
             argv,
@@ -172,7 +172,7 @@ def start_mode(
     if auth == "basic":
         config = RegistryConfig(port=port, auth="htpasswd", htpasswd=htpasswd)
         return local_registry.start(port, timeout=timeout, config=config, owned=owned)
-    realm = _start_token_service(root, os.getpid() if owned else None)
+    realm = _start_token_service(root, owned=owned)
     # service and issuer: RegistryConfig's defaults are TokenService's
     config = RegistryConfig(
         port=port, auth="token", realm=realm, rootcertbundle=_files(root)["token.pem"]

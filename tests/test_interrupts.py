@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -283,6 +284,17 @@ def test_kernel_interrupt_during_a_pull_to_a_layout(
     assert list(own_tempdir.iterdir()) == []
 
 
+def test_kernel_interrupt_during_a_pull_to_a_docker_archive(
+    pushed: str, tmp_path: Path, own_tempdir: Path, interrupt_when
+) -> None:
+    image = read_image(f"docker://{pushed}")
+    interrupt_when(lambda: any(tmp_path.glob(".tmp-*.tar")))
+    with pytest.raises(KeyboardInterrupt):
+        write_image(image, f"docker-archive:{tmp_path / 'big.tar'}:hardway/big:v1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # no big.tar, no .tmp-
+    assert list(own_tempdir.iterdir()) == []
+
+
 @pytest.mark.parametrize("step", ["download", "apply"])
 def test_kernel_interrupt_during_an_unpack(
     pushed: str, tmp_path: Path, own_tempdir: Path, interrupt_when, step: str
@@ -299,14 +311,14 @@ def test_kernel_interrupt_during_an_unpack(
 # --- SIGKILL, then `python -m hardway cleanup` -----------------------------------------
 
 
-def run_cleanup(*flags: str, temp: Path) -> list[str]:
+def run_cleanup(*flags: str, temp: Path | None = None, env: dict | None = None) -> list[str]:
     """``python -m hardway cleanup --this-session`` as the learner runs it; its lines."""
     done = subprocess.run(
         [sys.executable, "-m", "hardway", "cleanup", "--this-session", *flags],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(temp)},
+        env=env or {**os.environ, "TMPDIR": str(temp)},
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -408,26 +420,39 @@ def test_a_killed_kernels_registry_and_token_service_are_stopped_by_cleanup(
     assert all(leftovers._stat(s.pid)[0] in ("", "Z") for s in ours)
 
 
+def test_a_kernel_that_shuts_down_stops_the_registries_it_started(
+    tmp_path: Path, free_port: int, temp: Path
+) -> None:
+    """A kernel shutdown or restart is a normal exit: what it owned stops with it."""
+    env = {**os.environ, "HARDWAY_STATE_DIR": str(tmp_path / "state"), "TMPDIR": str(temp)}
+    code = KERNEL.replace("time.sleep(600)", "")
+    done = subprocess.run([sys.executable, "-c", code, str(free_port)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.stdout == "ready\n", done.stderr
+    assert not [s for s in leftovers.services() if s.port == free_port]
+
+
 def test_cleanup_keeps_the_shared_and_the_detached_registries_unless_asked(
     tmp_path: Path, free_port: int, temp: Path
 ) -> None:
     """``registry start`` (the CLI, ``make lab``) starts a registry to stay; so is the one
     on the default port. Only ``--registries`` (``make clean``) stops them."""
-    env = {**os.environ, "HARDWAY_STATE_DIR": str(tmp_path / "state")}
+    env = {**os.environ, "HARDWAY_STATE_DIR": str(tmp_path / "state"), "TMPDIR": str(temp)}
+    env["HARDWAY_SESSION"] = other = uuid.uuid4().hex  # --registries must spare ours
     argv = [sys.executable, "-m", "hardway", "registry", "start", "--port", str(free_port)]
     subprocess.run(argv, env=env, cwd=ROOT, check=True, capture_output=True, timeout=60)
-    started = [s for s in leftovers.services() if s.port == free_port]
+    started = [s for s in leftovers.services(other) if s.port == free_port]
     assert [s.kind for s in started] == ["registry"]
     root = started[0].root
     assert (root / leftovers.OWNER_FILE).read_text() == "detached\n"
     assert not leftovers.owner_gone(root)
 
-    assert not [line for line in run_cleanup(temp=temp) if f"port {free_port} " in line]
-    would = run_cleanup("--registries", "--dry-run", temp=temp)
-    assert f"would remove {started[0]}" in would
-    assert [s for s in leftovers.services() if s.port == free_port] == started
-    assert f"removed {started[0]}" in run_cleanup("--registries", temp=temp)
-    assert not [s for s in leftovers.services() if s.port == free_port]
+    assert not [line for line in run_cleanup(env=env) if f"port {free_port} " in line]
+    would = run_cleanup("--registries", "--dry-run", env=env)
+    assert would == [f"would remove {started[0]}", "would remove 1 leftover(s)"]
+    assert [s for s in leftovers.services(other) if s.port == free_port] == started
+    assert run_cleanup("--registries", env=env)[0] == f"removed {started[0]}"
+    assert not [s for s in leftovers.services(other) if s.port == free_port]
 
 
 def test_the_registry_on_the_default_port_stays_even_when_its_kernel_died(
@@ -435,17 +460,14 @@ def test_the_registry_on_the_default_port_stays_even_when_its_kernel_died(
 ) -> None:
     env = {**os.environ, "HARDWAY_STATE_DIR": str(tmp_path / "state"), "TMPDIR": str(temp)}
     env["HARDWAY_REGISTRY_PORT"] = str(free_port)
+    env["HARDWAY_SESSION"] = other = uuid.uuid4().hex  # --registries must spare ours
     code = "from hardway import local_registry; local_registry.ensure_running()"
     subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=60)
-    started = [s for s in leftovers.services() if s.port == free_port]
+    started = [s for s in leftovers.services(other) if s.port == free_port]
     assert leftovers.owner_gone(started[0].root), "its kernel is gone"
-    cleanup = [sys.executable, "-m", "hardway", "cleanup", "--this-session"]
-    kept = subprocess.run(cleanup, env=env, cwd=ROOT, capture_output=True, text=True)
-    assert f"port {free_port} " not in kept.stdout
-    gone = subprocess.run([*cleanup, "--registries"], env=env, cwd=ROOT, capture_output=True,
-                          text=True)  # fmt: skip
-    assert f"removed {started[0]}" in gone.stdout.splitlines()
-    assert not [s for s in leftovers.services() if s.port == free_port]
+    assert run_cleanup(env=env) == ["nothing left over"]
+    assert run_cleanup("--registries", env=env)[0] == f"removed {started[0]}"
+    assert not [s for s in leftovers.services(other) if s.port == free_port]
 
 
 # --- stale temporary directories ------------------------------------------------------
