@@ -58,7 +58,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     port = find_free_port()
     # this run's temporary directory: what tests, notebooks and tools leave in it is theirs
     os.mkdir(temp := os.path.join(tmp, "tmp"), 0o1777)
-    os.chmod(temp, 0o1777)  # rootless containers (other uids) write here too
+    os.chmod(temp, 0o1777)  # rootless containers (other uids) write here too…
+    os.chmod(tmp, 0o711)  # …so they must pass through the session's directory
     os.environ["TMPDIR"] = tempfile.tempdir = temp
     os.environ["HARDWAY_STATE_DIR"] = tmp
     os.environ["HARDWAY_REGISTRY_PORT"] = str(port)
@@ -143,6 +144,7 @@ def _check_leftovers(session: pytest.Session, temp: object) -> None:
     text = "\n".join(["the test run left these behind:", *(f"  {item}" for item in left)])
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
+        reporter.ensure_newline()
         reporter.write_sep("!", "LEFTOVERS: something the tests created is still there", red=True)
         reporter.write_line(text)
     else:

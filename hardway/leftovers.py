@@ -282,7 +282,9 @@ def _stop_service(service: Service) -> None:
     from hardway import local_registry
     from hardway.registry_modes import stop_token_service
 
-    if service.kind == "registry":
+    if not service.root.is_dir():  # its state is gone (rm -rf .state): no pid file to use
+        os.kill(service.pid, signal.SIGTERM)
+    elif service.kind == "registry":
         local_registry.stop_at(service.root)
     else:
         stop_token_service(service.root)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -533,3 +534,32 @@ def test_cleanup_unmounts_a_mount_whose_path_has_a_space(tmp_path: Path) -> None
         assert not any(ascii(str(point)) in m for m in leftovers.snapshot().mounts)
     finally:
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+# --- the final check of the test suite (conftest.py) ----------------------------------
+
+LEAKY = """
+import os, subprocess, tempfile
+
+def test_leaves_things_behind() -> None:
+    tempfile.mkdtemp(prefix="hardway-leak-")
+    env = {**os.environ, "container": "hardway"}
+    subprocess.Popen(["sleep", "120"], env=env, start_new_session=True)
+"""
+
+
+def test_the_suites_final_check_lists_what_a_test_left(tmp_path: Path) -> None:
+    (tmp_path / "test_leaky.py").write_text(LEAKY)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-q",
+         "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_leaky.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    sleeper = re.search(r"process (\d+) \(started at tick \d+\): sleep 120", done.stdout)
+    if sleeper:
+        os.kill(int(sleeper[1]), signal.SIGKILL)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 passed" in done.stdout and "LEFTOVERS" in done.stdout
+    assert sleeper, done.stdout
+    assert re.search(r"temporary file \S+/tmp/hardway-leak-\w+$", done.stdout, re.M), done.stdout
