@@ -85,7 +85,7 @@ lock: venv  ## re-pin requirements.lock from the current .venv
 
 clean:  ## stop the registry, remove crashed containers' leftovers and .state/
 	-@[ -x $(PY) ] && $(PY) -m hardway registry stop --port $(REGISTRY_PORT)
-	-@[ -x $(PY) ] && $(PY) -m hardway cleanup
+	-@[ -x $(PY) ] && $(PY) -m hardway cleanup --registries
 	rm -rf .state
 
 distclean: clean  ## also remove the .venv

@@ -9,9 +9,11 @@ stopped in :func:`pytest_sessionfinish`, which pytest runs after failures and Ct
 and again at interpreter exit in case another plugin broke the session start.
 
 Nothing a test or notebook creates may outlive the session: a snapshot of the course's
-processes, veth devices, mounts and named network namespaces (:mod:`hardway.leftovers`)
-is taken at the start and compared at the finish; anything new fails the run loudly.
-``HARDWAY_SESSION`` tells this run's leftovers from those of a concurrent one.
+processes, veth devices, mounts, named network namespaces, cgroups, registries and token
+services (:mod:`hardway.leftovers`) is taken at the start and compared at the finish;
+anything new fails the run loudly. ``HARDWAY_SESSION`` tells this run's leftovers from
+those of a concurrent one. ``TMPDIR`` is this run's own directory (kernels inherit it):
+whatever a test, notebook or tool leaves in it is a leftover too.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import pytest
 from hardway import leftovers, local_registry
 from hardway.errors import HardwayError
 
-_EXPORTED = ("HARDWAY_STATE_DIR", "HARDWAY_REGISTRY_PORT", "HARDWAY_SESSION")
+_EXPORTED = ("HARDWAY_STATE_DIR", "HARDWAY_REGISTRY_PORT", "HARDWAY_SESSION", "TMPDIR")
 #: the session registry: saved environment, temporary directory, port, status or error
 _session: dict[str, object] = {}
 #: the snapshot of what the course may create, taken at session start, and the session id
@@ -54,11 +56,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     sweep_dead_sessions()
     tmp = tempfile.mkdtemp(prefix=f"hardway-pytest-{os.getpid()}-")
     port = find_free_port()
+    # this run's temporary directory: what tests, notebooks and tools leave in it is theirs
+    os.mkdir(temp := os.path.join(tmp, "tmp"), 0o1777)
+    os.chmod(temp, 0o1777)  # rootless containers (other uids) write here too…
+    os.chmod(tmp, 0o711)  # …so they must pass through the session's directory
+    os.environ["TMPDIR"] = tempfile.tempdir = temp
     os.environ["HARDWAY_STATE_DIR"] = tmp
     os.environ["HARDWAY_REGISTRY_PORT"] = str(port)
     os.environ["HARDWAY_SESSION"] = _leftover_state["session"] = uuid.uuid4().hex
     _leftover_state["before"] = leftovers.snapshot()
-    _session.update(saved=saved, tmp=tmp, port=port)
+    _session.update(saved=saved, tmp=tmp, port=port, temp=temp)
     atexit.register(_stop_session_registry)
     try:
         _session["status"] = local_registry.start(port)
@@ -85,10 +92,10 @@ def sweep_dead_sessions(tmpdir: str | None = None) -> list[int]:
             argv = (proc / "cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
         except OSError:
             continue
-        owner = _OWNED.search(argv)
-        if not owner or not ("docker-registry" in argv or "hardway.tokenserver" in argv):
+        owners = _OWNED.findall(argv)  # the innermost names the run (tests nest them)
+        if not owners or not ("docker-registry" in argv or "hardway.tokenserver" in argv):
             continue
-        if Path(f"/proc/{owner[1]}").exists():
+        if Path(f"/proc/{owners[-1]}").exists():
             continue  # its test run is still going (or the pid was reused: leave it)
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(proc.name), signal.SIGTERM)
@@ -100,26 +107,44 @@ def sweep_dead_sessions(tmpdir: str | None = None) -> list[int]:
     return signalled
 
 
+@pytest.hookimpl(trylast=True)  # after session fixtures are torn down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _stop_session_registry()
-    _check_leftovers(session)
+    temp = _session.get("temp")
+    _stop_session_registry(keep_tmp=True)
+    try:
+        _check_leftovers(session, temp)
+    finally:
+        shutil.rmtree(_leftover_state.pop("tmp", ""), ignore_errors=True)
 
 
-def _check_leftovers(session: pytest.Session) -> None:
-    """Fail the run when a process, veth, mount or netns of the course is left over."""
+def _temp_leftovers(temp: object) -> list[str]:
+    """What is still in this run's temporary directory (``TMPDIR``), one line each."""
+    try:
+        names = sorted(os.listdir(str(temp)))
+    except OSError:
+        return []
+    # pytest's own tmp_path directories are pytest's to keep (they go with the session's)
+    ours = [name for name in names if not name.startswith("pytest-of-")]
+    return [f"temporary file {os.path.join(str(temp), name)}" for name in ours]
+
+
+def _check_leftovers(session: pytest.Session, temp: object) -> None:
+    """Fail the run when a process, veth, mount, netns, cgroup, registry or token service
+    of the course, or anything in this run's temporary directory, is left over."""
     if "before" not in _leftover_state:
         return
     before, sid = _leftover_state.pop("before"), _leftover_state.pop("session")
     deadline = time.monotonic() + 3  # a namespace dies asynchronously: give it a moment
-    while (left := leftovers.left_behind(before, leftovers.snapshot(sid))) and (
-        time.monotonic() < deadline
-    ):
+    while (
+        left := [*leftovers.left_behind(before, leftovers.snapshot(sid)), *_temp_leftovers(temp)]
+    ) and time.monotonic() < deadline:
         time.sleep(0.2)
     if not left:
         return
     text = "\n".join(["the test run left these behind:", *(f"  {item}" for item in left)])
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
+        reporter.ensure_newline()
         reporter.write_sep("!", "LEFTOVERS: something the tests created is still there", red=True)
         reporter.write_line(text)
     else:
@@ -127,7 +152,9 @@ def _check_leftovers(session: pytest.Session) -> None:
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _stop_session_registry() -> None:
+def _stop_session_registry(*, keep_tmp: bool = False) -> None:
+    """Stop the session registry and restore the environment; the session's directory
+    is removed now, or (``keep_tmp``) after the leftover check has looked into it."""
     if not _session:
         return
     state = dict(_session)
@@ -140,7 +167,11 @@ def _stop_session_registry() -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        shutil.rmtree(state["tmp"], ignore_errors=True)
+        tempfile.tempdir = None  # gettempdir() asks TMPDIR again
+        if keep_tmp:
+            _leftover_state["tmp"] = state["tmp"]
+        else:
+            shutil.rmtree(state["tmp"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

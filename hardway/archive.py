@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from hardway.atomic import temporary_file
 from hardway.blobs import StoredImage
 from hardway.compression import decompressed, detect_compression
 from hardway.digest import Digest, sha256_digest
@@ -91,9 +92,8 @@ def write_image(image: Image, path: Path | str, *, tags: Sequence[str] = ()) -> 
     config_name = f"{sha256_digest(raw_config).encoded}.json"
     ids = [c.encoded for c in chain_ids(config.rootfs.diff_ids)]
     tags = [normalize_tag(t) for t in tags]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w") as tar:
+    with temporary_file(path.parent, ".tar") as (tmp, out):
+        with tarfile.open(fileobj=out, mode="w") as tar:
             for i, layer in enumerate(image.layers()):
                 _add_dir(tar, ids[i])
                 _add_bytes(tar, f"{ids[i]}/VERSION", b"1.0")
@@ -111,11 +111,9 @@ def write_image(image: Image, path: Path | str, *, tags: Sequence[str] = ()) -> 
                     name, _, version = tag.rpartition(":")
                     repositories.setdefault(name, {})[version] = ids[-1]
                 _add_bytes(tar, "repositories", canonical_json(repositories))
+        out.close()
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _v1_json(config: ImageConfig, raw_config: bytes, ids: list[str], i: int) -> dict[str, Any]:

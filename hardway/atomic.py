@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -27,16 +27,27 @@ PREFIX = ".tmp-"
 
 
 @contextlib.contextmanager
-def temporary_file(directory: Path | str) -> Iterator[tuple[str, BinaryIO]]:
+def temporary_file(directory: Path | str, suffix: str = "") -> Iterator[tuple[str, BinaryIO]]:
     """``(name, file)`` of a new temporary file in ``directory``, removed on the way out
-    unless the caller renamed it (on success *and* on any exception, ``Ctrl-C`` too)."""
-    fd, name = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", dir=directory)
+    unless the caller renamed it (on success *and* on any exception, ``Ctrl-C`` too).
+
+    Not :func:`tempfile.mkstemp`: a ``KeyboardInterrupt`` landing after ``mkstemp`` made
+    the file but before a ``try`` began would leave it behind; here the name is chosen
+    first, so the ``finally`` always knows what to remove.
+    """
+    name = os.path.join(directory, f"{PREFIX}{os.getpid()}-{secrets.token_hex(8)}{suffix}")
     try:
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            name = ""  # somebody else's file: not ours to remove
+            raise
         with os.fdopen(fd, "wb") as out:
             yield name, out
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+        if name:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
 
 
 def write_atomic(target: Path | str, data: bytes, *, mode: int = 0o644, sync: bool = False) -> None:

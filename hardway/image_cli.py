@@ -20,9 +20,12 @@ no byte of a corrupt or tampered layer reaches the root filesystem.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shlex
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -211,11 +214,19 @@ def _unpack(args: argparse.Namespace) -> int:
 
 def unpack_image(image, rootfs: Path) -> None:
     """Download and verify every layer to a temporary file, then apply them all: a corrupt
-    layer raises before a single file is written to ``rootfs``."""
+    layer raises before a single file is written to ``rootfs``.
+
+    An unpack that does not finish (an error, Ctrl-C, a kernel interrupt) leaves no half
+    root filesystem behind: a new or empty ``rootfs`` is built next to it, as
+    ``.NAME.partial-XXXXXXXX``, and renamed into place when every layer is applied; the
+    partial directory is removed on failure (only a SIGKILL can leave one, clearly
+    named). Layers unpacked onto a directory that already has content are applied on top,
+    in place, as ``layer apply`` does.
+    """
     from hardway.layers import apply_layers
 
     rootfs = Path(rootfs)
-    rootfs.mkdir(parents=True, exist_ok=True)
+    on_top = rootfs.is_dir() and (any(rootfs.iterdir()) or os.path.ismount(rootfs))
     with tempfile.TemporaryDirectory(prefix="hardway-unpack-") as work:
         paths = []
         for i, layer in enumerate(image.layers()):
@@ -223,7 +234,30 @@ def unpack_image(image, rootfs: Path) -> None:
             with layer.compressed() as blob, path.open("wb") as out:
                 shutil.copyfileobj(blob, out, _CHUNK)  # verified: raises before we apply
             paths.append(path)
-        apply_layers(paths, rootfs)
+        if on_top:
+            apply_layers(paths, rootfs)
+            return
+        rootfs.parent.mkdir(parents=True, exist_ok=True)
+        mode = stat.S_IMODE(rootfs.stat().st_mode) if rootfs.is_dir() else 0o755
+        partial = Path(tempfile.mkdtemp(prefix=f".{rootfs.name}.partial-", dir=rootfs.parent))
+        try:
+            partial.chmod(mode)  # a layer's own "./" entry may change it again
+            apply_layers(paths, partial)
+            partial.rename(rootfs)  # replaces an empty directory, atomically
+        except BaseException:
+            _remove_tree(partial)
+            raise
+
+
+def _remove_tree(path: Path) -> None:
+    """``rm -rf``, also through directories a layer made read-only (mode 0555)."""
+
+    def writable_and_retry(func, name, _exc_info) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o700)
+            func(name)
+
+    shutil.rmtree(path, onerror=writable_and_retry)
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -51,9 +51,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-# every import happens here, at the start: after dropping to an unprivileged host user
-# the Python installation may be unreadable, and after chroot it is not there at all
-from hardway import linux, network
+# every import happens at the start: after dropping to an unprivileged host user the
+# Python installation may be unreadable, and after chroot it is not there at all;
+# hardway.network (a fifth of the start-up) only when the plan asks for a network, in main()
+from hardway import linux
 from hardway.errors import HardwayError, PrivilegeError
 
 __all__ = ["DEVICES", "chroot_into", "join_namespaces", "main", "mount_dev", "pivot_into"]
@@ -374,6 +375,7 @@ def create(plan: dict[str, Any], status: _Status, control: int) -> None:
     if "user" in plan["kinds"]:  # the maps are written now: take uid 0 of the namespace,
         _become_root_inside()  # in case the one we had is not mapped to it
     if "net" in plan["kinds"]:
+        network = sys.modules["hardway.network"]  # imported by main(), while it could be
         with _step("loopback up"):
             network.loopback_up()
         if go.get("veth"):
@@ -420,6 +422,8 @@ def main(argv: Sequence[str]) -> int:
     for fd in (status_fd, control_fd):
         os.set_inheritable(fd, False)  # closed by execve: the parent reads "running"
     status = _Status(status_fd)
+    if "net" in plan.get("kinds", ()):
+        importlib.import_module("hardway.network")
     try:
         _die_with_parent(plan["parent"])
         _join_cgroups(plan)

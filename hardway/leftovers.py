@@ -27,9 +27,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +40,19 @@ from pathlib import Path
 from hardway import cgroups, linux
 from hardway.errors import HardwayError
 
-__all__ = ["Snapshot", "cleanup", "left_behind", "register", "snapshot"]
+__all__ = [
+    "Service",
+    "Snapshot",
+    "cleanup",
+    "left_behind",
+    "owner_gone",
+    "record_owner",
+    "register",
+    "services",
+    "snapshot",
+    "stale_temp_dirs",
+    "unescape_mount_path",
+]
 
 SESSION_VARIABLE = "HARDWAY_SESSION"
 
@@ -51,6 +66,7 @@ class Snapshot:
     mounts: frozenset[str]
     netns: frozenset[str]
     cgroups: frozenset[str] = frozenset()
+    services: frozenset[str] = frozenset()
 
 
 def _read(path: str) -> bytes:
@@ -76,14 +92,16 @@ def _stat(pid: int | str) -> tuple[str, int, str]:
 
 
 def _foreign(pid: int, session: str | None) -> bool:
-    """Does *pid* or an ancestor belong to another session than *session*?"""
+    """Does *pid* belong to another session than *session*? Its session is the first
+    ``HARDWAY_SESSION`` found in its or its ancestors' environment; a process of no
+    session is foreign to every session (a learner's container is never a test's)."""
     seen = 0
     while pid > 1 and seen < 64:
         other = _environ(pid).get(SESSION_VARIABLE)
         if other is not None:
             return other != session
         pid, seen = _stat(pid)[1], seen + 1
-    return False
+    return session is not None
 
 
 def _processes(session: str | None) -> set[str]:
@@ -113,13 +131,30 @@ def _links(session: str | None) -> set[str]:
     return found
 
 
-def _mounts() -> set[str]:
-    found = set()
-    for line in _read("/proc/self/mountinfo").decode(errors="replace").splitlines():
+def unescape_mount_path(field: str) -> str:
+    r"""A path as ``/proc/self/mountinfo`` writes it, with ``\040`` (space), ``\011``
+    (tab), ``\012`` (newline) and ``\134`` (backslash) turned back into characters.
+
+    >>> unescape_mount_path(r"/tmp/hardway-01-x/my\040root")
+    '/tmp/hardway-01-x/my root'
+    """
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+def _mount_points() -> dict[str, str]:
+    """The course's mount points (``hardway`` or ``/hw-`` in the line), unescaped, each
+    with its filesystem type and source."""
+    found = {}
+    text = _read("/proc/self/mountinfo").decode(errors="surrogateescape")
+    for line in text.splitlines():
         fields = line.split()
         if len(fields) > 4 and ("hardway" in line or "/hw-" in line):
-            found.add(f"mount {fields[4]} ({line.split(' - ', 1)[-1]})")
+            found[unescape_mount_path(fields[4])] = line.split(" - ", 1)[-1]
     return found
+
+
+def _mounts() -> set[str]:
+    return {f"mount {point!a} ({kind})" for point, kind in _mount_points().items()}
 
 
 def _netns() -> set[str]:
@@ -142,7 +177,209 @@ def snapshot(session: str | None = None) -> Snapshot:
         frozenset(_mounts()),
         frozenset(_netns()),
         frozenset(f"cgroup {path}" for path in _cgroups(session)),
+        frozenset(str(service) for service in services(session)),
     )
+
+
+# --- registries and token services (chapters 07-08) ------------------------------------
+
+#: a registry's state directory ``…/registry/<port>`` names the file that says who owns it
+OWNER_FILE = "owner"
+_REGISTRY_CONFIG = re.compile(r"/registry/(\d+)/config\.yml$")
+_TOKEN_HTPASSWD = re.compile(r"/registry/(\d+)/htpasswd$")
+
+
+def start_tick(pid: int) -> str:
+    """When ``pid`` started (clock ticks since boot): a pid and its start tell a process
+    from a later one that reuses the pid. ``""`` when it is gone."""
+    return _stat(pid)[2]
+
+
+def record_owner(root: Path, owner: int | None) -> None:
+    """Write who owns the registry (and token service) whose state is ``root``.
+
+    ``owner`` is the process that started it for its own use (a notebook kernel, a test
+    run): once that process is gone, :func:`cleanup` stops what it left. ``None`` means
+    started to stay (``python -m hardway registry start``, ``make lab``): only
+    ``cleanup --registries`` (``make clean``) stops it.
+    """
+    text = "detached\n" if owner is None else f"{owner} {start_tick(owner)}\n"
+    tmp = root / f".{OWNER_FILE}.{os.getpid()}"
+    tmp.write_text(text)
+    os.replace(tmp, root / OWNER_FILE)
+
+
+def owner_gone(root: Path) -> bool:
+    """Did the process that owns the registry in ``root`` exit (or was it never recorded
+    as detached)? A missing or unreadable file counts as detached: keep."""
+    words = _read(str(root / OWNER_FILE)).decode(errors="replace").split()
+    if len(words) != 2 or not words[0].isdigit():
+        return False
+    return start_tick(int(words[0])) != words[1]
+
+
+@dataclass(frozen=True)
+class Service:
+    """A running registry or token service of the course, found by its command line."""
+
+    kind: str  # "registry" or "token service"
+    pid: int
+    port: int
+    root: Path  # its state directory, ``…/registry/<port>``
+
+    def __str__(self) -> str:
+        return f"{self.kind} on port {self.port} (pid {self.pid}, state {self.root})"
+
+
+def _argv(pid: int | str) -> list[str]:
+    raw = _read(f"/proc/{pid}/cmdline")
+    return [a.decode(errors="surrogateescape") for a in raw.split(b"\0")[:-1]]
+
+
+def _service(pid: int, argv: list[str]) -> Service | None:
+    if len(argv) == 3 and argv[1] == "serve" and (m := _REGISTRY_CONFIG.search(argv[2])):
+        return Service("registry", pid, int(m[1]), Path(argv[2]).parent)
+    if argv[1:4] == ["-m", "hardway.tokenserver", "serve"] and "--htpasswd" in argv[:-1]:
+        htpasswd = argv[argv.index("--htpasswd") + 1]
+        if m := _TOKEN_HTPASSWD.search(htpasswd):
+            return Service("token service", pid, int(m[1]), Path(htpasswd).parent)
+    return None
+
+
+def services(session: str | None = None) -> list[Service]:
+    """The course's registries and token services running now (not another session's).
+
+    :param session: (optional) default: the environment's ``HARDWAY_SESSION``
+    """
+    session = session if session is not None else os.environ.get(SESSION_VARIABLE)
+    found = []
+    for entry in os.listdir("/proc"):
+        service = _service(int(entry), _argv(entry)) if entry.isdigit() else None
+        if service and _stat(entry)[0] not in ("", "Z", "X") and not _foreign(service.pid, session):
+            found.append(service)
+    return sorted(found, key=lambda s: (s.port, s.kind, s.pid))
+
+
+def _stale_services(session: str | None, everything: bool) -> list[Service]:
+    """Registries to stop: those whose owner is gone; with ``everything``, all of them.
+
+    The registry on the default port of the default state directory is the one the
+    learner's notebooks share: it stays unless ``everything``.
+    """
+    from hardway.local_registry import RegistryPaths
+    from hardway.registry_config import default_port
+
+    if everything:
+        return services(session)
+    try:
+        shared: Path | None = RegistryPaths.for_port(default_port()).root
+    except (HardwayError, OSError):
+        shared = None
+    return [s for s in services(session) if s.root != shared and owner_gone(s.root)]
+
+
+def _stop_service(service: Service) -> None:
+    from hardway import local_registry
+    from hardway.registry_modes import stop_token_service
+
+    if not service.root.is_dir():  # its state is gone (rm -rf .state): no pid file to use
+        os.kill(service.pid, signal.SIGTERM)
+    elif service.kind == "registry":
+        local_registry.stop_at(service.root)
+    else:
+        stop_token_service(service.root)
+
+
+# --- temporary directories ------------------------------------------------------------
+
+_PYTEST_TMP = re.compile(r"^hardway-pytest-(\d+)-")
+
+
+def _started_at(pid: int | str) -> float:
+    """When ``pid`` started, in seconds since the epoch (0 if gone); to 1/100 s, since
+    ``/proc/<pid>/stat`` counts clock ticks since boot."""
+    tick = _stat(pid)[2]
+    if not tick:
+        return 0.0
+    booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    return booted + int(tick) / os.sysconf("SC_CLK_TCK")
+
+
+def _kernels(temp: Path) -> list[float]:
+    """Start times of the live Jupyter kernels and test runs whose temporary directory is
+    ``temp``: each may hold a directory it made there in a variable."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and any("ipykernel" in a or "pytest" in a for a in _argv(entry)):
+            env = _environ(entry)
+            if Path(env.get("TMPDIR") or "/tmp").resolve() == temp and _stat(entry)[0] not in (
+                "",
+                "Z",
+            ):
+                found.append(_started_at(entry))
+    return found
+
+
+def _in_use(temp: Path) -> set[Path]:
+    """``hardway-*`` directories of ``temp`` that a live process is in: its working
+    directory, root, an open file or a mapped file."""
+    used = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        links = [f"/proc/{entry}/cwd", f"/proc/{entry}/root"]
+        with contextlib.suppress(OSError):
+            links += [f"/proc/{entry}/fd/{fd}" for fd in os.listdir(f"/proc/{entry}/fd")]
+        maps = _read(f"/proc/{entry}/maps").decode(errors="replace").split()
+        for target in [*_readlinks(links), *(m for m in maps if m.startswith("/"))]:
+            used.add(_top(temp, target))
+    for point in _mount_points():
+        used.add(_top(temp, point))
+    return used
+
+
+def _top(temp: Path, path: str) -> Path:
+    """The entry of ``temp`` that ``path`` is in (``temp`` itself if it is not in one)."""
+    with contextlib.suppress(ValueError, IndexError):
+        return temp / Path(path).relative_to(temp).parts[0]
+    return temp
+
+
+def _readlinks(links: list[str]) -> list[str]:
+    found = []
+    for link in links:
+        with contextlib.suppress(OSError):
+            found.append(os.readlink(link))
+    return found
+
+
+def stale_temp_dirs(temp: Path | str | None = None) -> list[Path]:
+    """The course's temporary directories (``hardway-*``) that nobody can still use.
+
+    Kept: a test run's ``hardway-pytest-<pid>-*`` while that pytest lives; a directory a
+    live process works in, has open or has a mount in; one made after a live Jupyter
+    kernel or pytest (with the same temporary directory) started, since that process may
+    hold it in a variable. Everything else was left by a process that is gone.
+
+    :param temp: (optional) default :func:`tempfile.gettempdir`
+    """
+    temp = Path(temp or tempfile.gettempdir()).resolve()
+    run = _PYTEST_TMP.match(temp.parent.name) if temp.name == "tmp" else None
+    if run and Path(f"/proc/{run[1]}").exists():
+        return []  # the TMPDIR of a live test run (conftest.py): all of it is the run's
+    candidates = sorted(p for p in temp.glob("hardway-*") if p.is_dir() and not p.is_symlink())
+    if not candidates:
+        return []
+    used, kernels = _in_use(temp), _kernels(temp)
+    stale = []
+    for path in candidates:
+        if owner := _PYTEST_TMP.match(path.name):
+            if Path(f"/proc/{owner[1]}").exists():
+                continue
+        elif path in used or any(started <= path.stat().st_ctime for started in kernels):
+            continue
+        stale.append(path)
+    return stale
 
 
 def left_behind(before: Snapshot, after: Snapshot) -> list[str]:
@@ -153,13 +390,14 @@ def left_behind(before: Snapshot, after: Snapshot) -> list[str]:
         *sorted(after.mounts - before.mounts),
         *sorted(after.netns - before.netns),
         *sorted(after.cgroups - before.cgroups),
+        *sorted(after.services - before.services),
     ]
 
 
 def _mine(name: str, session: str | None) -> bool:
-    """A ``hardway-…`` cgroup or runc container of this session (or of none)?"""
+    """A ``hardway-…`` cgroup or runc container of this session (with no session: any)?"""
     _, _, tag = name.rpartition(".s")
-    return "." not in name or not session or tag == session[:8]
+    return not session or ("." in name and tag == session[:8])
 
 
 def _cgroups(session: str | None) -> list[Path]:
@@ -193,17 +431,31 @@ def _runc_containers(session: str | None) -> list[str]:
     return [n for n in names if n.startswith(cgroups.PREFIX) and _mine(n, session)]
 
 
-def cleanup(session: str | None = None, *, dry_run: bool = False) -> list[str]:
+def cleanup(
+    session: str | None = None,
+    *,
+    dry_run: bool = False,
+    registries: bool = False,
+    temp: Path | str | None = None,
+) -> list[str]:
     """Remove what a crashed kernel or test run left behind; say what was removed.
 
     In this order: runc containers named ``hardway-…``; processes of the course
     (``container=hardway``, the launcher), never this process or its ancestors; veth
     host ends ``hw-…``; mounts with ``hardway`` in their path (deepest first); named
-    network namespaces; ``hardway-…`` cgroups (their processes are killed first).
+    network namespaces; ``hardway-…`` cgroups (their processes are killed first);
+    registries and token services whose owner is gone (:func:`record_owner`); stale
+    ``hardway-*`` temporary directories (:func:`stale_temp_dirs`).
 
-    :param session: (optional) only this ``HARDWAY_SESSION``'s leftovers (and those of
-        no session); default: everything of the course's
+    :param session: (optional) only this ``HARDWAY_SESSION``'s leftovers (never those of
+        no session or of another one); then no named netns, only mounts inside the
+        temporary directory, and temporary directories only when ``temp`` is given;
+        default: everything of the course's
     :param dry_run: only list what would go
+    :param registries: stop every registry and token service of the course, also the
+        shared one on the default port and those started to stay (``make clean``)
+    :param temp: (optional) the temporary directory to look in; default
+        :func:`tempfile.gettempdir`
     """
     removed: list[str] = []
 
@@ -220,14 +472,19 @@ def cleanup(session: str | None = None, *, dry_run: bool = False) -> list[str]:
     for entry in sorted(_links(session)):
         name = entry.split()[2]
         act(f"network device {name}", lambda n=name: _ip("link", "delete", n))
-    points = sorted((e.split()[1] for e in _mounts()), key=len, reverse=True)
-    for point in points if session is None else ():
-        act(f"mount {point}", lambda p=point: linux.umount2(p, linux.MNT_DETACH))
-    for entry in sorted(_netns()):
+    inside = Path(temp or tempfile.gettempdir()).resolve()
+    points = sorted(_mount_points(), key=len, reverse=True)
+    for point in [p for p in points if session is None or Path(p).is_relative_to(inside)]:
+        act(f"mount {point!a}", lambda p=point: linux.umount2(p, linux.MNT_DETACH))
+    for entry in sorted(_netns()) if session is None else ():  # no owner to tell by
         name = entry.rsplit(" ", 1)[1]
         act(f"network namespace {name}", lambda n=name: _ip("netns", "delete", n))
     for path in _cgroups(session):
         act(f"cgroup {path}", lambda p=path: cgroups.remove_group(p))
+    for service in _stale_services(session, registries):
+        act(str(service), lambda s=service: _stop_service(s))
+    for path in stale_temp_dirs(temp) if session is None or temp is not None else ():
+        act(f"temporary directory {path}", lambda p=path: shutil.rmtree(p))
     return removed
 
 
@@ -241,7 +498,9 @@ def _ip(*args: str) -> None:
 
 def _command(args: argparse.Namespace) -> int:
     session = os.environ.get(SESSION_VARIABLE) if args.this_session else None
-    removed = cleanup(session, dry_run=args.dry_run)
+    # a session's temporary directories are only those in its own TMPDIR
+    temp = tempfile.gettempdir() if session is None or os.environ.get("TMPDIR") else None
+    removed = cleanup(session, dry_run=args.dry_run, registries=args.registries, temp=temp)
     verb = "would remove" if args.dry_run else "removed"
     for item in removed:
         print(f"{verb} {item}")
@@ -252,12 +511,21 @@ def _command(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "cleanup",
-        help="remove leftovers of crashed containers (processes, veths, mounts, cgroups, runc)",
-        description="Find and remove what the course's containers left behind: runc "
-        "containers and cgroups named hardway-…, the course's processes, hw-… veth "
-        "devices, hardway mounts and network namespaces. Prints what it removed.",
+        help="remove what crashed containers and kernels left (processes, veths, mounts, "
+        "cgroups, runc, registries, temp dirs)",
+        description="Find and remove what the course left behind: runc containers and "
+        "cgroups named hardway-…, the course's processes, hw-… veth devices, hardway "
+        "mounts and network namespaces, registries and token services whose notebook or "
+        "test run is gone, and hardway-* temporary directories nobody uses. The registry "
+        "on the default port, and those started with `registry start`, keep running "
+        "unless --registries. Prints what it removed.",
     )
     parser.add_argument("--dry-run", action="store_true", help="only list what would go")
+    parser.add_argument(
+        "--registries",
+        action="store_true",
+        help="also stop every course registry and token service (make clean does)",
+    )
     parser.add_argument(
         "--this-session", action="store_true", help="only this HARDWAY_SESSION's leftovers"
     )

@@ -26,6 +26,7 @@ re-exported here, as is its YAML writer :func:`hardway.yamlish.to_yaml`.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -43,7 +44,10 @@ from pathlib import Path
 
 import requests
 
+from hardway import leftovers
+from hardway.atomic import write_atomic
 from hardway.errors import (
+    HardwayError,
     MissingToolError,
     PortInUseError,
     RegistryConfigError,
@@ -72,6 +76,7 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "stop_at",
     "to_yaml",
 ]
 
@@ -280,16 +285,6 @@ def _http_secret() -> str:
     return path.read_text().strip()
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write ``path`` all at once (readers never see half a file); 0600 by default since
-    the config holds the secret."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.replace(tmp, path)
-
-
 def _log_tail(paths: RegistryPaths, offset: int, lines: int = 10) -> str:
     with open(paths.log, "rb") as log:
         log.seek(offset)
@@ -375,7 +370,7 @@ def _spawn(exe: Path, paths: RegistryPaths) -> tuple[subprocess.Popen[bytes], in
             env=env,
         )
     _children[child.pid] = child
-    _write_atomic(paths.pid, f"{child.pid}\n", 0o644)
+    write_atomic(paths.pid, f"{child.pid}\n".encode())
     return child, offset
 
 
@@ -405,7 +400,11 @@ def _auth_mode(paths: RegistryPaths) -> str:
 
 
 def start(
-    port: int | None = None, *, timeout: float = 15.0, config: RegistryConfig | None = None
+    port: int | None = None,
+    *,
+    timeout: float = 15.0,
+    config: RegistryConfig | None = None,
+    owned: bool = True,
 ) -> RegistryStatus:
     """Start the registry (idempotent) and wait until it answers ``GET /v2/``.
 
@@ -415,6 +414,8 @@ def start(
     :param port: (optional) TCP port on 127.0.0.1; default :func:`default_port`
     :param timeout: seconds to wait for the registry to answer
     :param config: (optional) the full configuration; its port must match ``port``
+    :param owned: this process owns it: once this process is gone, ``python -m hardway
+        cleanup`` stops it; ``False`` (the CLI): it runs until stopped
     :raises MissingToolError: ``docker-registry`` is not installed
     :raises PortInUseError: another process listens on the port
     :raises RegistryServerError: the registry exited early or did not answer in time
@@ -450,7 +451,8 @@ def start(
         if not _port_free(config.host, config.port):
             raise _port_in_use(config.host, config.port)
         paths.data.mkdir(parents=True, exist_ok=True)
-        _write_atomic(paths.config, text)
+        write_atomic(paths.config, text.encode(), mode=0o600)  # it holds the secret
+        claim(paths.root, owned=owned)
         child, offset = _spawn(exe, paths)
         deadline = time.monotonic() + timeout
         while (code := child.poll()) is None and time.monotonic() < deadline:
@@ -472,13 +474,42 @@ def start(
         )
 
 
-def ensure_running(port: int | None = None) -> RegistryStatus:
+#: state directories of registries this process owns, stopped when it exits
+_owned_roots: set[Path] = set()
+
+
+def claim(root: Path, *, owned: bool) -> None:
+    """Record who owns the registry (and token service) whose state is ``root``.
+
+    Owned (a notebook kernel, a test): stopped when this process exits normally (a
+    kernel shutdown or restart), and by ``python -m hardway cleanup`` once this process
+    is gone any other way — except the registry on the default port, which the
+    learner's other notebooks share. Not owned (the CLI): runs until stopped.
+    """
+    leftovers.record_owner(root, os.getpid() if owned else None)
+    with contextlib.suppress(HardwayError, OSError):
+        if owned and root != RegistryPaths.for_port(default_port()).root:
+            if not _owned_roots:
+                atexit.register(_stop_owned)
+            _owned_roots.add(root)
+
+
+def _stop_owned() -> None:
+    for root in list(_owned_roots):
+        words = (root / leftovers.OWNER_FILE).read_text().split() if root.is_dir() else []
+        if words[:1] == [str(os.getpid())]:  # not a forked child's, not a later owner's
+            with contextlib.suppress(HardwayError, OSError):
+                stop_at(root)
+    _owned_roots.clear()
+
+
+def ensure_running(port: int | None = None, *, owned: bool = True) -> RegistryStatus:
     """The registry on ``port`` as it runs now, whatever its config; started if it is not.
 
     Notebooks call this: it never restarts a registry another chapter configured.
     """
     current = status(port)
-    return current if current.running else start(port)
+    return current if current.running else start(port, owned=owned)
 
 
 def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
@@ -487,9 +518,17 @@ def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
     SIGTERM first, SIGKILL after ``timeout`` seconds; the process is gone (and reaped, if
     it is our child) when this returns. Stopping a stopped registry is not an error.
     """
+    return stop_at(
+        RegistryPaths.for_port(default_port() if port is None else port).root, timeout=timeout
+    )
+
+
+def stop_at(root: Path, *, timeout: float = 10.0) -> bool:
+    """Stop the registry (and token service) whose state directory is ``root``, whatever
+    the state directory: :mod:`hardway.leftovers` stops those of finished test runs."""
     from hardway.registry_modes import stop_token_service
 
-    paths = RegistryPaths.for_port(default_port() if port is None else port)
+    paths = RegistryPaths(Path(root))
     if not paths.root.is_dir():
         return False
     with _locked(paths):
@@ -510,7 +549,7 @@ def _port_arg(text: str) -> int:
 def _cmd_start(args: argparse.Namespace) -> int:
     from hardway.registry_modes import start_mode
 
-    current = start_mode(args.port, args.auth)
+    current = start_mode(args.port, args.auth, owned=False)
     print(current)
     print(current.url)
     return 0
@@ -535,7 +574,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_seed(args: argparse.Namespace) -> int:
     from hardway.seed import seed_base_image, seed_python_image
 
-    ensure_running(args.port)
+    ensure_running(args.port, owned=False)
     for seed in (seed_base_image, seed_python_image):
         result = seed(args.port)
         print(f"seeded {result.reference} ({result.digest}, {result.uploaded} blobs uploaded)")

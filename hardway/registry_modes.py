@@ -106,13 +106,16 @@ def stop_token_service(root: Path, timeout: float = 5.0) -> bool:
         files["realm"].unlink(missing_ok=True)
 
 
-def _start_token_service(root: Path, timeout: float = 15.0) -> str:
+def _start_token_service(root: Path, *, owned: bool, timeout: float = 15.0) -> str:
     """Spawn ``python -m hardway.tokenserver serve`` detached; return its realm URL."""
     files = _files(root)
     files["realm"].unlink(missing_ok=True)
     argv = [sys.executable, "-m", "hardway.tokenserver", "serve"]
     argv += ["--htpasswd", str(files["htpasswd"]), "--cert", str(files["token.pem"])]
     argv += ["--realm-file", str(files["realm"])]
+    from hardway.local_registry import claim
+
+    claim(root, owned=owned)
     with open(files["log"], "ab") as log:
         child = subprocess.Popen(
             argv,
@@ -139,11 +142,14 @@ def _start_token_service(root: Path, timeout: float = 15.0) -> str:
     )
 
 
-def start_mode(port: int | None = None, auth: str = "none", *, timeout: float = 15.0):
+def start_mode(
+    port: int | None = None, auth: str = "none", *, timeout: float = 15.0, owned: bool = True
+):
     """Start the registry on ``port`` in ``auth`` mode (idempotent: the same mode running
     is left alone; another mode is stopped first, token service included).
 
     :param auth: ``"none"``, ``"basic"`` (htpasswd) or ``"token"``
+    :param owned: this process owns them (see :func:`hardway.local_registry.start`)
     :rtype: hardway.local_registry.RegistryStatus
     """
     from hardway import local_registry
@@ -160,19 +166,19 @@ def start_mode(port: int | None = None, auth: str = "none", *, timeout: float = 
         return current
     local_registry.stop(port)  # stops the token service too
     if auth == "none":
-        return local_registry.start(port, timeout=timeout)
+        return local_registry.start(port, timeout=timeout, owned=owned)
     root.mkdir(parents=True, exist_ok=True)
     htpasswd = write_htpasswd(_files(root)["htpasswd"], DEFAULT_USERS)
     if auth == "basic":
         config = RegistryConfig(port=port, auth="htpasswd", htpasswd=htpasswd)
-        return local_registry.start(port, timeout=timeout, config=config)
-    realm = _start_token_service(root)
+        return local_registry.start(port, timeout=timeout, config=config, owned=owned)
+    realm = _start_token_service(root, owned=owned)
     # service and issuer: RegistryConfig's defaults are TokenService's
     config = RegistryConfig(
         port=port, auth="token", realm=realm, rootcertbundle=_files(root)["token.pem"]
     )
     try:
-        return local_registry.start(port, timeout=timeout, config=config)
+        return local_registry.start(port, timeout=timeout, config=config, owned=owned)
     except BaseException:
         stop_token_service(root)
         raise

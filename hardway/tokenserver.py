@@ -31,7 +31,7 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -301,7 +301,8 @@ class SecuredRegistry:
     host: str
     port: int
     auth: str
-    users: dict[str, str]
+    #: user → password: a secret, so never in the repr
+    users: dict[str, str] = field(repr=False)
     token_service: TokenService | None
 
     def stop(self) -> None:

@@ -1,0 +1,216 @@
+"""Secrets: passwords and tokens never appear in reprs, exception messages, tracebacks,
+logs, the registry's log or a notebook's outputs.
+
+The registry is the real one in token mode, with the course's token service in this
+process, so the tokens it issues can be recorded and looked for by value; anything
+shaped like a JWT (``eyJ….eyJ….``) counts as a leak too.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hardway import leftovers
+from hardway import registry as client
+from hardway.auth import BearerAuth, Credentials
+from hardway.errors import UnauthorizedError
+from hardway.registry import Options
+from hardway.testing import random_image
+from hardway.tokenserver import Rule, SecuredRegistry, start_secured
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the test user's password: unlike the course's ("containers"), found in no other text
+SECRET = "s3cret-Pa55word"
+WRONG = "wr0ng-Pa55word"
+JWT = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}")
+
+
+def leaks(text: str, issued: list[str], *passwords: str) -> list[str]:
+    """Every secret found in ``text``: a password (also as Basic auth), a token issued,
+    anything shaped like a JWT."""
+    found = []
+    for password in passwords:
+        basic = base64.b64encode(f"learner:{password}".encode()).decode()
+        found += [s for s in (password, basic) if s in text]
+    found += [token[:20] + "…" for token in issued if token in text]
+    found += [m[:20] + "…" for m in JWT.findall(text)]
+    return found
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SecuredRegistry, list]]:
+    """A token-mode registry whose token service records every token it issues."""
+    from conftest import find_free_port
+
+    started = start_secured(
+        find_free_port(), "token", users={"learner": SECRET}, directory=tmp_path_factory.mktemp("t")
+    )
+    service, issued = started.token_service, []
+    original = service.issue
+
+    def recording(account: str, scopes: list[str]) -> dict:
+        answer = original(account, scopes)
+        issued.append(answer["token"])
+        return answer
+
+    service.issue = recording
+    # pushing to locked/… is not granted: a token without push, refused by the registry
+    service.acl = (Rule("*", "locked/*", ("pull",)), Rule("*", "*", ("pull", "push")))
+    yield started, issued
+    started.stop()
+
+
+def test_reprs_and_strs_show_no_secret(secured) -> None:
+    started, issued = secured
+    creds = Credentials("learner", SECRET)
+    image = random_image(1000, 1, seed=1001)
+    with client.client_for(f"{started.host}/app/secret:v1", push=True, credentials=creds) as reg:
+        reg.write_image(image, "app/secret", "v1")
+        auth = reg.auth
+        assert isinstance(auth, BearerAuth) and issued, "a token was fetched and is held"
+        shown = [repr(creds), str(creds), f"{creds}", repr(auth), str(auth), repr(reg)]
+    every = Credentials("learner", SECRET, identity_token="idtok-1234", registry_token="rt-5678")
+    shown += [repr(every), str(every), repr(Options(credentials=every)), repr(BearerAuth(every))]
+    shown += [repr(started), str(started)]
+    for text in shown:
+        assert not leaks(text, issued, SECRET, "idtok-1234", "rt-5678"), text
+
+
+def formatted(exc: BaseException) -> str:
+    """Everything a learner could see of an exception: message, fix, repr, traceback."""
+    parts = [str(exc), repr(exc), str(getattr(exc, "fix", "")), repr(exc.args)]
+    parts += [str(d) for d in getattr(exc, "diagnostics", [])]
+    parts += traceback.format_exception(exc)
+    return "\n".join(parts)
+
+
+def test_errors_show_no_password_and_no_token(secured) -> None:
+    started, issued = secured
+    image = random_image(1000, 1, seed=1002)
+    with pytest.raises(UnauthorizedError) as wrong:
+        client.push(
+            image, f"{started.host}/app/wrong:v1", credentials=Credentials("learner", WRONG)
+        )
+    assert "refused" in str(wrong.value)
+    assert not leaks(formatted(wrong.value), issued, WRONG)
+
+    before = len(issued)
+    with pytest.raises(UnauthorizedError) as denied:
+        client.push(
+            image, f"{started.host}/locked/app:v1", credentials=Credentials("learner", SECRET)
+        )
+    assert len(issued) > before, "a token was issued (without push) and sent"
+    assert not leaks(formatted(denied.value), issued, SECRET)
+
+
+def test_logs_show_no_password_and_no_token(secured, caplog: pytest.LogCaptureFixture) -> None:
+    started, issued = secured
+    image = random_image(1000, 2, seed=1003)
+    with caplog.at_level(logging.DEBUG):
+        client.push(
+            image, f"{started.host}/app/logged:v1", credentials=Credentials("learner", SECRET)
+        )
+        client.pull(f"{started.host}/app/logged:v1", credentials=Credentials("learner", SECRET))
+    assert caplog.records, "urllib3 logs each request at DEBUG"
+    assert not leaks(caplog.text, issued, SECRET)
+    server_log = (started_state(started) / "registry.log").read_text(errors="replace")
+    assert "app/logged" in server_log, "the registry logged the requests"
+    assert not leaks(server_log, issued, SECRET)
+
+
+def started_state(started: SecuredRegistry) -> Path:
+    from hardway.local_registry import RegistryPaths
+
+    return RegistryPaths.for_port(started.port).root
+
+
+def test_the_command_line_shows_no_password(secured) -> None:
+    started, issued = secured
+    done = subprocess.run(
+        [sys.executable, "-m", "hardway", "inspect", f"docker://{started.host}/app/secret:v1",
+         "--creds", f"learner:{WRONG}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and "error:" in done.stderr
+    assert not leaks(done.stdout + done.stderr, issued, WRONG)
+
+
+# --- notebooks ------------------------------------------------------------------------
+
+#: the notebooks that use credentials or tokens
+AUTH_NOTEBOOKS = ["notebooks/07-push.ipynb", "solutions/07-push.ipynb"]
+#: the course's password, as a word (its capitalised form is in ordinary prose)
+COURSE_PASSWORD = re.compile(r"\bcontainers\b")
+
+
+def execute(nb: nbformat.NotebookNode, where: Path) -> nbformat.NotebookNode:
+    """Run ``nb`` in a fresh kernel (which inherits the session registry's environment)
+    and shut the kernel down, as Jupyter does."""
+    from nbclient import NotebookClient
+
+    client_ = NotebookClient(
+        nb, kernel_name="python3", timeout=300, allow_errors=True,
+        resources={"metadata": {"path": str(where)}},
+    )  # fmt: skip
+    client_.execute()
+    return nb
+
+
+def outputs_text(nb: nbformat.NotebookNode) -> str:
+    """Every output of every cell: streams, every data type, errors and tracebacks."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts += [str(value) for value in out.get("data", {}).values()]
+            parts += [out.get("ename", ""), out.get("evalue", ""), *out.get("traceback", [])]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("path", AUTH_NOTEBOOKS)
+def test_auth_notebooks_print_no_password_and_no_token(path: str) -> None:
+    before = {str(s) for s in leftovers.services()}
+    nb = execute(nbformat.read(ROOT / path, as_version=4), (ROOT / path).parent)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors[0]["evalue"] if errors else ""
+    text = outputs_text(nb)
+    assert text.strip(), "the notebook printed something to scan"
+    assert not COURSE_PASSWORD.findall(text)
+    assert not leaks(text, [], "containers")
+    assert "$2b$" not in text, "a bcrypt hash of the htpasswd file"
+    assert {str(s) for s in leftovers.services()} == before, "its registries stopped"
+
+
+def test_notebook_07_interrupted_midway_stops_its_token_registry_with_the_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The learner stops after the token registry started and shuts the kernel down (or
+    restarts it): the registry and its token service must not outlive the kernel, and
+    ``cleanup`` removes the working directory it left."""
+    temp = tmp_path / "kernel-tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # the kernel's temporary directory
+    nb = nbformat.read(ROOT / "notebooks/07-push.ipynb", as_version=4)
+    started = next(i for i, c in enumerate(nb.cells) if "start_mode(" in c.source)
+    nb.cells = nb.cells[: started + 1]
+    nb.cells.append(nbformat.v4.new_code_cell("local_registry.status(secure_port).running"))
+    before = {str(s) for s in leftovers.services()}
+    nb = execute(nb, ROOT / "notebooks")
+    assert nb.cells[-1].outputs[0]["data"]["text/plain"] == "True", "it was running"
+    assert {str(s) for s in leftovers.services()} == before
+    left = leftovers.stale_temp_dirs(temp)
+    assert [p.name[:11] for p in left] == ["hardway-07-"], "its working directory is left"
+    removed = leftovers.cleanup(os.environ["HARDWAY_SESSION"], temp=temp)
+    assert removed == [f"temporary directory {left[0]}"]
+    assert list(temp.iterdir()) == []
