@@ -242,6 +242,10 @@ class Registry:
     def stop(self) -> None:
         self._lr.stop(self.port)
 
+    def ensure(self) -> None:
+        """Start it again if it has stopped (another test run on the machine may stop it)."""
+        self._lr.ensure_running(self.port)
+
     def fresh(self) -> None:
         """Restart it empty: a push must upload every blob again."""
         self.stop()
@@ -308,6 +312,7 @@ def push_pull_workloads(bench: Bench, work: Path, name: str, rootfs: Path, reg: 
     offsets: dict[str, int] = {}
 
     def mark(tool: str) -> None:
+        reg.ensure()
         offsets[tool] = reg.log_offset()
 
     def counted(tool: str) -> Callable[[], Sample]:
@@ -322,14 +327,17 @@ def push_pull_workloads(bench: Bench, work: Path, name: str, rootfs: Path, reg: 
     bench.compare(f"no-op re-push ({name})", {t: counted(t) for t in push}, before=mark)
     for tool, counts in uploads.items():
         bench.result(f"no-op re-push ({name})", tool).extra["blob uploads"] = max(counts)
-    pull_workload(bench, work, f"pull + unpack ({name})", ref)
+    pull_workload(bench, work, f"pull + unpack ({name})", ref, reg)
 
 
-def pull_workload(bench: Bench, work: Path, title: str, ref: str, runs: int | None = None) -> None:
+def pull_workload(
+    bench: Bench, work: Path, title: str, ref: str, reg: Registry, runs: int | None = None
+) -> None:
     """``hardway pull`` vs ``skopeo copy docker://… oci:…`` followed by ``umoci unpack``."""
     target = work / "pulled"
 
     def clean(_: str) -> None:
+        reg.ensure()
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir()
 
@@ -420,7 +428,7 @@ def memory_workload(bench: Bench, work: Path, size_mib: int, reg: Registry) -> N
     ref = f"{reg.host}/bench/memory:v1"
     run([*HW, "copy", f"oci:{image}:v1", f"docker://{ref}"])
     shutil.rmtree(image)
-    pull_workload(bench, work, f"memory: pull + unpack {size_mib} MiB layer", ref, runs=1)
+    pull_workload(bench, work, f"memory: pull + unpack {size_mib} MiB layer", ref, reg, runs=1)
 
 
 # --- the machine ----------------------------------------------------------------------------
