@@ -15,12 +15,13 @@ REGISTRY_PORT ?= $(or $(HARDWAY_REGISTRY_PORT),5000)
 LAB_PORT ?= 8888
 LAB_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
               --nbval-sanitize-with tests/nbval-sanitize.cfg
 ALLOW_ROOT := $(shell [ "$$(id -u)" -eq 0 ] && echo --allow-root)
 
 .PHONY: help setup debs venv lab test registry registry-stop registry-status doctor \
-        labs check-labs grade lint lock clean distclean
+        labs check-labs grade lint lock bench clean distclean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -39,7 +40,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@echo "setup: creating $(VENV) with the pinned Python packages (a minute or two, once)"
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check \
-	    -c requirements.lock -e '.[lab,test,dev]'
+	    -c requirements.lock -e '.[lab,test,dev,bench]'
 	@touch $@
 	@echo "setup: $(VENV) ready"
 
@@ -74,6 +75,9 @@ check-labs: venv  ## fail when labs/ is out of date with solutions/
 grade: venv  ## grade a lab notebook or a folder of submissions: make grade LAB=...
 	@[ -n "$(LAB)" ] || { echo "usage: make grade LAB=labs/00-warmup.ipynb [GRADE_ARGS='--json out.json']" >&2; exit 2; }
 	@$(PY) -m hardway grade $(LAB) $(GRADE_ARGS)
+
+bench: setup  ## benchmarks against umoci, skopeo, tar|gzip: rewrites BENCHMARKS.md (~15 min)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: venv  ## ruff over the package, tests and tools
 	$(VENV)/bin/ruff check hardway tests tools bench conftest.py

@@ -35,8 +35,10 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import stat
 import tarfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,7 @@ __all__ = [
     "diff_layer",
     "overlay_entries",
     "overlay_layer",
+    "tar_header",
     "tar_info",
     "tree_entries",
     "write_entries",
@@ -223,44 +226,204 @@ def tar_info(
 
 
 class _HashingWriter:
-    """Hashes and counts what goes through, then hands it on, compressed or not.
+    """Hashes and counts what goes through, then hands it on to ``sink``."""
 
-    With ``buffer``, small writes (tar headers, padding, small files) are gathered into
-    chunks first: hashing and compressing a few large chunks beats many small calls.
-    """
-
-    def __init__(
-        self, sink: BinaryIO | _HashingWriter, codec: Codec | None = None, buffer: int = 0
-    ) -> None:
-        self.sha256, self.size = hashlib.sha256(), 0
-        self._sink, self._buffer, self._pending = sink, buffer, bytearray()
-        self._compressor = codec.compressor() if codec else None
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sha256, self.size, self._sink = hashlib.sha256(), 0, sink
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
+        self.sha256.update(data)
+        self._sink.write(data)
+        return len(data)
+
+    @property
+    def digest(self) -> Digest:
+        return Digest("sha256", self.sha256.hexdigest())
+
+
+class _Compressing:
+    """The tar side of a layer: gathers writes into 1 MiB chunks, hashes them (diff_id),
+    and compresses them in a second thread into ``stored`` (digest, size, file).
+
+    Hashing, compressing and tarring overlap: ``hashlib`` and ISA-L release the GIL on
+    large buffers, so building a layer keeps two cores busy. A bounded queue keeps the
+    memory to a few chunks. Use it as a context manager: leaving it normally flushes the
+    compressor; leaving it by an exception stops the thread and writes nothing more.
+    """
+
+    def __init__(self, stored: _HashingWriter, codec: Codec) -> None:
+        self.sha256, self.size = hashlib.sha256(), 0
+        self._stored, self._pending = stored, bytearray()
+        self._compressor = codec.compressor()
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[bytearray | None] | None = None
+        self._thread: threading.Thread | None = None
+        if codec.compression != NONE:  # copying needs no second thread
+            self._queue = queue.Queue(maxsize=4)
+            self._thread = threading.Thread(target=self._work, name="layer-compress", daemon=True)
+
+    def __enter__(self) -> _Compressing:
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self._drain()
+        self._stop()
+        if kind is None:
+            self._raise()
+            if rest := self._compressor.flush():
+                self._stored.write(rest)
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.size += len(data)
         self._pending += data
-        if len(self._pending) >= self._buffer:
+        if len(self._pending) >= _CHUNK:
             self._drain()
         return len(data)
 
     def _drain(self) -> None:
         data, self._pending = self._pending, bytearray()
+        if not data:
+            return
         self.sha256.update(data)
-        out = self._compressor.compress(data) if self._compressor else data
-        if out:
-            self._sink.write(out)
+        if self._queue is None:
+            self._stored.write(self._compressor.compress(data))
+            return
+        self._raise()
+        self._queue.put(data)
 
-    def tell(self) -> int:
-        return self.size
+    def _work(self) -> None:
+        assert self._queue is not None
+        while (data := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # failed: keep taking chunks so that the writer never blocks
+            try:
+                if out := self._compressor.compress(data):
+                    self._stored.write(out)
+            except BaseException as exc:
+                self._error = exc
 
-    def finish(self) -> None:
-        self._drain()
-        if self._compressor and (rest := self._compressor.flush()):
-            self._sink.write(rest)
+    def _stop(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            assert self._queue is not None
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     @property
     def digest(self) -> Digest:
         return Digest("sha256", self.sha256.hexdigest())
+
+
+_BLOCK = tarfile.BLOCKSIZE
+_ZEROS = bytes(tarfile.RECORDSIZE)
+_NO_DEVICE = bytes(16)
+_USTAR_TAIL = bytes(155 + 12)  # prefix and the header's unused end
+
+
+def _octal(value: int, digits: int) -> bytes:
+    return b"%0*o\0" % (digits - 1, value)
+
+
+def _fits(value: object, digits: int) -> bool:
+    return type(value) is int and 0 <= value < 8 ** (digits - 1)
+
+
+def tar_header(info: tarfile.TarInfo) -> bytes:
+    """The header blocks ``tarfile`` writes for ``info`` in PAX format, byte for byte.
+
+    The common member — an ASCII name and link of up to 100 characters, no PAX records,
+    numbers that fit their octal fields — gets one 512-byte ustar block built here, 5×
+    faster than :meth:`tarfile.TarInfo.tobuf`; anything else is left to ``tobuf``. (A
+    layer of 20,000 small files spent half its time in ``tobuf``.)
+
+    >>> info = tarfile.TarInfo("etc"); info.type = tarfile.DIRTYPE
+    >>> tar_header(info) == info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+    True
+    """
+    name, link, kind = info.name, info.linkname, info.type
+    if kind == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    device = kind in (tarfile.CHRTYPE, tarfile.BLKTYPE)
+    if (
+        info.pax_headers
+        or len(name) > 100
+        or len(link) > 100
+        or len(info.uname) > 32
+        or len(info.gname) > 32
+        or not (name + link + info.uname + info.gname).isascii()
+        or not (_fits(info.uid, 8) and _fits(info.gid, 8))
+        or not (_fits(info.size, 12) and _fits(info.mtime, 12) and type(info.mode) is int)
+        or (device and not (_fits(info.devmajor, 8) and _fits(info.devminor, 8)))
+        or len(kind) != 1
+    ):
+        return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+    block = b"".join(
+        (
+            name.encode().ljust(100, b"\0"),
+            _octal(info.mode & 0o7777, 8),
+            _octal(info.uid, 8),
+            _octal(info.gid, 8),
+            _octal(info.size, 12),
+            _octal(info.mtime, 12),
+            b"        ",  # the checksum, counted as spaces
+            kind,
+            link.encode().ljust(100, b"\0"),
+            tarfile.POSIX_MAGIC,
+            info.uname.encode().ljust(32, b"\0"),
+            info.gname.encode().ljust(32, b"\0"),
+            _octal(info.devmajor, 8) + _octal(info.devminor, 8) if device else _NO_DEVICE,
+            _USTAR_TAIL,
+        )
+    )
+    return block[:148] + b"%06o\0" % sum(block) + block[155:]
+
+
+class _TarWriter:
+    """A PAX tar stream, the same bytes as ``tarfile.open(mode="w", format=PAX_FORMAT)``
+    with ``addfile`` for each member, without tarfile's per-member costs (a copy of each
+    TarInfo, a list of all members, a file object per small file)."""
+
+    def __init__(self, sink: _Compressing) -> None:
+        self._sink, self._offset = sink, 0
+
+    def add(self, info: tarfile.TarInfo, path: Path | None = None) -> None:
+        """Write ``info``'s header, then ``info.size`` bytes of the file at ``path``."""
+        header = tar_header(info)
+        self._sink.write(header)
+        self._offset += len(header)
+        if path is None:
+            return
+        size, left = info.size, info.size
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            while left:
+                data = os.read(fd, min(left, _CHUNK))
+                if not data:
+                    raise LayerError(
+                        f"{info.name} shrank while it was read ({size - left} of {size} bytes)",
+                        fix="build the layer from a tree nothing else is writing to",
+                    )
+                self._sink.write(data)
+                left -= len(data)
+        finally:
+            os.close(fd)
+        if size % _BLOCK:
+            self._sink.write(_ZEROS[: _BLOCK - size % _BLOCK])
+        self._offset += -(-size // _BLOCK) * _BLOCK
+
+    def close(self) -> None:
+        """Two zero blocks, then zeros up to a whole record (10 KiB), as tarfile ends."""
+        self._offset += 2 * _BLOCK
+        self._sink.write(_ZEROS[: 2 * _BLOCK])
+        if self._offset % tarfile.RECORDSIZE:
+            self._sink.write(_ZEROS[: tarfile.RECORDSIZE - self._offset % tarfile.RECORDSIZE])
 
 
 def _source_date_epoch(value: int | None) -> int | None:
@@ -303,11 +466,9 @@ def write_entries(
     limit = _source_date_epoch(source_date_epoch)
     with _output(out) as fh:
         stored = _HashingWriter(fh)
-        plain = _HashingWriter(stored, codec, buffer=_CHUNK)
-        links: dict[tuple[int, int], str] = {}
-        with tarfile.open(
-            fileobj=plain, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_CHUNK
-        ) as tar:
+        with _Compressing(stored, codec) as plain:
+            tar = _TarWriter(plain)
+            links: dict[tuple[int, int], str] = {}
             for entry in entries:
                 info = tar_info(entry, mtime_limit=limit, keep_owners=keep_owners)
                 st = entry.st
@@ -315,14 +476,9 @@ def write_entries(
                     first = links.setdefault((st.st_dev, st.st_ino), entry.name)
                     if first != entry.name:
                         info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
-                if info.type == tarfile.REGTYPE and info.size and entry.path is not None:
-                    fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                    with open(fd, "rb", buffering=0) as src:
-                        tar.addfile(info, src)
-                else:
-                    tar.addfile(info)
-                tar.members.clear()  # tarfile keeps every header; a big layer has many
-        plain.finish()
+                content = info.type == tarfile.REGTYPE and info.size and entry.path is not None
+                tar.add(info, entry.path if content else None)
+            tar.close()
     return LayerInfo(stored.digest, plain.digest, stored.size, codec.compression, str(codec))
 
 
