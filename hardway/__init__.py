@@ -34,6 +34,8 @@ chapter            module(s)
                    (challenges, tokens, config.json), :mod:`hardway.tokenserver`
 08 pull           :mod:`hardway.registry` (pull, verify), :mod:`hardway.image_cli`
                    (``pull REF ROOTFS``)
+pictures           :mod:`hardway.widgets` (layer explorer 05, image map 06/08, cgroup
+                   meter 03, namespace table 02: ipywidgets, with a text fallback)
 course machinery   :mod:`hardway.grading` (self-checks), :mod:`hardway.checks`,
                    :mod:`hardway.labgen` (labs from solutions),
                    :mod:`hardway.autograde` (headless grading)
