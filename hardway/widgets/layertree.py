@@ -181,7 +181,8 @@ def _tree_html(layer: LayerChanges) -> str:
         )
     legend = " ".join(f"<span style='color:{_COLOURS[s]}'>{MARKS[s]} {s}</span>" for s in MARKS)
     head = f"<div><b>{escape(layer.summary())}</b> — <code>{escape(layer.name)}</code></div>"
-    return f"<div class='hw-layer'>{head}<div>{legend}</div>{''.join(rows)}</div>"
+    body = f"<div style='line-height:1.35;margin-top:4px'>{''.join(rows)}</div>"
+    return f"<div class='hw-layer'>{head}<div>{legend}</div>{body}</div>"
 
 
 class LayerExplorer(View):
