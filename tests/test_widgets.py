@@ -283,3 +283,18 @@ def test_meter_stops_a_container_that_outlives_its_timeout(busybox_rootfs: Path)
     meter = cgroup_meter(busybox_rootfs, ["sleep", "30"], Limits(pids=8), timeout=0.3, show=False)
     assert meter.result.returncode == -1  # still running when the timeout passed: then killed
     assert not [g for g in cgroups.find_groups() if "meter" in g.name]
+
+
+@needs_root
+def test_meter_cleans_up_when_the_cell_is_interrupted(busybox_rootfs: Path) -> None:
+    """Ctrl-C in a notebook is a KeyboardInterrupt in the main thread, mid-wait."""
+    import _thread
+
+    threads = threading.active_count()
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        cgroup_meter(busybox_rootfs, ["sleep", "30"], Limits(pids=8), show=False)
+    timer.join()
+    assert threading.active_count() == threads, "the sampler thread is gone"
+    assert not [g for g in cgroups.find_groups() if "meter" in g.name], "the group is removed"
