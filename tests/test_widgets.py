@@ -22,6 +22,7 @@ from hardway import cgroups, layers, layout
 from hardway.cgroups import Limits, Stats
 from hardway.errors import UnsafeLayerError
 from hardway.image import Index, Platform, describe
+from hardway.registry import client_for, push
 from hardway.testing import random_image
 from hardway.widgets import cgroup_meter, image_map, layer_explorer, namespace_table
 from hardway.widgets.imagemap import map_image, map_layout, map_reference
@@ -196,9 +197,7 @@ def test_map_reference_reads_the_registry(registry) -> None:
     )
     repo = f"{host}/widgets/map"
     for image in (one, two):
-        mutate_push(image, f"{repo}@{image.digest()}")
-    from hardway.registry import client_for
-
+        push(image, f"{repo}@{image.digest()}")
     index_bytes = Index(tuple(describe([one, two]))).to_json()
     with client_for(f"{repo}:v1", push=True) as client:
         client.put_manifest("widgets/map", "v1", index_bytes, Index().media_type)
@@ -206,12 +205,6 @@ def test_map_reference_reads_the_registry(registry) -> None:
     assert node.role == "index" and len(node.children) == 2
     assert node.children[1].children[1].digest == str(two.layers()[0].digest)
     assert "arm64" in str(image_map(f"{repo}:v1"))
-
-
-def mutate_push(image, ref: str) -> None:
-    from hardway.registry import push
-
-    push(image, ref)
 
 
 # -- the namespace table --------------------------------------------------------------
