@@ -21,7 +21,7 @@ NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
 ALLOW_ROOT := $(shell [ "$$(id -u)" -eq 0 ] && echo --allow-root)
 
 .PHONY: help setup debs venv lab test registry registry-stop registry-status doctor \
-        labs check-labs grade lint lock bench clean distclean
+        labs check-labs grade lint lock bench timings clean distclean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -51,8 +51,11 @@ lab: setup registry  ## install, start the registry, open JupyterLab on the cour
 	    --port=$(LAB_PORT) --ServerApp.root_dir=$(CURDIR) $(ALLOW_ROOT) $(LAB_ARGS) \
 	    notebooks/00-welcome.ipynb
 
-test: setup  ## install, then run every test and every notebook (nbval)
+test: setup  ## install, then run every test and every notebook (nbval), and the browser test
 	$(PY) -m pytest $(NBVAL_ARGS) $(PYTEST_ARGS) tests notebooks solutions
+
+timings: venv  ## execute every chapter and print its time (for docs/instructors.md)
+	@$(PY) tools/time_chapters.py $(TIMINGS_ARGS)
 
 registry: setup  ## start the course's registry on 127.0.0.1 (REGISTRY_PORT=5000)
 	@$(PY) -m hardway registry start --port $(REGISTRY_PORT)
@@ -87,10 +90,10 @@ lock: venv  ## re-pin requirements.lock from the current .venv
 	@{ echo "# Every Python package of the course environment, exactly as tested (make lock regenerates it)."; \
 	   $(PY) -m pip freeze --exclude-editable | grep -v '^hardway'; } > requirements.lock
 
-clean:  ## stop the registry, remove crashed containers' leftovers and .state/
+clean:  ## stop the registry, remove crashed containers' leftovers, .state/ and test output
 	-@[ -x $(PY) ] && $(PY) -m hardway registry stop --port $(REGISTRY_PORT)
 	-@[ -x $(PY) ] && $(PY) -m hardway cleanup --registries
-	rm -rf .state
+	rm -rf .state test-output
 
 distclean: clean  ## also remove the .venv
 	rm -rf $(VENV)

@@ -29,10 +29,10 @@ chapter            module(s)
                    :mod:`hardway.archive` (docker save/load), :mod:`hardway.mutate`,
                    :mod:`hardway.transports` + :mod:`hardway.image_cli` (the image
                    commands), :mod:`hardway.testing` (random images)
-07 push           :mod:`hardway.reference` (image references), :mod:`hardway.registry`
+07 push            :mod:`hardway.reference` (image references), :mod:`hardway.registry`
                    (the registry API client, ``docker://``), :mod:`hardway.auth`
                    (challenges, tokens, config.json), :mod:`hardway.tokenserver`
-08 pull           :mod:`hardway.registry` (pull, verify), :mod:`hardway.image_cli`
+08 pull            :mod:`hardway.registry` (pull, verify), :mod:`hardway.image_cli`
                    (``pull REF ROOTFS``), :mod:`hardway.retry` (which failures are
                    retried, backoff, ``Retry-After``)
 09 builder         :mod:`hardway.cache` (Jib-style layer cache: blobs, selectors, LRU
@@ -43,6 +43,9 @@ chapter            module(s)
                    :mod:`hardway.dockerbuild` (steps, cache keys, RUN on overlayfs,
                    ``python -m hardway build``), :mod:`hardway.seed` (base images,
                    example build contexts)
+11 cleanup         :mod:`hardway.leftovers` (``python -m hardway cleanup``)
+pictures           :mod:`hardway.widgets` (layer explorer 05, image map 06/08, cgroup
+                   meter 03, namespace table 02: ipywidgets, with a text fallback)
 course machinery   :mod:`hardway.grading` (self-checks), :mod:`hardway.checks`,
                    :mod:`hardway.labgen` (labs from solutions),
                    :mod:`hardway.autograde` (headless grading)

@@ -59,6 +59,7 @@ __all__ = [
     "NotebookGrade",
     "classroom_document",
     "find_submissions",
+    "format_room",
     "format_summary",
     "format_table",
     "grade_notebook",
@@ -450,6 +451,35 @@ def format_summary(grades: Sequence[NotebookGrade]) -> str:
     return "\n".join(lines)
 
 
+def format_room(grades: Sequence[NotebookGrade]) -> str:
+    """A learner × lab table: points per lab (``!`` where the notebook could not run to
+    its end), each learner's total — a room's submissions at a glance.
+
+    >>> from hardway.grading import Result
+    >>> g = lambda who, lab, p: NotebookGrade(Path(f"{lab}.ipynb"), lab,
+    ...     (Result(f"{lab}.1", "passed" if p else "failed", p, 2, ""),), who)
+    >>> print(format_room([g("ann", "00", 2), g("bo", "00", 0), g("ann", "05", 2)]))
+    learner     00     05   total
+    ann        2/2    2/2     4/4
+    bo         0/2      –     0/2
+    """
+    labs = sorted({g.lab for g in grades})
+    learners = list(dict.fromkeys(g.learner or "-" for g in grades))
+    cells: dict[tuple[str, str], str] = {}
+    totals = dict.fromkeys(learners, (0, 0))
+    for g in grades:
+        who = g.learner or "-"
+        cells[who, g.lab] = f"{'!' if g.error else ''}{g.points}/{g.max_points}"
+        points, most = totals[who]
+        totals[who] = (points + g.points, most + g.max_points)
+    width = max([len(name) for name in learners] + [7])
+    lines = [f"{'learner':<{width}}" + "".join(f"{lab:>7}" for lab in labs) + f"{'total':>8}"]
+    for who in learners:
+        row = "".join(f"{cells.get((who, lab), '–'):>7}" for lab in labs)
+        lines.append(f"{who:<{width}}{row}{'/'.join(map(str, totals[who])):>8}")
+    return "\n".join(lines)
+
+
 def classroom_document(grades: Sequence[NotebookGrade]) -> dict[str, Any]:
     """The JSON to write: one Classroom document for one notebook, a wrapper for several."""
     if len(grades) == 1:
@@ -513,6 +543,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--only", action="append", default=[], metavar="NN.M", help="grade only this exercise"
     )
     parser.add_argument(
+        "--quiet", action="store_true", help="print only the summaries, not each notebook's table"
+    )
+    parser.add_argument(
         "--fail-under",
         type=float,
         metavar="N",
@@ -527,11 +560,15 @@ def _main(args: argparse.Namespace) -> int:
         grade = grade_notebook(
             path, timeout=args.timeout, lab=args.lab, learner=learner, only=args.only
         )
-        print(format_table(grade), flush=True)
+        if not args.quiet:
+            print(format_table(grade), flush=True)
         grades.append(grade)
     if len(grades) > 1:
         print()
         print(format_summary(grades))
+    if len({g.learner for g in grades}) > 1:
+        print()
+        print(format_room(grades))
     if args.json:
         text = json.dumps(classroom_document(grades), indent=2, ensure_ascii=False)
         args.json.write_text(text + "\n", encoding="utf-8")

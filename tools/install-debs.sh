@@ -10,19 +10,28 @@ set -eu
 # skopeo umoci runc independent tools that check what we build (tests, chapters 04-08)
 # busybox-static   a one-file root filesystem (chapter 01)
 # iproute2         `ip` for veth pairs and network namespaces (chapter 02)
+# chromium         a real browser for tests/test_browser.py (~100 MB; optional: the
+#                  test is skipped without it, and Ubuntu ships it only as a snap)
 PKGS="docker-registry skopeo umoci runc busybox-static iproute2"
+OPTIONAL="chromium"
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     PKGS="$PKGS python3-venv"   # Debian splits `python3 -m venv` into its own package
 fi
 
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
 missing=""
 for pkg in $PKGS; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-        missing="$missing $pkg"
-    fi
+    installed "$pkg" || missing="$missing $pkg"
 done
-if [ -z "$missing" ]; then
-    echo "setup: Debian packages present ($PKGS)"
+optional=""
+for pkg in $OPTIONAL; do
+    installed "$pkg" || optional="$optional $pkg"
+done
+if [ -z "$missing$optional" ]; then
+    echo "setup: Debian packages present ($PKGS $OPTIONAL)"
     exit 0
 fi
 
@@ -36,19 +45,32 @@ if [ "$(id -u)" -eq 0 ]; then
     SUDO=""
 elif command -v sudo >/dev/null 2>&1 && { [ -t 0 ] || sudo -n true 2>/dev/null; }; then
     SUDO="sudo"
-    echo "setup: installing$missing with sudo (it may ask for your password)"
+    echo "setup: installing$missing$optional with sudo (it may ask for your password)"
+elif [ -z "$missing" ]; then
+    echo "setup: optional Debian packages missing:$optional (the browser test will be skipped;"
+    echo "       as root: apt-get install -y$optional)"
+    exit 0
 else
-    echo "setup: these Debian packages are missing:$missing" >&2
+    echo "setup: these Debian packages are missing:$missing$optional" >&2
     echo "       Run this as root (or ask your administrator), then run make again:" >&2
-    echo "       apt-get update && apt-get install -y$missing" >&2
+    echo "       apt-get update && apt-get install -y$missing$optional" >&2
     exit 1
 fi
 
-echo "setup: installing Debian packages:$missing"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# shellcheck disable=SC2086  # word splitting of the package list is intended
-$SUDO apt-get install -y -qq $missing >/dev/null
+for pkg in $optional; do  # only where the archive has it as a real package (not Ubuntu's snap)
+    if apt-cache show "$pkg" 2>/dev/null | grep -q '^Filename:.*/'"$pkg"'_'; then
+        missing="$missing $pkg"
+    else
+        echo "setup: no Debian package $pkg here: the browser test will be skipped"
+    fi
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:$missing"
+    # shellcheck disable=SC2086  # word splitting of the package list is intended
+    $SUDO apt-get install -y -qq $missing >/dev/null
+fi
 
 # Under systemd, Debian's package starts its own registry on port 5000 for the whole
 # machine. The course runs its own on 127.0.0.1 with project-local storage, so turn the
