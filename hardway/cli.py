@@ -45,6 +45,8 @@ COMMAND_HOMES = {
     "run": "hardway.runtime",
     "cleanup": "hardway.leftovers",
     "layer": "hardway.layers",
+    "cache": "hardway.cache",
+    "build": "hardway.dockerbuild",
     **dict.fromkeys(("image", "copy", "unpack", "pull", "inspect"), "hardway.image_cli"),
 }
 

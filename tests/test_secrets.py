@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hardway import leftovers
+from hardway import leftovers, local_registry
 from hardway import registry as client
 from hardway.auth import BearerAuth, Credentials
 from hardway.errors import UnauthorizedError
@@ -155,7 +155,7 @@ COURSE_PASSWORD = re.compile(r"\bcontainers\b")
 
 
 def execute(nb: nbformat.NotebookNode, where: Path) -> nbformat.NotebookNode:
-    """Run ``nb`` in a fresh kernel (which inherits the session registry's environment)
+    """Run ``nb`` in a fresh kernel (which inherits the environment: the registry port)
     and shut the kernel down, as Jupyter does."""
     from nbclient import NotebookClient
 
@@ -178,7 +178,21 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
+@pytest.fixture
+def own_registry(free_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A course registry for the executed notebook alone: chapter 07 checks that its blobs
+    are not in the registry yet, so it must not leave them in the session registry, where
+    nbval runs the same notebook later."""
+    local_registry.start(free_port)
+    monkeypatch.setenv("HARDWAY_REGISTRY_PORT", str(free_port))
+    try:
+        yield free_port
+    finally:
+        local_registry.stop(free_port)
+
+
 @pytest.mark.parametrize("path", AUTH_NOTEBOOKS)
+@pytest.mark.usefixtures("own_registry")
 def test_auth_notebooks_print_no_password_and_no_token(path: str) -> None:
     before = {str(s) for s in leftovers.services()}
     nb = execute(nbformat.read(ROOT / path, as_version=4), (ROOT / path).parent)
@@ -192,6 +206,7 @@ def test_auth_notebooks_print_no_password_and_no_token(path: str) -> None:
     assert {str(s) for s in leftovers.services()} == before, "its registries stopped"
 
 
+@pytest.mark.usefixtures("own_registry")
 def test_notebook_07_interrupted_midway_stops_its_token_registry_with_the_kernel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
