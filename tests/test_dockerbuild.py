@@ -482,3 +482,18 @@ def test_python_seed_is_cached_and_reproducible(registry, tmp_path, monkeypatch)
     image = read_image(f"docker://{first.reference}")
     assert [h.created_by for h in image.config().history][-1].startswith("hardway registry seed")
     assert "PYTHONDONTWRITEBYTECODE=1" in image.config().config.env
+
+
+def test_pushing_a_rebuild_uploads_no_blob(seeded, tmp_path) -> None:
+    from hardway.registry import Registry
+
+    ctx = context(tmp_path, APP, {"app/main.txt": uuid.uuid4().hex})  # new bytes: a new layer
+    cache = Cache(tmp_path / "cache")
+    repository = f"hardway/rebuilt-{uuid.uuid4().hex[:8]}"
+    with Registry(seeded) as first:
+        digest = first.write_image(build(ctx, cache=cache, out=quiet).image, repository, "v1")
+        sent = first.requests["PUT upload"]
+    with Registry(seeded) as again:
+        rebuilt = build(ctx, cache=cache, out=quiet)
+        assert again.write_image(rebuilt.image, repository, "v1") == digest
+        assert again.requests["PUT upload"] == 0 < sent
