@@ -1,25 +1,36 @@
 """hardway.leftovers
 ~~~~~~~~~~~~~~~~~
 
-What the course's containers could leave behind on the host if cleaning up went
-wrong: a process still running, a veth pair, a mount, a named network namespace.
-Everything the course creates carries a name to recognise it by:
+What the course could leave behind on the host if cleaning up went wrong (a kernel
+killed in the middle of a container, a push or an unpack): a process still running, a
+veth pair, a mount, a named network namespace, a cgroup, a registry, a temporary
+directory. Everything the course creates carries a name to recognise it by:
 
 * processes: ``container=hardway`` in the environment (every container gets it) or
   ``hardway.launch`` on the command line (the launcher);
 * network devices: ``hw-…`` (the host end of a veth pair; alias ``hardway owner PID``);
 * mounts and named network namespaces: ``hardway`` or ``hw-`` in the name;
 * cgroups and runc containers (chapters 03–04): ``hardway-…`` (a ``.sSESSION`` suffix
-  names the test run that made them).
+  names the test run that made them);
+* registries and token services (chapters 07–08): their command line names their state
+  directory ``…/registry/<port>/``, whose ``owner`` file says who started them
+  (:func:`record_owner`);
+* temporary directories: ``hardway-*`` in the temporary directory (the notebooks'
+  ``hardway-NN-…``, the labs' ``hardway-labNN-…``, a test run's ``hardway-pytest-PID-…``).
 
-:func:`cleanup` removes all of these (``python -m hardway cleanup``), for the day a
-kernel crashed in the middle of a container.
+:func:`cleanup` removes them (``python -m hardway cleanup``). The rules for what is
+still someone's: a registry stays while the process that started it lives, and always
+when it is the shared one on the default port or was started to stay (``registry
+start``, ``make lab``) — ``--registries`` (``make clean``) stops those too; a temporary
+directory stays while a process works in it or a kernel that may hold it lives
+(:func:`stale_temp_dirs`).
 
 :func:`snapshot` lists what exists now; :func:`left_behind` compares a snapshot taken
 before a run with one taken after. The test suite does that around the whole session.
 A concurrent run (another ``pytest`` on the same machine) may own some of these
 things: a process whose ancestors carry another ``HARDWAY_SESSION`` in their
-environment, or a veth whose owner does, is not counted.
+environment, or a veth whose owner does, is not counted; with a session, nothing of
+no session is counted either.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -305,12 +317,16 @@ def _started_at(pid: int | str) -> float:
     return booted + int(tick) / os.sysconf("SC_CLK_TCK")
 
 
+#: programs that may hold a directory they made in a variable (``python -m NAME`` too)
+_KERNELS = {"ipykernel_launcher", "ipykernel", "pytest", "py.test"}
+
+
 def _kernels(temp: Path) -> list[float]:
     """Start times of the live Jupyter kernels and test runs whose temporary directory is
     ``temp``: each may hold a directory it made there in a variable."""
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and any("ipykernel" in a or "pytest" in a for a in _argv(entry)):
+        if entry.isdigit() and _KERNELS & {os.path.basename(a) for a in _argv(entry)[:3]}:
             env = _environ(entry)
             if Path(env.get("TMPDIR") or "/tmp").resolve() == temp and _stat(entry)[0] not in (
                 "",
@@ -437,6 +453,7 @@ def cleanup(
     dry_run: bool = False,
     registries: bool = False,
     temp: Path | str | None = None,
+    failed: list[str] | None = None,
 ) -> list[str]:
     """Remove what a crashed kernel or test run left behind; say what was removed.
 
@@ -456,13 +473,21 @@ def cleanup(
         shared one on the default port and those started to stay (``make clean``)
     :param temp: (optional) the temporary directory to look in; default
         :func:`tempfile.gettempdir`
+    :param failed: (optional) gets ``"WHAT: why"`` for each thing that could not be
+        removed (say, without root); those are not in the list returned
     """
     removed: list[str] = []
 
     def act(what: str, action: Callable[[], object]) -> None:
         if not dry_run:
-            with contextlib.suppress(OSError, subprocess.SubprocessError, HardwayError):
+            try:
                 action()
+            except (ProcessLookupError, FileNotFoundError):
+                pass  # gone by itself meanwhile: as good as removed
+            except (OSError, subprocess.SubprocessError, HardwayError) as exc:
+                if failed is not None:
+                    failed.append(f"{what}: {getattr(exc, 'strerror', None) or exc}")
+                return
         removed.append(what)
 
     for name in _runc_containers(session):
@@ -500,11 +525,24 @@ def _command(args: argparse.Namespace) -> int:
     session = os.environ.get(SESSION_VARIABLE) if args.this_session else None
     # a session's temporary directories are only those in its own TMPDIR
     temp = tempfile.gettempdir() if session is None or os.environ.get("TMPDIR") else None
-    removed = cleanup(session, dry_run=args.dry_run, registries=args.registries, temp=temp)
+    failed: list[str] = []
+    removed = cleanup(
+        session, dry_run=args.dry_run, registries=args.registries, temp=temp, failed=failed
+    )
     verb = "would remove" if args.dry_run else "removed"
     for item in removed:
         print(f"{verb} {item}")
-    print(f"{verb} {len(removed)} leftover(s)" if removed else "nothing left over")
+    print(f"{verb} {len(removed)} leftover(s)" if removed or failed else "nothing left over")
+    for item in failed:
+        print(f"could not remove {item}", file=sys.stderr)
+    if failed:
+        fix = (
+            "sudo .venv/bin/python -m hardway cleanup"
+            if os.geteuid()
+            else "see why above, then remove them by hand"
+        )
+        print(f"{len(failed)} leftover(s) remain; to fix: {fix}", file=sys.stderr)
+        return 1
     return 0
 
 

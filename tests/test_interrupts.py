@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -489,9 +490,10 @@ def test_stale_temp_dirs_are_those_nobody_can_still_use(tmp_path: Path) -> None:
     in_use.mkdir()
     sleeper = subprocess.Popen(["sleep", "60"], cwd=in_use)
     time.sleep(0.05)  # the kernel starts after the stale directories were made
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/ipykernel_launcher").symlink_to(shutil.which("sleep"))  # a stand-in
     kernel = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "ipykernel_launcher"],
-        env={**os.environ, "TMPDIR": str(temp)},
+        [str(tmp_path / "bin/ipykernel_launcher"), "60"], env={**os.environ, "TMPDIR": str(temp)}
     )
     try:
         wait_for(
@@ -513,6 +515,42 @@ def test_stale_temp_dirs_are_those_nobody_can_still_use(tmp_path: Path) -> None:
         kernel.kill()
         sleeper.wait()
         kernel.wait()
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr")
+def test_cleanup_says_what_it_could_not_remove(tmp_path: Path) -> None:
+    """An immutable file (``chattr +i``) defeats even root, as a missing privilege
+    defeats a learner: cleanup names what stays, and why, and exits with status 1."""
+    temp = tmp_path / "t"
+    stuck = temp / "hardway-07-crashed"
+    stuck.mkdir(parents=True)
+    (stuck / "pinned").write_text("")
+    if subprocess.run(["chattr", "+i", str(stuck / "pinned")], capture_output=True).returncode:
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        done = run_cleanup_status(temp)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stdout.splitlines() == ["removed 0 leftover(s)"]
+        assert done.stderr.splitlines() == [
+            f"could not remove temporary directory {stuck}: Operation not permitted",
+            "1 leftover(s) remain; to fix: see why above, then remove them by hand",
+        ]
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck / "pinned")], check=True)
+    assert run_cleanup_status(temp).stdout.splitlines() == [
+        f"removed temporary directory {stuck}",
+        "removed 1 leftover(s)",
+    ]
+    assert list(temp.iterdir()) == []
+
+
+def run_cleanup_status(temp: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hardway", "cleanup", "--this-session"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )  # fmt: skip
 
 
 def test_mountinfo_escapes_are_undone() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hardway import leftovers, local_registry
+from hardway import leftovers
 from hardway import registry as client
 from hardway.auth import BearerAuth, Credentials
 from hardway.errors import UnauthorizedError
@@ -155,7 +155,7 @@ COURSE_PASSWORD = re.compile(r"\bcontainers\b")
 
 
 def execute(nb: nbformat.NotebookNode, where: Path) -> nbformat.NotebookNode:
-    """Run ``nb`` in a fresh kernel (which inherits the environment: the registry port)
+    """Run ``nb`` in a fresh kernel (which inherits the session registry's environment)
     and shut the kernel down, as Jupyter does."""
     from nbclient import NotebookClient
 
@@ -179,22 +179,26 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 
 
 @pytest.fixture
-def own_registry(free_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """A course registry for the executed notebook alone: chapter 07 checks that its blobs
-    are not in the registry yet, so it must not leave them in the session registry, where
-    nbval runs the same notebook later."""
-    local_registry.start(free_port)
+def own_registry(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch):
+    """The kernel gets a registry of its own, so that what the notebook pushes and
+    deletes cannot change what nbval sees in the session registry later."""
+    monkeypatch.setenv("HARDWAY_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("HARDWAY_REGISTRY_PORT", str(free_port))
-    try:
-        yield free_port
-    finally:
-        local_registry.stop(free_port)
+    before = {str(s) for s in leftovers.services()}
+    yield before
+    from hardway import local_registry
+
+    local_registry.stop(free_port)  # the default port of the kernel: it keeps it running
+
+
+def new_services(before: set[str]) -> list[str]:
+    port = os.environ["HARDWAY_REGISTRY_PORT"]
+    now = {str(s) for s in leftovers.services()} - before
+    return sorted(s for s in now if not s.startswith(f"registry on port {port} "))
 
 
 @pytest.mark.parametrize("path", AUTH_NOTEBOOKS)
-@pytest.mark.usefixtures("own_registry")
-def test_auth_notebooks_print_no_password_and_no_token(path: str) -> None:
-    before = {str(s) for s in leftovers.services()}
+def test_auth_notebooks_print_no_password_and_no_token(path: str, own_registry: set) -> None:
     nb = execute(nbformat.read(ROOT / path, as_version=4), (ROOT / path).parent)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, errors[0]["evalue"] if errors else ""
@@ -203,12 +207,11 @@ def test_auth_notebooks_print_no_password_and_no_token(path: str) -> None:
     assert not COURSE_PASSWORD.findall(text)
     assert not leaks(text, [], "containers")
     assert "$2b$" not in text, "a bcrypt hash of the htpasswd file"
-    assert {str(s) for s in leftovers.services()} == before, "its registries stopped"
+    assert new_services(own_registry) == [], "its token registry stopped"
 
 
-@pytest.mark.usefixtures("own_registry")
 def test_notebook_07_interrupted_midway_stops_its_token_registry_with_the_kernel(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_registry: set
 ) -> None:
     """The learner stops after the token registry started and shuts the kernel down (or
     restarts it): the registry and its token service must not outlive the kernel, and
@@ -220,10 +223,9 @@ def test_notebook_07_interrupted_midway_stops_its_token_registry_with_the_kernel
     started = next(i for i, c in enumerate(nb.cells) if "start_mode(" in c.source)
     nb.cells = nb.cells[: started + 1]
     nb.cells.append(nbformat.v4.new_code_cell("local_registry.status(secure_port).running"))
-    before = {str(s) for s in leftovers.services()}
     nb = execute(nb, ROOT / "notebooks")
     assert nb.cells[-1].outputs[0]["data"]["text/plain"] == "True", "it was running"
-    assert {str(s) for s in leftovers.services()} == before
+    assert new_services(own_registry) == []
     left = leftovers.stale_temp_dirs(temp)
     assert [p.name[:11] for p in left] == ["hardway-07-"], "its working directory is left"
     removed = leftovers.cleanup(os.environ["HARDWAY_SESSION"], temp=temp)

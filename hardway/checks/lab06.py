@@ -277,7 +277,7 @@ def _ref(entry: object) -> object:
 def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
     """tag_manifest(index, manifest_bytes, tag) gives an index.json that skopeo reads."""
     rng = _rng()
-    with tempfile.TemporaryDirectory(prefix="lab06-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hardway-lab06-") as tmp:
         path = Path(tmp) / "layout"
         old, new = (random_image(100, 1, seed=rng.getrandbits(32)) for _ in range(2))
         layout.write_image(old, path, tag="stable")
