@@ -501,6 +501,10 @@ def workloads(results: list[Result]) -> list[str]:
     return seen
 
 
+def cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def table(results: list[Result], workload: str) -> list[str]:
     rows = [r for r in results if r.workload == workload]
     ours = next((r for r in rows if r.tool.startswith("hardway")), None)
@@ -512,7 +516,7 @@ def table(results: list[Result], workload: str) -> list[str]:
         if ours is not None and r is not ours and not r.tool.startswith("hardway"):
             ratio = f"{ours.median('wall') / r.median('wall'):.2f}×"
         cells = [
-            r.tool,
+            cell(r.tool),
             str(len(r.samples)),
             f"{r.median('wall'):.2f}",
             f"{r.median('cpu'):.2f}",
@@ -538,7 +542,7 @@ def verdicts(results: list[Result]) -> list[str]:
                 continue
             ratio = by[workload, ours].median("wall") / by[workload, peer].median("wall")
             verdict = "met" if ratio <= limit else f"missed by {ratio / limit:.1f}×"
-            lines.append(f"| {workload}: ≤ {limit}× {peer} | {ratio:.2f}× | {verdict} |")
+            lines.append(f"| {workload}: ≤ {limit}× {cell(peer)} | {ratio:.2f}× | {verdict} |")
     for r in results:
         if r.workload.startswith("no-op") and r.tool.startswith("hardway"):
             ok = r.extra.get("upload requests") == 0 and r.median("wall") < 1
@@ -579,7 +583,7 @@ def write_report(doc: dict, path: Path, chart: Path | None) -> None:
         out.append(f"- **{name}**: {size / 1e6:.0f} MB in regular files, {count} entries")
     out += ["", "## Targets", "", *verdicts(results), ""]
     if chart is not None:
-        out += [f"![median wall time per workload]({chart.relative_to(path.parent)})", ""]
+        out += [f"![median wall time per workload]({os.path.relpath(chart, path.parent)})", ""]
     out += ["## Results", ""]
     for workload in workloads(results):
         out += [f"### {workload}", "", *table(results, workload), ""]
@@ -723,9 +727,7 @@ def workdir(path: Path | None) -> Iterator[Path]:
         path.mkdir(parents=True, exist_ok=True)
         yield path
         return
-    base = ROOT / ".state"
-    base.mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=base))
+    tmp = Path(tempfile.mkdtemp(prefix="hardway-bench-"))
     try:
         yield tmp
     finally:
