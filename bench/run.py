@@ -547,7 +547,7 @@ def verdicts(results: list[Result]) -> list[str]:
             if (workload, ours) not in by or (workload, peer) not in by:
                 continue
             ratio = by[workload, ours].median("wall") / by[workload, peer].median("wall")
-            verdict = "met" if ratio <= limit else f"missed by {ratio / limit:.1f}×"
+            verdict = "met" if ratio <= limit else f"missed: {ratio / limit - 1:.0%} over"
             lines.append(f"| {workload}: ≤ {limit}× {cell(peer)} | {ratio:.2f}× | {verdict} |")
     for r in results:
         if r.workload.startswith("no-op") and r.tool.startswith("hardway"):
@@ -576,7 +576,7 @@ def write_report(doc: dict, path: Path, chart: Path | None) -> None:
         "hardway against the tools people already use — umoci, skopeo, `tar | gzip` — measured",
         "in the same run on the same machine by `make bench` (`bench/run.py`), which regenerates",
         "this file. Each cell is the **median** of the runs; each run is a fresh process (so",
-        "Python's start-up, ~0.2 s, is in every hardway figure); CPU is user + sys of the",
+        "Python's start-up, 0.1–0.2 s, is in every hardway figure); CPU is user + sys of the",
         "process and its children; peak RSS is the largest resident set of any of them. A",
         "ratio below 1 means hardway is faster.",
         "",
