@@ -10,7 +10,7 @@ children) and peak RSS. Medians are reported, and our/their ratio. Results go to
 ``bench/results.json``, ``BENCHMARKS.md`` (tables, machine, how to reproduce, and the
 notes in ``bench/notes.md``) and ``bench/results.png``.
 
-    .venv/bin/python bench/run.py            # the full run (~15 minutes on 2 cores)
+    .venv/bin/python bench/run.py            # the full run (5–15 minutes on 2 cores)
     .venv/bin/python bench/run.py --quick    # a smoke run: small data, one run each
 
 Not a test: nothing here runs in ``make test``.
