@@ -79,7 +79,7 @@ grade: venv  ## grade a lab notebook or a folder of submissions: make grade LAB=
 	@[ -n "$(LAB)" ] || { echo "usage: make grade LAB=labs/00-warmup.ipynb [GRADE_ARGS='--json out.json']" >&2; exit 2; }
 	@$(PY) -m hardway grade $(LAB) $(GRADE_ARGS)
 
-bench: setup  ## benchmarks against umoci, skopeo, tar|gzip: rewrites BENCHMARKS.md (~15 min)
+bench: setup  ## benchmarks against umoci, skopeo, tar|gzip: rewrites BENCHMARKS.md (5-15 min)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: venv  ## ruff over the package, tests and tools

@@ -15,6 +15,7 @@ import os
 import random
 import stat
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -166,8 +167,6 @@ def test_an_error_mid_layer_stops_the_compressor_and_writes_nothing(tmp_path: Pa
     with pytest.raises(LayerError, match="boom"):
         write_entries(entries(), tmp_path / "layer.tar.gz")
     assert not list(tmp_path.glob("*layer*"))
-    import threading
-
     assert not [t for t in threading.enumerate() if t.name == "layer-compress"]
 
 
@@ -183,3 +182,4 @@ def test_a_failing_sink_raises_in_the_caller(tmp_path: Path) -> None:
     (tmp_path / "tree" / "big").write_bytes(os.urandom(6 << 20))
     with pytest.raises(OSError, match="No space"):
         write_layer(tmp_path / "tree", Full())
+    assert not [t for t in threading.enumerate() if t.name == "layer-compress"]
