@@ -269,9 +269,11 @@ class _Compressing:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is None:
-            self._drain()
-        self._stop()
+        try:
+            if kind is None:
+                self._drain()  # raises if the thread already failed: stop it all the same
+        finally:
+            self._stop()
         if kind is None:
             self._raise()
             if rest := self._compressor.flush():
