@@ -281,6 +281,16 @@ def test_meter_widget_follows_readings() -> None:
     assert "memory peak 8.0 MiB of 32.0 MiB" in str(meter)
 
 
+def test_a_sampler_error_is_shown_in_the_status() -> None:
+    class Broken:
+        def stats(self) -> Stats:
+            raise OSError("memory.current is gone")
+
+    meter = CgroupMeter(Limits(memory="32M"), ["true"])
+    meter.sample(Broken(), threading.Event(), 0.01)
+    assert "memory.current is gone" in str(meter)
+
+
 @needs_root
 def test_meter_on_a_real_container(busybox_rootfs: Path) -> None:
     work = ["sh", "-c", "yes > /dev/null & x=$(head -c 8000000 /dev/zero | tr '\\0' x); kill $!"]
