@@ -259,6 +259,9 @@ def test_the_default_cap_follows_the_compressed_size(monkeypatch) -> None:
     assert default_max_size(io.BytesIO(bytes(10 << 20))) == expansion_limit(10 << 20)
     assert expansion_limit(10 << 20) == 1000 << 20
     assert default_max_size(io.BytesIO(b"small")) == EXPANSION_FLOOR
+    with tempfile.TemporaryFile() as huge:  # a sparse 20 GiB file
+        huge.truncate(20 << 30)
+        assert default_max_size(huge) == 20 << 30, "a plain tar is never refused for its size"
     stream = io.BytesIO(bytes(1 << 30))
     stream.seek((1 << 30) - 1000)  # what is left to read is what counts
     assert default_max_size(stream) == EXPANSION_FLOOR
