@@ -64,13 +64,24 @@ _MAX_SIZE_FIX = (
     "if you trust this layer, raise the cap: apply_layer(..., max_size=N), "
     f"{MAX_SIZE_ENV}=32G (or unlimited), or `python -m hardway layer apply --max-size 32G`"
 )
-#: system errors that an entry's own content causes, and what they mean
+#: system errors that an entry's own content causes: what they mean, and what to do
 _ENTRY_ERRNOS = {
-    errno.ENAMETOOLONG: "a name longer than this filesystem allows (255 bytes a component, "
-    "4095 a symlink target)",
-    errno.EMLINK: "too many hard links to one file for this filesystem",
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
+    errno.ENAMETOOLONG: (
+        "a name longer than this filesystem allows (255 bytes a component, 4095 a symlink target)",
+        "rebuild the layer with shorter names: no Linux filesystem can hold this one",
+    ),
+    errno.EMLINK: (
+        "too many hard links to one file for this filesystem",
+        "unpack onto ext4 or xfs, or rebuild the layer with copies instead of hard links",
+    ),
+    errno.ENOSPC: (
+        "the disk is full",
+        "free some space (`python -m hardway cleanup`, `make clean`) or unpack elsewhere",
+    ),
+    errno.EDQUOT: (
+        "the disk quota is used up",
+        "free some space (`python -m hardway cleanup`, `make clean`) or unpack elsewhere",
+    ),
 }
 
 
@@ -156,8 +167,19 @@ def default_max_size(raw: BinaryIO) -> int | None:
         try:
             return parse_size(setting)
         except ValueError as exc:
-            raise LayerError(f"{MAX_SIZE_ENV}={setting!r}: {exc}") from None
+            raise LayerError(
+                f"{MAX_SIZE_ENV}={setting!r}: {exc}",
+                fix=f"set {MAX_SIZE_ENV} to a size such as 32G, or to unlimited, or unset it",
+            ) from None
     return expansion_limit(_compressed_size(raw))
+
+
+def _missing_link(entry: str, link: str) -> LayerError:
+    return LayerError(
+        f"layer entry {entry!r}: link target {link!r} missing",
+        fix="a hard link's target must come before it, in its layer or a lower one: apply "
+        "the layers in order, or rebuild this one",
+    )
 
 
 def apply_layer(
@@ -226,7 +248,10 @@ class _Applier:
                 fileobj=stream, mode="r|", errorlevel=2, tarinfo=_StrictInfo
             )
         except tarfile.ReadError as exc:
-            raise LayerError(f"not a tar archive: {exc}") from None
+            raise LayerError(
+                f"not a tar archive: {exc}",
+                fix="a layer is a tar, gzip or zstd of a tar: `file LAYER` says what this one is",
+            ) from None
         with tar:
             member = None
             while True:
@@ -245,8 +270,8 @@ class _Applier:
                 except OSError as exc:
                     if exc.errno not in _ENTRY_ERRNOS:
                         raise
-                    why = _ENTRY_ERRNOS[exc.errno]
-                    raise LayerError(f"layer entry {member.name!r}: {why}") from exc
+                    why, fix = _ENTRY_ERRNOS[exc.errno]
+                    raise LayerError(f"layer entry {member.name!r}: {why}", fix=fix) from exc
                 tar.members.clear()  # tarfile keeps every header; a big layer has many
         while stream.read(_CHUNK):  # read on to the end, so that the gzip CRC and the zstd
             pass  # frame checks run even when the tar's end-of-archive blocks come first
@@ -290,7 +315,10 @@ class _Applier:
         try:
             return open_dir(self.root_fd, parent, create=create)
         except NotADirectoryError as exc:
-            raise LayerError(f"layer entry {entry!r}: {exc.filename} is not a directory") from None
+            raise LayerError(
+                f"layer entry {entry!r}: {exc.filename} is not a directory",
+                fix="the layer puts an entry under a file: rebuild it with a directory there",
+            ) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise UnsafeLayerError(
@@ -400,11 +428,11 @@ class _Applier:
         try:
             src_fd, _ = self.open_parent(member.name, parent, create=False)
         except FileNotFoundError:
-            raise LayerError(f"layer entry {member.name!r}: link target {link!r} missing") from None
+            raise _missing_link(member.name, link) from None
         try:
             os.link(target, base, src_dir_fd=src_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
-            raise LayerError(f"layer entry {member.name!r}: link target {link!r} missing") from None
+            raise _missing_link(member.name, link) from None
         except PermissionError:
             raise UnsafeLayerError(member.name, f"cannot hard-link to {link!r}") from None
         finally:

@@ -453,23 +453,28 @@ def format_summary(grades: Sequence[NotebookGrade]) -> str:
 
 def format_room(grades: Sequence[NotebookGrade]) -> str:
     """A learner × lab table: points per lab (``!`` where the notebook could not run to
-    its end), each learner's total — a room's submissions at a glance.
+    its end), each learner's total — a room's submissions at a glance. A learner who
+    handed in a lab twice (``05-layers-Copy1.ipynb``) counts with the better notebook.
 
     >>> from hardway.grading import Result
     >>> g = lambda who, lab, p: NotebookGrade(Path(f"{lab}.ipynb"), lab,
     ...     (Result(f"{lab}.1", "passed" if p else "failed", p, 2, ""),), who)
-    >>> print(format_room([g("ann", "00", 2), g("bo", "00", 0), g("ann", "05", 2)]))
+    >>> print(format_room([g("ann", "00", 2), g("bo", "00", 0), g("ann", "05", 2),
+    ...                    g("bo", "00", 2), g("bo", "00", 0)]))
     learner     00     05   total
     ann        2/2    2/2     4/4
-    bo         0/2      –     0/2
+    bo         2/2      –     2/2
     """
     labs = sorted({g.lab for g in grades})
     learners = list(dict.fromkeys(g.learner or "-" for g in grades))
-    cells: dict[tuple[str, str], str] = {}
-    totals = dict.fromkeys(learners, (0, 0))
+    best: dict[tuple[str, str], NotebookGrade] = {}
     for g in grades:
-        who = g.learner or "-"
-        cells[who, g.lab] = f"{'!' if g.error else ''}{g.points}/{g.max_points}"
+        key = (g.learner or "-", g.lab)
+        if key not in best or g.points > best[key].points:
+            best[key] = g
+    cells = {key: f"{'!' if g.error else ''}{g.points}/{g.max_points}" for key, g in best.items()}
+    totals = dict.fromkeys(learners, (0, 0))
+    for (who, _), g in best.items():
         points, most = totals[who]
         totals[who] = (points + g.points, most + g.max_points)
     width = max([len(name) for name in learners] + [7])

@@ -61,8 +61,9 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"
 
 #: a decompression bomb is a small blob that expands to fill the disk (gzip reaches about
 #: 1000:1, zstd far more, a GNU sparse tar entry anything at all). A layer may expand to
-#: MAX_EXPANSION_RATIO times its compressed size, at least EXPANSION_FLOOR and never more
-#: than MAX_EXPANDED_SIZE; real layers expand 2-10 times (docs/bad-input.md)
+#: MAX_EXPANSION_RATIO times its compressed size, at least EXPANSION_FLOOR and no more
+#: than MAX_EXPANDED_SIZE — unless the blob itself is larger (an uncompressed layer);
+#: real layers expand 2-10 times (docs/bad-input.md)
 MAX_EXPANSION_RATIO = 100
 EXPANSION_FLOOR = 256 << 20
 MAX_EXPANDED_SIZE = 16 << 30
@@ -213,12 +214,18 @@ def expansion_limit(compressed_size: int | None) -> int:
 
     >>> expansion_limit(10 << 20) == 1000 << 20, expansion_limit(1) == EXPANSION_FLOOR
     (True, True)
-    >>> expansion_limit(None) == expansion_limit(1 << 40) == MAX_EXPANDED_SIZE
+    >>> expansion_limit(None) == expansion_limit(1 << 30) == MAX_EXPANDED_SIZE
+    True
+
+    A blob never less than its own size: an uncompressed 20 GiB layer is no bomb.
+
+    >>> expansion_limit(20 << 30) == 20 << 30
     True
     """
     if compressed_size is None:
         return MAX_EXPANDED_SIZE
-    return min(MAX_EXPANDED_SIZE, max(EXPANSION_FLOOR, MAX_EXPANSION_RATIO * compressed_size))
+    capped = min(MAX_EXPANDED_SIZE, max(EXPANSION_FLOOR, MAX_EXPANSION_RATIO * compressed_size))
+    return max(capped, compressed_size)
 
 
 def decompressed(fileobj: BinaryIO, compression: str | None = None) -> BinaryIO:

@@ -271,7 +271,7 @@ class _Compressing:
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         try:
             if kind is None:
-                self._drain()
+                self._drain()  # raises if the thread already failed: stop it all the same
         finally:
             self._stop()
         if kind is None:

@@ -83,17 +83,16 @@ def lab(tmp_path: Path, free_port: int, registry) -> Iterator[tuple[str, str]]:
         "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
         "jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
-    log = (tmp_path / "jupyter.log").open("wb")
-    server = subprocess.Popen(
-        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with (tmp_path / "jupyter.log").open("wb") as log:
+        server = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{free_port}"
     try:
         wait_for_server(url, token, server, tmp_path / "jupyter.log")
         yield url, token
     finally:
         stop_server(url, token, server)
-        log.close()
 
 
 def wait_for_server(url: str, token: str, server: subprocess.Popen, log: Path) -> None:
@@ -108,8 +107,41 @@ def wait_for_server(url: str, token: str, server: subprocess.Popen, log: Path) -
     pytest.fail(f"JupyterLab did not answer within 60 s:\n{log.read_text()[-2000:]}")
 
 
+def _stat(pid: int | str) -> tuple[int, int]:
+    """(parent pid, start time) of a process, from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[19])
+
+
+def descendants(pid: int) -> set[tuple[int, int]]:
+    """(pid, start time) of every process below ``pid``: a kernel runs in a session of
+    its own, so killing the server's group misses it."""
+    procs: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            procs[int(entry.name)] = _stat(entry.name)
+    found: set[tuple[int, int]] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, started) in procs.items():
+            if ppid == parent and (child, started) not in found:
+                found.add((child, started))
+                todo.append(child)
+    return found
+
+
+def _kill(pid: int, started: int) -> None:
+    """SIGKILL ``pid`` if it is still the process that started at ``started`` (not a reuse)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        if _stat(pid)[1] == started:
+            os.kill(pid, signal.SIGKILL)
+
+
 def stop_server(url: str, token: str, server: subprocess.Popen) -> None:
-    """Kernels first (through the API), then the server, then anything left in its group."""
+    """Kernels first (through the API), then the server, then anything left in its group,
+    then any kernel that outlived all that (it has a session of its own)."""
+    kernels = descendants(server.pid)
     with contextlib.suppress(requests.RequestException):
         for kernel in requests.get(f"{url}/api/kernels", params={"token": token}, timeout=5).json():
             requests.delete(
@@ -124,6 +156,8 @@ def stop_server(url: str, token: str, server: subprocess.Popen) -> None:
         os.killpg(server.pid, signal.SIGKILL)  # a kernel that ignored its shutdown
     with contextlib.suppress(subprocess.TimeoutExpired):
         server.wait(timeout=10)
+    for pid, started in kernels | descendants(server.pid):
+        _kill(pid, started)
 
 
 def test_chapter_runs_in_the_browser_and_shows_its_widget(lab: tuple[str, str]) -> None:

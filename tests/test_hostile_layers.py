@@ -227,6 +227,8 @@ def test_hostile_layer(case: hostile.Case, user: str, place: Place, monkeypatch)
     assert case.error.__name__ in failure.names, failure.message
     for words in case.message:
         assert place.format(words) in failure.message
+    if case.error is not UnsafeLayerError:  # (an unsafe entry has nothing to fix: don't use it)
+        assert "To fix:" in failure.message, "every refusal says what to do"
     if case.entry is not None:
         entry = place.format(case.entry)
         if case.error is UnsafeLayerError:
@@ -257,6 +259,9 @@ def test_the_default_cap_follows_the_compressed_size(monkeypatch) -> None:
     assert default_max_size(io.BytesIO(bytes(10 << 20))) == expansion_limit(10 << 20)
     assert expansion_limit(10 << 20) == 1000 << 20
     assert default_max_size(io.BytesIO(b"small")) == EXPANSION_FLOOR
+    with tempfile.TemporaryFile() as huge:  # a sparse 20 GiB file
+        huge.truncate(20 << 30)
+        assert default_max_size(huge) == 20 << 30, "a plain tar is never refused for its size"
     stream = io.BytesIO(bytes(1 << 30))
     stream.seek((1 << 30) - 1000)  # what is left to read is what counts
     assert default_max_size(stream) == EXPANSION_FLOOR
@@ -278,8 +283,9 @@ def test_the_environment_replaces_the_cap(monkeypatch, tmp_path: Path) -> None:
     assert (tmp_path / "b" / "zeros").stat().st_size == 4 << 20
     apply_layer(io.BytesIO(bomb), tmp_path / "c", max_size=8 << 20)  # the argument wins
     monkeypatch.setenv("HARDWAY_MAX_LAYER_SIZE", "lots")
-    with pytest.raises(LayerError, match="HARDWAY_MAX_LAYER_SIZE='lots': not a size"):
+    with pytest.raises(LayerError, match="HARDWAY_MAX_LAYER_SIZE='lots': not a size") as bad:
         apply_layer(io.BytesIO(bomb), tmp_path / "d")
+    assert "unlimited" in bad.value.fix
 
 
 def test_the_cli_takes_a_cap_and_prints_the_error(tmp_path: Path, capsys) -> None:

@@ -26,6 +26,10 @@ def test_read_attendees_skips_blanks_comments_and_repeats(tmp_path: Path) -> Non
     names.write_text("Alice Smith\n")
     with pytest.raises(SystemExit, match=r"names\.txt:1"):
         room_registry.read_attendees(names)
+    for reserved in ("instructor", "course"):  # course/* is everyone's to pull, no one's own
+        names.write_text(f"alice\n{reserved}\n")
+        with pytest.raises(SystemExit, match=r"names\.txt:2: .* is reserved"):
+            room_registry.read_attendees(names)
 
 
 def test_passwords_are_kept_across_runs(tmp_path: Path) -> None:
@@ -35,6 +39,9 @@ def test_passwords_are_kept_across_runs(tmp_path: Path) -> None:
     again = room_registry.passwords(["alice", "bob"], credentials)
     assert again["alice"] == first["alice"] and again["instructor"] == first["instructor"]
     assert "bob" in again and again["bob"] != again["alice"]
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    credentials.chmod(0o644)  # e.g. copied around: writing again makes it private again
+    room_registry.write_credentials(again, "127.0.0.1:5000", credentials)
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
 
 

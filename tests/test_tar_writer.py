@@ -16,6 +16,7 @@ import random
 import stat
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -182,4 +183,29 @@ def test_a_failing_sink_raises_in_the_caller(tmp_path: Path) -> None:
     (tmp_path / "tree" / "big").write_bytes(os.urandom(6 << 20))
     with pytest.raises(OSError, match="No space"):
         write_layer(tmp_path / "tree", Full())
+    assert not [t for t in threading.enumerate() if t.name == "layer-compress"]
+
+
+def test_a_sink_failing_before_the_end_stops_the_compressor(tmp_path: Path) -> None:
+    """The thread fails on the first chunk; the writer only learns of it as it finishes."""
+    failed = threading.Event()
+
+    class Full(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:
+            failed.set()
+            raise OSError(28, "No space left on device")
+
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "big").write_bytes(os.urandom((1 << 20) + 4096))
+
+    def entries():
+        yield from tree_entries(tmp_path / "tree")
+        assert failed.wait(30)
+        time.sleep(0.2)  # let the thread record its error
+
+    with pytest.raises(OSError, match="No space"):
+        write_entries(entries(), Full())
     assert not [t for t in threading.enumerate() if t.name == "layer-compress"]

@@ -118,6 +118,32 @@ def test_layer_changes_follow_the_applied_tree(two_layers: list[Path], tmp_path:
     assert {e.path for e in last.entries if e.status != "deleted"} == on_disk
 
 
+def _tar(*entries: tuple[str, bytes, str]) -> io.BytesIO:
+    """A tar of (name, type, link target) entries, files empty."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, target in entries:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tar.addfile(info)
+    buf.seek(0)
+    return buf
+
+
+@pytest.mark.parametrize("kind", [tarfile.REGTYPE, tarfile.SYMTYPE])
+def test_a_directory_replaced_by_a_file_loses_its_contents(tmp_path: Path, kind: bytes) -> None:
+    """As apply_layers does: the lower directory goes, and everything under it."""
+    lower = _tar(("d", tarfile.DIRTYPE, ""), ("d/x", tarfile.REGTYPE, ""))
+    upper = _tar(("d", kind, "elsewhere" if kind == tarfile.SYMTYPE else ""))
+    layers.apply_layers([lower, upper], tmp_path)
+    lower.seek(0), upper.seek(0)
+    last = layer_changes([lower, upper])[-1]
+    assert statuses(last) == {"d": "changed", "d/x": "deleted"}
+    assert {e.path for e in last.entries if e.status != "deleted"} == {
+        str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+    }
+
+
 def test_layer_changes_of_a_random_image() -> None:
     image = random_image(256, 3, seed=7)
     changes = layer_changes(image)
@@ -253,6 +279,16 @@ def test_meter_widget_follows_readings() -> None:
     assert box.children[0].children[0].value == 0.25
     assert "8.0 MiB of 32.0 MiB" in html_of(box)
     assert "memory peak 8.0 MiB of 32.0 MiB" in str(meter)
+
+
+def test_a_sampler_error_is_shown_in_the_status() -> None:
+    class Broken:
+        def stats(self) -> Stats:
+            raise OSError("memory.current is gone")
+
+    meter = CgroupMeter(Limits(memory="32M"), ["true"])
+    meter.sample(Broken(), threading.Event(), 0.01)
+    assert "memory.current is gone" in str(meter)
 
 
 @needs_root

@@ -34,6 +34,7 @@ from hardway.tokenserver import Rule, TokenService, write_htpasswd
 
 NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 INSTRUCTOR = "instructor"
+SHARED = "course"  # the namespace everyone may pull from: no attendee may own it
 
 
 def read_attendees(path: Path) -> list[str]:
@@ -43,7 +44,9 @@ def read_attendees(path: Path) -> list[str]:
         name = line.split("#", 1)[0].strip()
         if not name:
             continue
-        if not NAME.match(name) or name == INSTRUCTOR:
+        if name in (INSTRUCTOR, SHARED):
+            raise SystemExit(f"{path}:{number}: {name!r} is reserved: choose another name")
+        if not NAME.match(name):
             raise SystemExit(f"{path}:{number}: {name!r} is not a usable name (a-z, 0-9, -)")
         if name not in names:
             names.append(name)
@@ -56,7 +59,7 @@ def room_acl(attendees: list[str]) -> tuple[Rule, ...]:
     return (
         Rule(INSTRUCTOR, "*", ("pull", "push", "delete")),
         *own,
-        Rule("*", "course/*", ("pull",)),
+        Rule("*", f"{SHARED}/*", ("pull",)),
     )
 
 
@@ -72,6 +75,7 @@ def passwords(attendees: list[str], credentials: Path) -> dict[str, str]:
 def write_credentials(users: dict[str, str], registry: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that existed keeps its mode through O_CREAT
     with open(fd, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["account", "password", "registry", "repositories"])

@@ -122,6 +122,9 @@ def _step(
         and not is_opaque(name)
         and not name.rsplit("/", 1)[-1].startswith(META_PREFIX)
     }
+    # a file or a link written over a lower directory replaces it, contents and all
+    replaced = {path for path, (kind, _) in written.items() if kind != "dir" and path in below}
+    after_names = {p for p in after_names if p in written or not _under_any(p, replaced)}
     tree: dict[str, tuple[str, str]] = {}
     for path in after_names:
         tree[path] = written.get(path) or below.get(path) or ("dir", "")
@@ -136,6 +139,12 @@ def _step(
         kind, target = tree.get(path) or below[path]
         entries.append(TreeEntry(path, kind, status, target))
     return LayerChanges(index, name, size, tuple(entries)), tree
+
+
+def _under_any(path: str, parents: set[str]) -> bool:
+    """Whether one of ``path``'s ancestors is in ``parents``."""
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in parents for i in range(1, len(parts)))
 
 
 def layer_changes(

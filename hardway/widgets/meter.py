@@ -103,6 +103,8 @@ class CgroupMeter(View):
         return sum(values) / len(values) if values else None
 
     def status(self) -> str:
+        if self.error is not None:
+            return f"stopped reading the cgroup: {self.error}"
         if self.result is None:
             return "running" if self.readings else "starting"
         return f"ended with status {self.result.returncode}"
