@@ -264,6 +264,63 @@ def test_copy_follows_dockers_rules(seeded, tmp_path) -> None:
     assert "out" not in got  # nothing of the first stage but what was copied
 
 
+def test_copy_never_follows_a_symlink_out_of_the_context(tmp_path) -> None:
+    """A link in the context is followed *inside* it, as if the context were ``/``."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("host secret\n")
+    ctx = context(tmp_path, "FROM scratch\n", {"outside/secret": "context's own\n"})
+    (ctx / "abs").symlink_to(outside / "secret")  # absolute: means CONTEXT/<that path>
+    (ctx / "up").symlink_to("../outside")  # relative, climbing out: stops at the context
+    (ctx / "inner").symlink_to("outside/secret")
+    (ctx / "absdir").symlink_to(outside)
+    for source in ("abs", "absdir/secret", "absdir/"):
+        (ctx / "Dockerfile").write_text(f"FROM scratch\nCOPY {source} /got\n")
+        with pytest.raises(BuildError, match="not found in the build context"):
+            build(ctx, cache=tmp_path / "c", out=quiet)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY up/ /dir/\nCOPY inner up/secret /x/\n")
+    result = build(ctx, cache=tmp_path / "c", out=quiet)
+    unpack_image(result.image, tmp_path / "root")
+    got = tree(tmp_path / "root")
+    assert got["dir/secret"][3] == got["x/inner"][3] == got["x/secret"][3] == b"context's own\n"
+
+
+def test_copy_json_form_and_names_with_blanks(tmp_path) -> None:
+    files = {"a b.txt": "blank\n", "c.txt": "c\n"}
+    dockerfile = 'FROM scratch\nCOPY ["a b.txt", "/json/"]\nCOPY "a b.txt" c.txt /words/\n'
+    result = build(context(tmp_path, dockerfile, files), cache=tmp_path / "c", out=quiet)
+    unpack_image(result.image, tmp_path / "root")
+    got = tree(tmp_path / "root")
+    assert got["json/a b.txt"][3] == got["words/a b.txt"][3] == b"blank\n"
+    assert got["words/c.txt"][3] == b"c\n"
+
+
+def test_copy_into_an_existing_directory_keeps_the_source_name(tmp_path) -> None:
+    """``COPY NAME /dir`` with /dir a directory gives /dir/NAME — also from the cache."""
+    ctx = context(tmp_path, "", {"a.txt": "same\n", "b.txt": "same\n"})
+    (ctx / "link").symlink_to("a.txt")
+    cache = Cache(tmp_path / "c")
+    for name in ("a.txt", "b.txt", "link"):
+        (ctx / "Dockerfile").write_text(f"FROM scratch\nWORKDIR /dir\nCOPY {name} /dir\n")
+        root = tmp_path / f"root-{name}"
+        unpack_image(build(ctx, cache=cache, out=quiet).image, root)
+        assert sorted(os.listdir(root / "dir")) == [name]
+
+
+def test_a_build_arg_behind_chown_changes_the_copy_key(tmp_path) -> None:
+    dockerfile = "FROM scratch\nARG ID=1000\nCOPY --chown=$ID:$ID --chmod=$MODE f /f\n"
+    dockerfile = dockerfile.replace("$MODE", "640")
+    ctx = context(tmp_path, dockerfile, {"f": "x\n"})
+    owners = []
+    for uid in ("1000", "2000"):
+        result = build(ctx, build_args={"ID": uid}, cache=tmp_path / "c", out=quiet)
+        root = tmp_path / f"root-{uid}"
+        unpack_image(result.image, root)
+        st = (root / "f").lstat()
+        owners.append((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)))
+    assert owners == [(1000, 1000, 0o640), (2000, 2000, 0o640)]
+
+
 @pytest.mark.parametrize(
     ("dockerfile", "line", "words"),
     [
@@ -277,6 +334,7 @@ def test_copy_follows_dockers_rules(seeded, tmp_path) -> None:
         ("FROM hardway/busybox\nADD http://example.com/x /x\n", 2, "URL"),
         ("FROM hardway/busybox\nUSER a b\n", 2, "one argument"),
         ("FROM hardway/busybox\nENV A=${B\n", 2, "missing }"),
+        ("FROM hardway/busybox\nCOPY --chmod=u+x a /a\n", 2, "not an octal mode"),
     ],
 )
 def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> None:
