@@ -118,6 +118,24 @@ def test_a_changed_file_misses_from_its_copy_on(seeded, tmp_path, executions) ->
     assert not build(ctx, cache=cache, out=quiet).steps[5].cached
 
 
+def test_a_changed_base_image_misses_every_step(seeded, tmp_path, executions) -> None:
+    """The first key is the base image's ID: a new image under the same tag runs all."""
+    from hardway.mutate import configure
+    from hardway.registry import pull, push
+
+    busybox = pull(f"{seeded}/hardway/busybox")
+    name = f"hardway/base-{uuid.uuid4().hex[:6]}"
+    push(busybox, f"{seeded}/{name}")
+    ctx = context(tmp_path, APP.replace("hardway/busybox", name), {"app/main.txt": "v1\n"})
+    cache = Cache(tmp_path / "cache")
+    build(ctx, cache=cache, out=quiet)
+    push(configure(busybox, labels={"rebuilt": "yes"}), f"{seeded}/{name}")
+    executions.clear()
+    second = build(ctx, cache=cache, out=quiet)
+    assert second.cache_hits == 0
+    assert executions == ["mkdir", "run", "copy"]
+
+
 def test_frequently_changing_steps_go_last(seeded, tmp_path, executions) -> None:
     """COPY before RUN: a changed file re-runs RUN. RUN before COPY: RUN stays cached."""
     run = "RUN echo compiling > /compiled\n"
