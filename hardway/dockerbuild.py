@@ -967,14 +967,16 @@ def _command(args: argparse.Namespace) -> int:
     for item in args.build_arg:
         name, eq, value = item.partition("=")
         build_args[name] = value if eq else os.environ.get(name, "")
-    result = build(
-        args.context, args.file, build_args=build_args, target=args.target,
-        cache=args.cache_dir, no_cache=args.no_cache,
-    )  # fmt: skip
-    for dest in args.tag:
-        written = write_image(result.image, dest)
-        digest = f" ({written.digest})" if written is not None else ""
-        print(f"Successfully tagged {dest}{digest}")
+    cache = Cache(args.cache_dir)
+    with cache.lock():  # the image's layers are read from the cache: no prune until written
+        result = build(
+            args.context, args.file, build_args=build_args, target=args.target,
+            cache=cache, no_cache=args.no_cache,
+        )  # fmt: skip
+        for dest in args.tag:
+            written = write_image(result.image, dest)
+            digest = f" ({written.digest})" if written is not None else ""
+            print(f"Successfully tagged {dest}{digest}")
     sys.stdout.flush()
     return 0
 

@@ -363,6 +363,31 @@ def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> No
     assert words in str(caught.value)
 
 
+def test_cli_holds_the_cache_lock_until_the_image_is_written(tmp_path, monkeypatch) -> None:
+    """``cache prune`` (an exclusive lock) cannot remove layers between build and write."""
+    import fcntl
+
+    from hardway import transports
+    from hardway.cli import main
+
+    real, tries = transports.write_image, []
+
+    def writing(image, dest):
+        with open(tmp_path / "cache" / "lock", "a+b") as fh:  # what prune does, not waiting
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                tries.append("prune could run")
+            except BlockingIOError:
+                tries.append("prune waits")
+        return real(image, dest)
+
+    monkeypatch.setattr(transports, "write_image", writing)
+    ctx = context(tmp_path, "FROM scratch\nCOPY f /f\n", {"f": "x"})
+    args = ["build", "--cache-dir", str(tmp_path / "cache"), "-t", f"oci:{tmp_path}/o:x"]
+    assert main([*args, str(ctx)]) == 0
+    assert tries == ["prune waits"]
+
+
 def test_cli_reports_unsupported_instruction(seeded, tmp_path, capsys) -> None:
     from hardway.cli import main
 
