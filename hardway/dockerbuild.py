@@ -671,6 +671,8 @@ class _Builder:
 
     def _text(self, inst: Instruction, env: Mapping[str, str]) -> str:
         """The instruction's arguments after substitution, where Docker substitutes."""
+        if inst.keyword == "RUN" and exec_form(inst.args) == ():
+            raise DockerfileError("RUN [] has no command to run")
         if inst.keyword in ("RUN", "CMD", "ENTRYPOINT"):
             return inst.args
         if inst.keyword in ("ENV", "LABEL", "ARG"):
@@ -871,13 +873,25 @@ def configured(
         ports = [p if "/" in p else f"{p}/tcp" for p in text.split()]
         changes["exposed_ports"] = (*run.exposed_ports, *ports)
     elif keyword == "CMD":
-        changes["cmd"] = exec_form(text) or ("/bin/sh", "-c", text)
+        changes["cmd"] = _argv(text)
         cmd_set = True
     elif keyword == "ENTRYPOINT":
-        changes["entrypoint"] = exec_form(text) or ("/bin/sh", "-c", text)
+        changes["entrypoint"] = _argv(text)
         if not cmd_set:  # Docker: a new ENTRYPOINT drops the base image's CMD
             changes["cmd"] = None
     return replace(run, **changes), cmd_set
+
+
+def _argv(text: str) -> tuple[str, ...] | None:
+    """``CMD``/``ENTRYPOINT``'s argv: the exec form, ``[]`` clearing it, or the shell form.
+
+    >>> _argv('["top"]'), _argv("[]"), _argv("top -b")
+    (('top',), None, ('/bin/sh', '-c', 'top -b'))
+    """
+    form = exec_form(text)
+    if form is None:
+        return ("/bin/sh", "-c", text)
+    return form or None
 
 
 def _may_rename(item: CopyItem) -> bool:

@@ -353,6 +353,7 @@ def test_a_build_arg_behind_chown_changes_the_copy_key(tmp_path) -> None:
         ("FROM hardway/busybox\nUSER a b\n", 2, "one argument"),
         ("FROM hardway/busybox\nENV A=${B\n", 2, "missing }"),
         ("FROM hardway/busybox\nCOPY --chmod=u+x a /a\n", 2, "not an octal mode"),
+        ("FROM hardway/busybox\nRUN []\n", 2, "no command"),
     ],
 )
 def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> None:
@@ -361,6 +362,15 @@ def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> No
         build(ctx, cache=tmp_path / "c", out=quiet)
     assert caught.value.line == line and f"line {line}:" in str(caught.value)
     assert words in str(caught.value)
+
+
+def test_an_empty_exec_form_clears_cmd_and_entrypoint() -> None:
+    from hardway.image import ContainerConfig
+
+    base = ContainerConfig(cmd=("sh",), entrypoint=("top",))
+    assert dockerbuild.configured(base, "CMD", "[]")[0].cmd is None
+    assert dockerbuild.configured(base, "ENTRYPOINT", "[]")[0].entrypoint is None
+    assert dockerbuild.configured(base, "CMD", "[ ]")[0].cmd is None
 
 
 def test_cli_holds_the_cache_lock_until_the_image_is_written(tmp_path, monkeypatch) -> None:
