@@ -364,6 +364,35 @@ def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> No
     assert words in str(caught.value)
 
 
+def test_tree_hash_sees_what_copy_copies_and_not_times(tmp_path) -> None:
+    """Names, modes (directories' too), link targets and contents; no mtimes."""
+    top = tmp_path / "t"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "f").write_text("x")
+    (top / "link").symlink_to("sub/f")
+    seen = {dockerbuild.tree_hash(top)}
+
+    def changed() -> bool:
+        new = dockerbuild.tree_hash(top)
+        fresh = new not in seen
+        seen.add(new)
+        return fresh
+
+    os.utime(top / "sub" / "f", (1, 1))
+    assert not changed()
+    (top / "sub").chmod(0o700)
+    assert changed()
+    (top / "sub" / "f").chmod(0o600)
+    assert changed()
+    (top / "link").unlink()
+    (top / "link").symlink_to("sub")
+    assert changed()
+    (top / "sub" / "f").write_text("y")
+    assert changed()
+    (top / "sub" / "f").rename(top / "sub" / "g")
+    assert changed()
+
+
 def test_an_empty_exec_form_clears_cmd_and_entrypoint() -> None:
     from hardway.image import ContainerConfig
 
