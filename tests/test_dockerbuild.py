@@ -393,6 +393,12 @@ def test_tree_hash_sees_what_copy_copies_and_not_times(tmp_path) -> None:
     assert changed()
 
 
+def test_write_example_names_the_examples_it_has(tmp_path) -> None:
+    with pytest.raises(BuildError, match="static-site"):
+        write_example("static", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
 def test_an_empty_exec_form_clears_cmd_and_entrypoint() -> None:
     from hardway.image import ContainerConfig
 
