@@ -588,6 +588,10 @@ class _Builder:
         stage = self.df.stages[index]
         base = expand(stage.base, _known(self.meta))
         self._announce(f"FROM {stage.base}" + (f" AS {stage.name}" if stage.name else ""))
+        if not base:
+            raise self._fail(
+                stage, f"FROM {stage.base}: the image name is empty", "pass --build-arg NAME=image"
+            )
         found = self._stage_index(base, before=index)
         if found is not None:
             parent = self.stages[found].state

@@ -354,6 +354,7 @@ def test_a_build_arg_behind_chown_changes_the_copy_key(tmp_path) -> None:
         ("FROM hardway/busybox\nENV A=${B\n", 2, "missing }"),
         ("FROM hardway/busybox\nCOPY --chmod=u+x a /a\n", 2, "not an octal mode"),
         ("FROM hardway/busybox\nRUN []\n", 2, "no command"),
+        ("ARG BASE\n\nFROM $BASE\n", 3, "image name is empty"),
     ],
 )
 def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> None:
