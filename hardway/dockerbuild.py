@@ -37,6 +37,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -169,6 +170,8 @@ class CopyItem:
     source: str
     dest: str
     is_dir: bool
+    #: the name the copy gets in an existing directory (the source's, not its link target's)
+    name: str = ""
 
 
 def copy_plan(
@@ -177,40 +180,51 @@ def copy_plan(
     """Docker's ``COPY`` rules, decided before anything is copied.
 
     Sources are relative to *root* (the build context, or a stage's root filesystem)
-    and may not leave it; wildcards match; a directory's contents are copied, not the
-    directory; several sources need a destination ending in ``/``; a destination ending
-    in ``/`` (or a directory) gets the source's base name; a relative destination is
-    relative to ``WORKDIR``.
+    and may not leave it — not with ``..``, nor through a symlink: links are followed
+    *inside* *root*, as if it were ``/``; wildcards match; a directory's contents are
+    copied, not the directory; several sources need a destination ending in ``/``; a
+    destination ending in ``/`` (or a directory) gets the source's base name; a relative
+    destination is relative to ``WORKDIR``.
     """
     if not dest.startswith("/"):
         dest = os.path.join(workdir or "/", dest) + ("/" if dest.endswith("/") else "")
-    matched: list[str] = []
+    matched: list[tuple[str, str]] = []  # (name as written, resolved inside root)
     for source in sources:
         clean = os.path.normpath("/" + source).lstrip("/") or "."
-        if os.path.normpath(source).startswith("..") and not source.startswith("/"):
+        if os.path.normpath(source).split("/")[0] == ".." and not source.startswith("/"):
             raise BuildError(f"COPY {source}: outside {where}", fix="copy files inside it")
-        hits = sorted(glob.glob(clean, root_dir=root, include_hidden=True))
-        if not hits and not (root / clean).exists() and not os.path.islink(root / clean):
+        hits = sorted(glob.glob(clean, root_dir=root, include_hidden=True)) or [clean]
+        found = [(hit, real) for hit in hits if (real := _resolved(root, hit))]
+        if not found:
             raise BuildError(
                 f"COPY failed: {source!r} not found in {where}",
-                fix="check the name (it is relative to the context directory)",
+                fix="check the name (it is relative to the context directory, and a "
+                "symlink is followed inside it, never out of it)",
             )
-        matched += hits or [clean]
+        matched += found
     if len(matched) > 1 and not dest.endswith("/"):
         raise BuildError(
-            f"COPY with several sources ({', '.join(matched)}) needs a directory as the "
-            "destination, ending in /",
+            f"COPY with several sources ({', '.join(m[0] for m in matched)}) needs a "
+            "directory as the destination, ending in /",
             fix=f"write {dest}/",
         )
     items = []
-    for name in matched:
-        path = root / name
-        is_dir = path.is_dir()
+    for name, path in matched:
+        is_dir = os.path.isdir(path)
         target = dest
         if not is_dir and dest.endswith("/"):
             target = os.path.join(dest, os.path.basename(name))
-        items.append(CopyItem(str(path), target, is_dir))
+        items.append(CopyItem(path, target, is_dir, os.path.basename(name)))
     return items
+
+
+def _resolved(root: Path, name: str) -> str | None:
+    """*name* in *root* with its symlinks followed inside *root*; ``None`` if not there."""
+    try:
+        real = _inside(str(root), name)
+    except OSError:  # a symlink loop
+        return None
+    return real if os.path.exists(real) else None
 
 
 # -- what a build reports ------------------------------------------------------------------
@@ -401,7 +415,8 @@ def _copy_item(root: str, item: dict, owner: tuple[int, int], chmod: str | None)
         parent = _makedirs(root, os.path.dirname(dest) or "/", owner)
         target = _inside(root, dest)
         if os.path.isdir(target):  # an existing directory: the file goes into it
-            parent, target = target, os.path.join(target, os.path.basename(src))
+            name = item.get("name") or os.path.basename(src)
+            parent, target = target, os.path.join(target, name)
         _copy_one(src, os.path.join(parent, os.path.basename(target)), owner, chmod, follow=True)
         return
     top = _makedirs(root, dest, owner)
@@ -573,6 +588,10 @@ class _Builder:
         stage = self.df.stages[index]
         base = expand(stage.base, _known(self.meta))
         self._announce(f"FROM {stage.base}" + (f" AS {stage.name}" if stage.name else ""))
+        if not base:
+            raise self._fail(
+                stage, f"FROM {stage.base}: the image name is empty", "pass --build-arg NAME=image"
+            )
         found = self._stage_index(base, before=index)
         if found is not None:
             parent = self.stages[found].state
@@ -624,9 +643,13 @@ class _Builder:
         content = ""
         items: list[CopyItem] = []
         if inst.keyword in ("COPY", "ADD"):
-            items, content = self._copy_sources(stage, inst, text)
-            flags = "".join(f"--{k}={v} " for k, v in inst.flags.items() if k != "from")
-            history = f"{NOP}COPY {flags}{content} in {text.split()[-1]} "
+            words = self._copy_words(inst, env)
+            items, content = self._copy_sources(stage, inst, words)
+            # --chown/--chmod as they will act: a changed ARG behind them changes the key
+            flags = "".join(
+                f"--{k}={expand(v, env)} " for k, v in inst.flags.items() if k != "from"
+            )
+            history = f"{NOP}COPY {flags}{content} in {words[-1]} "
         key = step_key(stage.state.id, history, content)
         hit = self.cache.get_selector(key) if self.use_cache else None
         if hit is not None:
@@ -652,17 +675,28 @@ class _Builder:
 
     def _text(self, inst: Instruction, env: Mapping[str, str]) -> str:
         """The instruction's arguments after substitution, where Docker substitutes."""
+        if inst.keyword == "RUN" and exec_form(inst.args) == ():
+            raise DockerfileError("RUN [] has no command to run")
         if inst.keyword in ("RUN", "CMD", "ENTRYPOINT"):
             return inst.args
         if inst.keyword in ("ENV", "LABEL", "ARG"):
             pairs = name_values(inst, env, self.df.path)
             return " ".join(k if v is None else f"{k}={json.dumps(v)[1:-1]}" for k, v in pairs)
+        if inst.keyword in ("COPY", "ADD"):
+            return " ".join(self._copy_words(inst, env))
         words = [expand(w, env) for w in split_words(inst.args)]
-        if inst.keyword in ("COPY", "ADD") and len(words) < 2:
-            raise DockerfileError(f"{inst.keyword} needs a source and a destination")
         if inst.keyword in ("WORKDIR", "USER") and len(words) != 1:
             raise DockerfileError(f"{inst.keyword} takes one argument, not {inst.args!r}")
         return " ".join(words)
+
+    def _copy_words(self, inst: Instruction, env: Mapping[str, str]) -> list[str]:
+        """``COPY``'s sources and destination: the JSON form (``["a b.txt", "/x/"]``, for
+        names with blanks) or words, variables replaced."""
+        form = exec_form(inst.args)
+        words = [expand(w, env) for w in (form if form is not None else split_words(inst.args))]
+        if len(words) < 2:
+            raise DockerfileError(f"{inst.keyword} needs a source and a destination")
+        return words
 
     def _arg(self, stage: _Stage, inst: Instruction, env: Mapping[str, str]) -> None:
         for name, default in name_values(inst, env, self.df.path):
@@ -690,8 +724,7 @@ class _Builder:
         cmd_set = stage.state.cmd_set or bool(hit.annotations.get("cmd_set"))
         return _State(ImageConfig.from_json(raw), layers, raw, cmd_set)
 
-    def _copy_sources(self, stage: _Stage, inst: Instruction, text: str):
-        words = text.split()
+    def _copy_sources(self, stage: _Stage, inst: Instruction, words: Sequence[str]):
         if inst.keyword == "ADD" and any("://" in w for w in words[:-1]):
             raise self._fail(inst, "ADD from a URL is not supported", "download it, then COPY")
         source = inst.flags.get("from")
@@ -714,6 +747,8 @@ class _Builder:
                 "COPY it, then RUN tar",
             )
         hashes = [f"{tree_hash(Path(i.source))} {i.dest} {int(i.is_dir)}" for i in items]
+        # a file copied to a DEST that may be a directory lands under its own name there
+        hashes += [f"name {i.name}" for i in items if _may_rename(i)]
         content = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
         return items, f"{'dir' if any(i.is_dir for i in items) else 'file'}:{content}"
 
@@ -734,7 +769,7 @@ class _Builder:
             action = {"kind": "mkdir", "path": _workdir(config.working_dir, text)}
         else:
             owner = self._owner(stage, inst, env)
-            chmod = inst.flags.get("chmod")
+            chmod = self._chmod(inst, env)
             items_json = [vars(i) for i in items]
             action = {"kind": "copy", "items": items_json, "owner": owner, "chmod": chmod}
         lower = stage.rootfs()
@@ -777,6 +812,15 @@ class _Builder:
         if ":" not in spec and not spec.isdigit():
             return [uid, gid]
         return [uid, gid if ":" in spec else uid]
+
+    def _chmod(self, inst: Instruction, env: Mapping[str, str]) -> str | None:
+        """``--chmod``'s octal mode, checked here (not in the step's child)."""
+        if "chmod" not in inst.flags:
+            return None
+        mode = expand(inst.flags["chmod"], env)
+        if not re.fullmatch(r"[0-7]{3,4}", mode):
+            raise self._fail(inst, f"--chmod={mode}: not an octal mode", "write e.g. --chmod=644")
+        return mode
 
     def _configured(self, stage, inst, text, env, history, layer) -> _State:
         """The state after *inst*: its config changes, its history entry, its layer."""
@@ -833,13 +877,30 @@ def configured(
         ports = [p if "/" in p else f"{p}/tcp" for p in text.split()]
         changes["exposed_ports"] = (*run.exposed_ports, *ports)
     elif keyword == "CMD":
-        changes["cmd"] = exec_form(text) or ("/bin/sh", "-c", text)
+        changes["cmd"] = _argv(text)
         cmd_set = True
     elif keyword == "ENTRYPOINT":
-        changes["entrypoint"] = exec_form(text) or ("/bin/sh", "-c", text)
+        changes["entrypoint"] = _argv(text)
         if not cmd_set:  # Docker: a new ENTRYPOINT drops the base image's CMD
             changes["cmd"] = None
     return replace(run, **changes), cmd_set
+
+
+def _argv(text: str) -> tuple[str, ...] | None:
+    """``CMD``/``ENTRYPOINT``'s argv: the exec form, ``[]`` clearing it, or the shell form.
+
+    >>> _argv('["top"]'), _argv("[]"), _argv("top -b")
+    (('top',), None, ('/bin/sh', '-c', 'top -b'))
+    """
+    form = exec_form(text)
+    if form is None:
+        return ("/bin/sh", "-c", text)
+    return form or None
+
+
+def _may_rename(item: CopyItem) -> bool:
+    """Whether the name *item* gets depends on its source's name (``COPY a.txt /dir``)."""
+    return not item.is_dir and item.name != os.path.basename(item.dest)
 
 
 def _is_archive(item: CopyItem) -> bool:
@@ -924,14 +985,16 @@ def _command(args: argparse.Namespace) -> int:
     for item in args.build_arg:
         name, eq, value = item.partition("=")
         build_args[name] = value if eq else os.environ.get(name, "")
-    result = build(
-        args.context, args.file, build_args=build_args, target=args.target,
-        cache=args.cache_dir, no_cache=args.no_cache,
-    )  # fmt: skip
-    for dest in args.tag:
-        written = write_image(result.image, dest)
-        digest = f" ({written.digest})" if written is not None else ""
-        print(f"Successfully tagged {dest}{digest}")
+    cache = Cache(args.cache_dir)
+    with cache.lock():  # the image's layers are read from the cache: no prune until written
+        result = build(
+            args.context, args.file, build_args=build_args, target=args.target,
+            cache=cache, no_cache=args.no_cache,
+        )  # fmt: skip
+        for dest in args.tag:
+            written = write_image(result.image, dest)
+            digest = f" ({written.digest})" if written is not None else ""
+            print(f"Successfully tagged {dest}{digest}")
     sys.stdout.flush()
     return 0
 

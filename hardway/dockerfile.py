@@ -172,9 +172,19 @@ def logical_lines(text: str, path: str = "Dockerfile") -> list[tuple[int, str]]:
     return result
 
 
+def _first_word(text: str) -> tuple[str, str]:
+    """Split off the first word at any run of blanks (a tab too, as Docker does).
+
+    >>> _first_word("RUN\techo  hi")
+    ('RUN', 'echo  hi')
+    """
+    word, *rest = text.split(None, 1)
+    return word, rest[0].strip() if rest else ""
+
+
 def _instruction(number: int, text: str, path: str) -> Instruction:
-    keyword, _, rest = text.partition(" ")
-    keyword, rest = keyword.upper(), rest.strip()
+    keyword, rest = _first_word(text)
+    keyword = keyword.upper()
     if keyword in UNSUPPORTED:
         raise _error(
             path, number, f"{keyword} is not supported by this builder", UNSUPPORTED[keyword]
@@ -190,7 +200,7 @@ def _instruction(number: int, text: str, path: str) -> Instruction:
         raise _error(path, number, "heredocs (<<EOF) are not supported", "use one line per command")
     flags: dict[str, str] = {}
     while rest.startswith("--"):
-        word, _, rest = rest.partition(" ")
+        word, rest = _first_word(rest)
         name, eq, value = word[2:].partition("=")
         if name not in FLAGS.get(keyword, ()) or not eq:
             allowed = ", ".join(f"--{f}=…" for f in FLAGS.get(keyword, ())) or "no flags"
@@ -320,7 +330,10 @@ def expand(word: str, env: Mapping[str, str]) -> str:
     out, quote, i = [], "", 0
     while i < len(word):
         ch = word[i]
-        if ch == "\\" and quote != "'" and i + 1 < len(word):
+        if ch == "\\" and quote == '"' and word[i + 1 : i + 2] not in ('"', "$", "\\"):
+            out.append(ch)  # inside "…" only \" \$ \\ are escapes: "C:\dir" keeps its \
+            i += 1
+        elif ch == "\\" and quote != "'" and i + 1 < len(word):
             out.append(word[i + 1])
             i += 2
         elif ch in "\"'" and (not quote or quote == ch):
@@ -337,10 +350,20 @@ def expand(word: str, env: Mapping[str, str]) -> str:
     return "".join(out)
 
 
+def _closing_brace(word: str, i: int) -> int:
+    """Where the ``{`` at ``word[i]`` closes (``${A:-${B}}`` nests), or -1."""
+    depth = 0
+    for j in range(i, len(word)):
+        depth += {"{": 1, "}": -1}.get(word[j], 0)
+        if depth == 0:
+            return j
+    return -1
+
+
 def _variable(word: str, i: int, env: Mapping[str, str]) -> tuple[str, int]:
     """The value of the variable starting at ``word[i]`` (just after ``$``), and where it ends."""
     if i < len(word) and word[i] == "{":
-        end = word.find("}", i)
+        end = _closing_brace(word, i)
         if end < 0:
             raise DockerfileError(f"missing }} in {word!r}")
         inner = word[i + 1 : end]

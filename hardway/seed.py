@@ -292,8 +292,13 @@ EXAMPLES = {"static-site": STATIC_SITE, "multi-stage": MULTI_STAGE}
 def write_example(name: str, dest: Path | str) -> Path:
     """Write the build context *name* (``static-site``, ``multi-stage``) into *dest*.
 
-    Every file gets the same mode and time, so two copies give the same COPY hashes.
+    Every file gets mode 0644 whatever the umask, so two copies give the same COPY
+    hashes (which see names, modes and contents, not times).
     """
+    from hardway.errors import BuildError
+
+    if name not in EXAMPLES:
+        raise BuildError(f"no example build context {name!r}", fix=f"use one of {list(EXAMPLES)}")
     dest = Path(dest)
     for rel, text in EXAMPLES[name].items():
         path = dest / rel

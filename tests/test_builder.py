@@ -178,6 +178,24 @@ def test_keys_read_metadata_only_and_see_every_change(tmp_path: Path) -> None:
     os.symlink("util.py", root / "src" / "main.py")
     moved = key()
     assert moved != base
+    link = root / "src" / "main.py"
+    st = link.lstat()
+    link.unlink()
+    os.symlink("app.py", link)  # another target, the same size and mtime
+    os.utime(link, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    assert key() != moved
+    link.unlink()
+    os.symlink("util.py", link)
+    os.utime(link, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    assert key() == moved
+    copy = root / "src" / "copy.py"
+    shutil.copy2(root / "src" / "app.py", copy)
+    separate = key()
+    copy.unlink()
+    os.link(root / "src" / "app.py", copy)  # a hard link: the tar holds a link entry
+    os.utime(copy, ns=(copy.stat().st_atime_ns, os.stat(root / "src" / "app.py").st_mtime_ns))
+    assert key() != separate
+    copy.unlink()
     assert key(Settings(source_date_epoch=1)) != moved
     assert key(Settings(source_date_epoch=1_700_000_000, level=3)) != moved
     assert key(source=LayerSource("app", root / "src", "/srv")) != moved

@@ -240,6 +240,30 @@ def test_prune_removes_least_recently_used_blobs_and_their_selectors(tmp_path: P
     assert cache.prune(0).removed == (old,) and cache.usage() == hardway.cache.Usage(0, 0, 0)
 
 
+def test_prune_waits_for_builds_holding_the_lock(tmp_path: Path, monkeypatch) -> None:
+    """A build holds the lock shared; prune takes it exclusive, so it removes nothing
+    until the build is done (a blob in use is never pulled from under it)."""
+    import threading
+
+    cache = Cache(tmp_path)
+    _put(cache, b"in use by a build")
+    listed = threading.Event()
+    real = Cache._blobs
+
+    def blobs(self):
+        listed.set()
+        return real(self)
+
+    monkeypatch.setattr(Cache, "_blobs", blobs)
+    pruner = threading.Thread(target=cache.prune, args=(0,))
+    with cache.lock():
+        pruner.start()
+        assert not listed.wait(1.0), "prune looked at the blobs while a build held the lock"
+        assert cache.usage().blobs == 1
+    pruner.join()
+    assert Cache._blobs is blobs and real(cache) == []
+
+
 def test_default_root_and_cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

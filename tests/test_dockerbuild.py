@@ -118,6 +118,24 @@ def test_a_changed_file_misses_from_its_copy_on(seeded, tmp_path, executions) ->
     assert not build(ctx, cache=cache, out=quiet).steps[5].cached
 
 
+def test_a_changed_base_image_misses_every_step(seeded, tmp_path, executions) -> None:
+    """The first key is the base image's ID: a new image under the same tag runs all."""
+    from hardway.mutate import configure
+    from hardway.registry import pull, push
+
+    busybox = pull(f"{seeded}/hardway/busybox")
+    name = f"hardway/base-{uuid.uuid4().hex[:6]}"
+    push(busybox, f"{seeded}/{name}")
+    ctx = context(tmp_path, APP.replace("hardway/busybox", name), {"app/main.txt": "v1\n"})
+    cache = Cache(tmp_path / "cache")
+    build(ctx, cache=cache, out=quiet)
+    push(configure(busybox, labels={"rebuilt": "yes"}), f"{seeded}/{name}")
+    executions.clear()
+    second = build(ctx, cache=cache, out=quiet)
+    assert second.cache_hits == 0
+    assert executions == ["mkdir", "run", "copy"]
+
+
 def test_frequently_changing_steps_go_last(seeded, tmp_path, executions) -> None:
     """COPY before RUN: a changed file re-runs RUN. RUN before COPY: RUN stays cached."""
     run = "RUN echo compiling > /compiled\n"
@@ -264,6 +282,63 @@ def test_copy_follows_dockers_rules(seeded, tmp_path) -> None:
     assert "out" not in got  # nothing of the first stage but what was copied
 
 
+def test_copy_never_follows_a_symlink_out_of_the_context(tmp_path) -> None:
+    """A link in the context is followed *inside* it, as if the context were ``/``."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("host secret\n")
+    ctx = context(tmp_path, "FROM scratch\n", {"outside/secret": "context's own\n"})
+    (ctx / "abs").symlink_to(outside / "secret")  # absolute: means CONTEXT/<that path>
+    (ctx / "up").symlink_to("../outside")  # relative, climbing out: stops at the context
+    (ctx / "inner").symlink_to("outside/secret")
+    (ctx / "absdir").symlink_to(outside)
+    for source in ("abs", "absdir/secret", "absdir/"):
+        (ctx / "Dockerfile").write_text(f"FROM scratch\nCOPY {source} /got\n")
+        with pytest.raises(BuildError, match="not found in the build context"):
+            build(ctx, cache=tmp_path / "c", out=quiet)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY up/ /dir/\nCOPY inner up/secret /x/\n")
+    result = build(ctx, cache=tmp_path / "c", out=quiet)
+    unpack_image(result.image, tmp_path / "root")
+    got = tree(tmp_path / "root")
+    assert got["dir/secret"][3] == got["x/inner"][3] == got["x/secret"][3] == b"context's own\n"
+
+
+def test_copy_json_form_and_names_with_blanks(tmp_path) -> None:
+    files = {"a b.txt": "blank\n", "c.txt": "c\n"}
+    dockerfile = 'FROM scratch\nCOPY ["a b.txt", "/json/"]\nCOPY "a b.txt" c.txt /words/\n'
+    result = build(context(tmp_path, dockerfile, files), cache=tmp_path / "c", out=quiet)
+    unpack_image(result.image, tmp_path / "root")
+    got = tree(tmp_path / "root")
+    assert got["json/a b.txt"][3] == got["words/a b.txt"][3] == b"blank\n"
+    assert got["words/c.txt"][3] == b"c\n"
+
+
+def test_copy_into_an_existing_directory_keeps_the_source_name(tmp_path) -> None:
+    """``COPY NAME /dir`` with /dir a directory gives /dir/NAME — also from the cache."""
+    ctx = context(tmp_path, "", {"a.txt": "same\n", "b.txt": "same\n"})
+    (ctx / "link").symlink_to("a.txt")
+    cache = Cache(tmp_path / "c")
+    for name in ("a.txt", "b.txt", "link"):
+        (ctx / "Dockerfile").write_text(f"FROM scratch\nWORKDIR /dir\nCOPY {name} /dir\n")
+        root = tmp_path / f"root-{name}"
+        unpack_image(build(ctx, cache=cache, out=quiet).image, root)
+        assert sorted(os.listdir(root / "dir")) == [name]
+
+
+def test_a_build_arg_behind_chown_changes_the_copy_key(tmp_path) -> None:
+    dockerfile = "FROM scratch\nARG ID=1000\nCOPY --chown=$ID:$ID --chmod=$MODE f /f\n"
+    dockerfile = dockerfile.replace("$MODE", "640")
+    ctx = context(tmp_path, dockerfile, {"f": "x\n"})
+    owners = []
+    for uid in ("1000", "2000"):
+        result = build(ctx, build_args={"ID": uid}, cache=tmp_path / "c", out=quiet)
+        root = tmp_path / f"root-{uid}"
+        unpack_image(result.image, root)
+        st = (root / "f").lstat()
+        owners.append((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)))
+    assert owners == [(1000, 1000, 0o640), (2000, 2000, 0o640)]
+
+
 @pytest.mark.parametrize(
     ("dockerfile", "line", "words"),
     [
@@ -277,6 +352,9 @@ def test_copy_follows_dockers_rules(seeded, tmp_path) -> None:
         ("FROM hardway/busybox\nADD http://example.com/x /x\n", 2, "URL"),
         ("FROM hardway/busybox\nUSER a b\n", 2, "one argument"),
         ("FROM hardway/busybox\nENV A=${B\n", 2, "missing }"),
+        ("FROM hardway/busybox\nCOPY --chmod=u+x a /a\n", 2, "not an octal mode"),
+        ("FROM hardway/busybox\nRUN []\n", 2, "no command"),
+        ("ARG BASE\n\nFROM $BASE\n", 3, "image name is empty"),
     ],
 )
 def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> None:
@@ -285,6 +363,75 @@ def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> No
         build(ctx, cache=tmp_path / "c", out=quiet)
     assert caught.value.line == line and f"line {line}:" in str(caught.value)
     assert words in str(caught.value)
+
+
+def test_tree_hash_sees_what_copy_copies_and_not_times(tmp_path) -> None:
+    """Names, modes (directories' too), link targets and contents; no mtimes."""
+    top = tmp_path / "t"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "f").write_text("x")
+    (top / "link").symlink_to("sub/f")
+    seen = {dockerbuild.tree_hash(top)}
+
+    def changed() -> bool:
+        new = dockerbuild.tree_hash(top)
+        fresh = new not in seen
+        seen.add(new)
+        return fresh
+
+    os.utime(top / "sub" / "f", (1, 1))
+    assert not changed()
+    (top / "sub").chmod(0o700)
+    assert changed()
+    (top / "sub" / "f").chmod(0o600)
+    assert changed()
+    (top / "link").unlink()
+    (top / "link").symlink_to("sub")
+    assert changed()
+    (top / "sub" / "f").write_text("y")
+    assert changed()
+    (top / "sub" / "f").rename(top / "sub" / "g")
+    assert changed()
+
+
+def test_write_example_names_the_examples_it_has(tmp_path) -> None:
+    with pytest.raises(BuildError, match="static-site"):
+        write_example("static", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_empty_exec_form_clears_cmd_and_entrypoint() -> None:
+    from hardway.image import ContainerConfig
+
+    base = ContainerConfig(cmd=("sh",), entrypoint=("top",))
+    assert dockerbuild.configured(base, "CMD", "[]")[0].cmd is None
+    assert dockerbuild.configured(base, "ENTRYPOINT", "[]")[0].entrypoint is None
+    assert dockerbuild.configured(base, "CMD", "[ ]")[0].cmd is None
+
+
+def test_cli_holds_the_cache_lock_until_the_image_is_written(tmp_path, monkeypatch) -> None:
+    """``cache prune`` (an exclusive lock) cannot remove layers between build and write."""
+    import fcntl
+
+    from hardway import transports
+    from hardway.cli import main
+
+    real, tries = transports.write_image, []
+
+    def writing(image, dest):
+        with open(tmp_path / "cache" / "lock", "a+b") as fh:  # what prune does, not waiting
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                tries.append("prune could run")
+            except BlockingIOError:
+                tries.append("prune waits")
+        return real(image, dest)
+
+    monkeypatch.setattr(transports, "write_image", writing)
+    ctx = context(tmp_path, "FROM scratch\nCOPY f /f\n", {"f": "x"})
+    args = ["build", "--cache-dir", str(tmp_path / "cache"), "-t", f"oci:{tmp_path}/o:x"]
+    assert main([*args, str(ctx)]) == 0
+    assert tries == ["prune waits"]
 
 
 def test_cli_reports_unsupported_instruction(seeded, tmp_path, capsys) -> None:

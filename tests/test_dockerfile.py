@@ -92,6 +92,18 @@ def test_bad_dockerfiles_name_the_line(text: str, line: int, word: str) -> None:
         assert f"line {line}:" in str(error)
 
 
+def test_a_tab_separates_keyword_and_flags() -> None:
+    stage = parse("FROM\tscratch\nCOPY\t--chown=1\ta /b\nRUN\techo hi\n").stages[0]
+    copy, run = stage.instructions
+    assert (stage.base, copy.keyword, copy.flags, copy.args) == (
+        "scratch",
+        "COPY",
+        {"chown": "1"},
+        "a /b",
+    )
+    assert (run.keyword, run.args) == ("RUN", "echo hi")
+
+
 def test_global_args_come_before_the_first_from() -> None:
     parsed = parse("ARG A=1\nARG B\nFROM x\nARG A\n")
     assert [i.args for i in parsed.args] == ["A=1", "B"]
@@ -142,6 +154,10 @@ def test_run_shell_form_goes_through_sh() -> None:
         ("\\$A", "$A"),
         ("a$", "a$"),
         ("$1", "$1"),
+        ("${UNSET:-${A}}x", "1x"),  # nested braces
+        ('"C:\\dir\\$A"', "C:\\dir$A"),  # in "…" only \" \$ \\ are escapes
+        ('"\\"q\\""', '"q"'),
+        ("C:\\dir", "C:dir"),  # unquoted, every \ escapes
     ],
 )
 def test_variable_substitution(word: str, value: str) -> None:

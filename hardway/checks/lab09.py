@@ -20,7 +20,6 @@ import secrets
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -235,6 +234,7 @@ def parallel_uploads(
     present = set(rng.sample(digests, 3))
     jobs = rng.randint(2, 4)
     lock = threading.Lock()
+    together = threading.Event()  # set once two uploads ran at the same time
     state = {"active": 0, "most": 0}
     uploaded: list[str] = []
 
@@ -242,7 +242,11 @@ def parallel_uploads(
         with lock:
             state["active"] += 1
             state["most"] = max(state["most"], state["active"])
-        time.sleep(0.02)  # long enough for the other workers to start
+            if state["active"] > 1:
+                together.set()
+        # wait for a second worker (not a fixed sleep: a busy machine starts threads late);
+        # one after another, each upload waits out the timeout and the check fails below
+        together.wait(timeout=1.0)
         with lock:
             state["active"] -= 1
             uploaded.append(digest)

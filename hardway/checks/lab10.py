@@ -185,7 +185,8 @@ def _reference(config: dict[str, Any], keyword: str, args: str) -> dict[str, Any
     "10.5",
     points=2,
     hint="ENV NAME=value replaces NAME's entry in place or appends it; WORKDIR joins a "
-    "relative path to the old WorkingDir (os.path.join + normpath); EXPOSE adds '/tcp' "
+    "relative path to the old WorkingDir, or to / if there is none (os.path.join + "
+    "normpath); EXPOSE adds '/tcp' "
     "when no protocol is given; CMD/ENTRYPOINT: the exec form or ['/bin/sh', '-c', "
     "args]; a new ENTRYPOINT removes the Cmd. Return a new dict.",
 )
