@@ -714,10 +714,13 @@ class Registry:
         blobs.setdefault(config.digest, (lambda: io.BytesIO(raw_config), config.size))
         total = sum(size for _, size in blobs.values())
         with progress_bar(total, f"push {repository}", enabled=progress) as bar:
+            moved = threading.Lock()  # tqdm's update is not thread-safe
 
             def one(digest: Digest, opener: Callable[[], BinaryIO], size: int) -> str:
+                mark = _Furthest(bar, moved)
+
                 def watched() -> BinaryIO:
-                    return ProgressReader(opener(), bar)
+                    return ProgressReader(opener(), mark.opening())
 
                 with self._worker() as client:
                     try:
@@ -731,8 +734,7 @@ class Registry:
                         )
                     finally:
                         self._merge(client)
-                if how != "uploaded":
-                    bar.update(size)  # nothing to send: count it as done
+                mark.reach(size)  # all of it is there (also when nothing was sent)
                 return how
 
             _run_bounded(one, [(d, o, s) for d, (o, s) in blobs.items()], jobs)
@@ -804,6 +806,37 @@ class _Closing(io.RawIOBase):
             self._stream.close()
         self._extra.close()
         super().close()
+
+
+class _Furthest:
+    """Moves a push's bar for one blob, only past the furthest byte any reading of it
+    reached: an upload resumed or restarted reads the blob again from its start, and
+    those bytes must not count twice."""
+
+    def __init__(self, bar: Any, lock: threading.Lock) -> None:
+        self._bar, self._lock, self.furthest = bar, lock, 0
+
+    def reach(self, position: int) -> None:
+        with self._lock:
+            if position > self.furthest:
+                self._bar.update(position - self.furthest)
+                self.furthest = position
+
+    def opening(self) -> _Reading:
+        """The counter for one more reading of the blob, from its start."""
+        return _Reading(self)
+
+
+@dataclass
+class _Reading:
+    """One reading of a blob from its start: what a :class:`ProgressReader` moves."""
+
+    mark: _Furthest
+    position: int = 0
+
+    def update(self, count: int) -> None:
+        self.position += count
+        self.mark.reach(self.position)
 
 
 class _Interrupted(RegistryError):

@@ -236,6 +236,45 @@ def test_a_patch_cut_off_restarts_in_a_new_session(proxy: FaultProxy, kind: str)
     assert proxy.injected[kind] == 1
 
 
+class CountingBar:
+    """Stands in for a push's progress bar: adds up what it is moved by."""
+
+    def __init__(self, total: int, *args, **kwargs) -> None:
+        self.total, self.n = total, 0
+
+    def update(self, count: int) -> None:
+        self.n += count
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> CountingBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("chunk_size", [None, 16_384])
+def test_a_restarted_upload_moves_the_progress_bar_once_per_byte(
+    proxy: FaultProxy, monkeypatch, chunk_size: int | None
+) -> None:
+    """A restart reads the blob again from its start: the bar must not count those bytes
+    twice, and ends exactly at the image's size."""
+    bars: list[CountingBar] = []
+    monkeypatch.setattr(
+        client, "progress_bar", lambda *a, **k: bars.append(CountingBar(*a)) or bars[-1]
+    )
+    image = random_image(60_000, 2, seed=1112)
+    method = "PUT" if chunk_size is None else "PATCH"
+    proxy.add("reset-request", method=method, path="/blobs/uploads/.+", times=2)
+    with connect(proxy, f"flaky/bar-{method.lower()}", []) as reg:
+        reg.write_image(image, f"flaky/bar-{method.lower()}", "v1", chunk_size=chunk_size, jobs=2)
+        assert reg.requests["POST upload"] > 3, "some blob was read again"
+    assert proxy.injected["reset-request"] == 2
+    assert [bar.n for bar in bars] == [bars[0].total]
+
+
 def test_a_monolithic_put_reset_mid_body_opens_the_blob_again(proxy: FaultProxy) -> None:
     image = random_image(60_000, 2, seed=1104)
     proxy.add("reset-request", method="PUT", path="/blobs/uploads/")
