@@ -9,6 +9,7 @@ spec promises rather than trusting the server::
     GET  /v2/                                   ping (200, or 401 + a challenge)
     HEAD /v2/<repo>/blobs/<digest>              is this blob there already?
     POST /v2/<repo>/blobs/uploads/[?mount=&from=]   open an upload (or mount: 201)
+    DELETE <Location>                           give an upload up
     PUT  <Location>?digest=…                    the whole blob at once (monolithic)
     PATCH <Location> + Content-Range            one chunk; the answer's Range says how far
     GET  /v2/<repo>/blobs/<digest>              a blob, verified while it streams
@@ -492,6 +493,7 @@ class Registry:
         min_chunk: int = 0,
         resume: bool = False,
         budget: _Budget | None = None,
+        moved: Callable[[str], None] | None = None,
     ) -> str:
         """PATCH chunks with ``Content-Range``, then ``PUT ?digest=`` to close the upload.
 
@@ -500,12 +502,15 @@ class Registry:
         upload got and continue from there (``opener`` is opened again and skipped).
         A request that fails on the way resumes the same way; if the registry has given
         the session up, :class:`_SessionLost` tells :meth:`push_blob` to start a new one.
+        ``moved`` is told each new ``Location``, to cancel the session at its latest.
         """
         chunk_size = max(chunk_size, min_chunk, 1)
         budget = budget or _Budget(self, f"upload of {digest}", "PATCH upload")
         while True:
             try:
-                return self._send_chunks(location, opener, digest, size, chunk_size, resume)
+                return self._send_chunks(
+                    location, opener, digest, size, chunk_size, resume, moved or _ignore
+                )
             except _Interrupted as cut:
                 budget.spend(cut.exc, response=cut.response)
                 location, resume = cut.location, True
@@ -518,6 +523,7 @@ class Registry:
         size: int,
         chunk_size: int,
         resume: bool,
+        moved: Callable[[str], None],
     ) -> str:
         offset = 0
         if resume:
@@ -530,6 +536,7 @@ class Registry:
                 raise _SessionLost(
                     str(lost), fix="push again: a new upload session starts"
                 ) from lost
+            moved(location)
         with opener() as stream:
             _skip(stream, offset)
             while offset < size:
@@ -551,6 +558,7 @@ class Registry:
                 )
                 self._sent(len(data))
                 location = urljoin(response.url, response.headers["Location"])
+                moved(location)
                 offset = _next_byte(response)
             response = self._upload_request(
                 "PUT",
@@ -614,17 +622,46 @@ class Registry:
         if location is None:
             location, response = self.start_upload(repository)
         budget = _Budget(self, f"upload of blob {digest} to {repository}", "upload")
-        while True:
-            try:
-                self._upload(location, response, opener, digest, size, chunk_size, budget)
-                return "uploaded"
-            except _Interrupted as cut:
-                budget.spend(cut.exc, response=cut.response)
-            except _SessionLost:
-                pass  # the failure that lost it was paid for already
-            if self.has_blob(repository, digest):  # the last request did arrive after all
-                return "uploaded"
-            location, response = self.start_upload(repository)
+        latest = [location]  # the session's Location as it moves: cancel it there
+
+        def moved(to: str) -> None:
+            latest[0] = to
+
+        try:
+            while True:
+                try:
+                    self._upload(
+                        location, response, opener, digest, size, chunk_size, budget, moved
+                    )
+                    return "uploaded"
+                except _Interrupted as cut:
+                    budget.spend(cut.exc, response=cut.response)
+                    if cut.response is not None and _again_with_token(cut.response):
+                        continue  # refused before the registry read it: same session
+                except _SessionLost:  # the failure that lost it was paid for already
+                    latest[0] = ""  # Distribution refuses to cancel it too: its purger will
+                if self.has_blob(repository, digest):  # the last request did arrive after all
+                    return "uploaded"
+                self.cancel_upload(latest[0])
+                latest[0] = ""
+                location, response = self.start_upload(repository)
+                latest[0] = location
+        except BaseException:  # given up, failed or interrupted (Ctrl-C)
+            self.cancel_upload(latest[0])
+            raise
+
+    def cancel_upload(self, location: str) -> bool:
+        """``DELETE <Location>``: drop an upload session we give up, and the bytes the
+        registry holds for it (it would keep them for days otherwise). Best effort, sent
+        once, never raises: it runs while another failure is on its way up. True if the
+        registry dropped it."""
+        if not location:
+            return False
+        with contextlib.suppress(Exception):
+            response = self._send("DELETE", location, "upload", retry=False, timeout=5)
+            _discard(response)
+            return response.status_code == 204
+        return False
 
     def _upload(
         self,
@@ -635,6 +672,7 @@ class Registry:
         size: int,
         chunk_size: int | None,
         budget: _Budget,
+        moved: Callable[[str], None],
     ) -> None:
         if chunk_size is None:
             with opener() as stream:
@@ -649,6 +687,7 @@ class Registry:
                 chunk_size=chunk_size,
                 min_chunk=min_chunk,
                 budget=budget,
+                moved=moved,
             )
 
     # --- whole images -------------------------------------------------------------------
@@ -892,10 +931,18 @@ class _Budget:
         self.registry.sleep(policy.delay(self.failures, retry_after=retry_after))
 
 
+def _ignore(_: object) -> None:
+    pass
+
+
 def _again(response: requests.Response) -> bool:
     """Is this answer worth the same request again? A transient status, or a 401 whose
     token :class:`~hardway.auth.BearerAuth` refreshed but could not re-send (a stream)."""
-    return transient_status(response.status_code) or getattr(response, "hardway_resend", False)
+    return transient_status(response.status_code) or _again_with_token(response)
+
+
+def _again_with_token(response: requests.Response) -> bool:
+    return getattr(response, "hardway_resend", False)
 
 
 def _discard(response: requests.Response) -> None:

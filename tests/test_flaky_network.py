@@ -296,6 +296,7 @@ def test_an_expired_token_mid_push_is_refreshed(token_proxy: FaultProxy) -> None
     with connect(token_proxy, "flaky/token", waits, credentials=GOOD) as reg:
         assert reg.write_image(image, "flaky/token", "v1") == image.digest()
         assert reg.auth.tokens_fetched == 3, "one token, and a fresh one after each expiry"
+        assert reg.requests["POST upload"] == 3, "the refused PUT went again in its session"
         token_proxy.add("expire-token", method="GET", path="/blobs/", bearer=True)
         assert pull_and_verify(reg, "flaky/token", "v1")[0] == str(image.digest())
     assert token_proxy.injected["expire-token"] == 3 and not token_proxy.pending()
@@ -334,6 +335,49 @@ def test_retries_run_out_during_a_blob_upload_and_no_manifest_is_left(
     assert error.value.attempts == 3 and error.value.temporary
     assert len(waits) == 2 and proxy.injected[fault.label] >= 3
     assert no_manifest(registry.port, repository, "v1"), "no tag points at missing blobs"
+    if fault.kind == "status":  # the registry never saw the failed request
+        assert upload_sessions(registry, repository) == [], "sessions given up are cancelled"
+    # (a session cut off mid-body is one Distribution will neither resume nor cancel:
+    # BLOB_UPLOAD_INVALID; its upload purger removes it after a week)
+
+
+def upload_sessions(registry, repository: str) -> list[str]:
+    """The upload sessions for ``repository`` whose bytes the registry keeps, read from its
+    storage: ``_uploads/<id>/data`` (a cancelled one may leave its tiny ``hashstates``)."""
+    uploads = registry.state / "data/docker/registry/v2/repositories" / repository / "_uploads"
+    return sorted(p.parent.name for p in uploads.glob("*/data"))
+
+
+def test_an_interrupted_upload_cancels_its_session(proxy: FaultProxy, registry) -> None:
+    """Ctrl-C in the middle of a chunked upload: the session (and the bytes the registry
+    holds for it) is dropped with ``DELETE <Location>`` before the interrupt goes on."""
+    blob = os.urandom(90_000)
+    digest = sha256_digest(blob)
+    opened = 0
+
+    def opener() -> io.BytesIO:
+        nonlocal opened
+        opened += 1
+        return Interrupting(blob, after=40_000)
+
+    with connect(proxy, "flaky/ctrl-c", []) as reg, pytest.raises(KeyboardInterrupt):
+        reg.push_blob("flaky/ctrl-c", opener, digest, len(blob), chunk_size=30_000)
+    assert opened == 1 and reg.requests["PATCH upload"] == 2
+    assert reg.requests["DELETE upload"] == 1
+    assert upload_sessions(registry, "flaky/ctrl-c") == []
+
+
+class Interrupting(io.BytesIO):
+    """A blob whose reading is interrupted (as by Ctrl-C) past byte ``after``."""
+
+    def __init__(self, data: bytes, *, after: int) -> None:
+        super().__init__(data)
+        self.after = after
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell() >= self.after:
+            raise KeyboardInterrupt
+        return super().read(size)
 
 
 def test_the_cli_says_what_failed_and_what_to_do(
