@@ -606,6 +606,16 @@ def test_a_mount_merely_named_hardway_is_not_the_courses() -> None:
         outside.rmdir()
 
 
+def test_stopping_owned_registries_at_exit_survives_a_removed_owner_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The atexit hook must not raise (a traceback at every kernel exit) when a state
+    directory lost its owner file, say to a cleanup meanwhile."""
+    monkeypatch.setattr(local_registry, "_owned_roots", {tmp_path})
+    local_registry._stop_owned()
+    assert local_registry._owned_roots == set()
+
+
 # --- the final check of the test suite (conftest.py) ----------------------------------
 
 LEAKY = """
