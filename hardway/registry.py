@@ -243,8 +243,8 @@ class Registry:
         self.bytes_uploaded = 0
         #: failed tries that were tried again, by ``"METHOD kind"``
         self.retries: Counter[str] = Counter()
+        #: one lock for every counter (a worker client shares it, see :meth:`_worker`)
         self._count_lock = threading.Lock()
-        self._merge_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Registry {self.base} auth={self.auth!r}>"
@@ -782,8 +782,10 @@ class Registry:
     @contextlib.contextmanager
     def _worker(self) -> Iterator[Registry]:
         """A client for one thread: the same auth, transports (connection pools, any
-        test adapter) and headers, but its own :class:`requests.Session` and counters,
-        because a Session is not documented as safe to share between threads."""
+        test adapter) and headers, but its own :class:`requests.Session`, because a
+        Session is not documented as safe to share between threads. Its ``requests`` and
+        ``bytes_uploaded`` are its own, added to ours by :meth:`_merge`; ``retries`` and
+        the lock are ours, shared."""
         clone = copy.copy(self)
         clone.session = requests.Session()
         for name in ("headers", "auth", "proxies", "hooks", "verify", "cert", "trust_env"):
@@ -799,7 +801,7 @@ class Registry:
             clone.session.close()
 
     def _merge(self, clone: Registry) -> None:
-        with self._merge_lock:
+        with self._count_lock:  # the lock _count and _sent take: no update is lost
             self.requests.update(clone.requests)
             self.bytes_uploaded += clone.bytes_uploaded
 
