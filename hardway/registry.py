@@ -743,7 +743,8 @@ class Registry:
         Each blob is HEADed first and skipped if the registry has it. The manifest is
         PUT only after every blob succeeded: a registry refuses a manifest whose blobs
         it lacks, and a failed push must not leave a tag pointing at half an image.
-        Returns the manifest's digest.
+        Ctrl-C stops the uploads under way at their next read, each cancelling its
+        upload session. Returns the manifest's digest.
         """
         raw_config = image.raw_config()
         config = image.manifest().config
@@ -754,9 +755,10 @@ class Registry:
         total = sum(size for _, size in blobs.values())
         with progress_bar(total, f"push {repository}", enabled=progress) as bar:
             moved = threading.Lock()  # tqdm's update is not thread-safe
+            stop = threading.Event()  # Ctrl-C: the uploads under way stop, not finish
 
             def one(digest: Digest, opener: Callable[[], BinaryIO], size: int) -> str:
-                mark = _Furthest(bar, moved)
+                mark = _Furthest(bar, moved, stop)
 
                 def watched() -> BinaryIO:
                     return ProgressReader(opener(), mark.opening())
@@ -776,7 +778,7 @@ class Registry:
                 mark.reach(size)  # all of it is there (also when nothing was sent)
                 return how
 
-            _run_bounded(one, [(d, o, s) for d, (o, s) in blobs.items()], jobs)
+            _run_bounded(one, [(d, o, s) for d, (o, s) in blobs.items()], jobs, stop)
         return self.put_manifest(repository, ref, image.raw_manifest(), image.manifest().media_type)
 
     @contextlib.contextmanager
@@ -806,10 +808,17 @@ class Registry:
             self.bytes_uploaded += clone.bytes_uploaded
 
 
-def _run_bounded(func: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: int) -> list[Any]:
+def _run_bounded(
+    func: Callable[..., Any],
+    calls: list[tuple[Any, ...]],
+    jobs: int,
+    stop: threading.Event | None = None,
+) -> list[Any]:
     """``func(*args)`` for each of ``calls``, at most ``jobs`` at a time, results in order.
 
     The first failure cancels what has not started, waits for what runs, and is raised.
+    An interrupt (Ctrl-C reaches only this thread) also sets ``stop``, for the calls
+    under way to end early rather than run to their end.
     """
     if jobs <= 1 or len(calls) <= 1:
         return [func(*args) for args in calls]
@@ -817,6 +826,10 @@ def _run_bounded(func: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: i
     try:
         futures = [pool.submit(func, *args) for args in calls]
         concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+    except BaseException:
+        if stop is not None:
+            stop.set()
+        raise
     finally:  # on a failure or Ctrl-C: drop what has not started, wait for what runs
         pool.shutdown(wait=True, cancel_futures=True)
     for future in futures:  # the first failure, in submission order
@@ -849,13 +862,18 @@ class _Closing(io.RawIOBase):
         super().close()
 
 
+class _Stopped(Exception):
+    """An upload thread was told to stop (the push was interrupted)."""
+
+
 class _Furthest:
     """Moves a push's bar for one blob, only past the furthest byte any reading of it
     reached: an upload resumed or restarted reads the blob again from its start, and
-    those bytes must not count twice."""
+    those bytes must not count twice. Every read of the blob passes here, so this is
+    also where an upload learns that the push was interrupted (``stop``)."""
 
-    def __init__(self, bar: Any, lock: threading.Lock) -> None:
-        self._bar, self._lock, self.furthest = bar, lock, 0
+    def __init__(self, bar: Any, lock: threading.Lock, stop: threading.Event) -> None:
+        self._bar, self._lock, self.stop, self.furthest = bar, lock, stop, 0
 
     def reach(self, position: int) -> None:
         with self._lock:
@@ -876,6 +894,8 @@ class _Reading:
     position: int = 0
 
     def update(self, count: int) -> None:
+        if self.mark.stop.is_set():  # the upload ends here, and cancels its session
+            raise _Stopped("the push was interrupted")
         self.position += count
         self.mark.reach(self.position)
 

@@ -367,6 +367,34 @@ def test_an_interrupted_upload_cancels_its_session(proxy: FaultProxy, registry) 
     assert upload_sessions(registry, "flaky/ctrl-c") == []
 
 
+def test_ctrl_c_during_parallel_uploads_stops_them_and_cancels_their_sessions(
+    proxy: FaultProxy, registry, monkeypatch
+) -> None:
+    """Ctrl-C reaches only the main thread: the uploads under way must stop at their next
+    read and cancel their sessions, not run to their end while the user waits."""
+    image = random_image(6_000_000, 3, seed=1113)
+    real_wait = client.concurrent.futures.wait
+
+    def interrupted_wait(futures, **kwargs):
+        while not any(method == "PATCH" for method, _, _ in list(proxy.log)):
+            if all(future.done() for future in futures):
+                break  # (the assertions below then fail)
+            threading.Event().wait(0.001)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client.concurrent.futures, "wait", interrupted_wait)
+    monkeypatch.setattr(client, "progress_bar", lambda *a, **k: CountingBar(*a))
+    repository = "flaky/ctrl-c-parallel"
+    with connect(proxy, repository, []) as reg:
+        with pytest.raises(KeyboardInterrupt):
+            reg.write_image(image, repository, "v1", chunk_size=16_384, jobs=3)
+        monkeypatch.setattr(client.concurrent.futures, "wait", real_wait)
+        assert reg.requests["DELETE upload"] >= 1
+        assert reg.bytes_uploaded < sum(layer.size for layer in image.manifest().layers)
+    assert upload_sessions(registry, repository) == []
+    assert no_manifest(registry.port, repository, "v1")
+
+
 class Interrupting(io.BytesIO):
     """A blob whose reading is interrupted (as by Ctrl-C) past byte ``after``."""
 
