@@ -45,6 +45,7 @@ import contextlib
 import contextvars
 import copy
 import io
+import re
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -301,6 +302,12 @@ class Registry:
         """``session.request``, with "nothing listens there" turned into a typed error."""
         try:
             return self.session.request(method, url, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise RegistryUnreachableError(
+                f"no TLS connection to the registry at {self.host} ({_tls_reason(exc)})",
+                fix="a registry that speaks plain HTTP needs --insecure (insecure=True); one "
+                "with its own certificate needs it trusted (REQUESTS_CA_BUNDLE=ca.pem)",
+            ) from exc
         except requests.ConnectionError as exc:
             cause = exc.args[0] if exc.args else None
             reason = getattr(cause, "reason", cause)
@@ -951,6 +958,17 @@ class _Budget:
         self.registry._count(self.registry.retries, self.key)
         retry_after = response.headers.get("Retry-After") if response is not None else None
         self.registry.sleep(policy.delay(self.failures, retry_after=retry_after))
+
+
+def _tls_reason(exc: requests.exceptions.SSLError) -> str:
+    """What OpenSSL said, from the ``[SSL: CODE] what (_ssl.c:N)`` urllib3 nests deep.
+
+    >>> _tls_reason(requests.exceptions.SSLError("Max retries (Caused by SSLError(SSLError("
+    ...     "1, '[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)')))"))
+    'wrong version number'
+    """
+    found = re.search(r"\[SSL[^]]*\] ([^(]+?) \(_ssl", str(exc))
+    return found[1] if found else "the TLS handshake failed"
 
 
 def _ignore(_: object) -> None:

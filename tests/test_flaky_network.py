@@ -123,6 +123,20 @@ def test_a_refused_connection_is_not_retried(free_port: int) -> None:
     assert isinstance(error.value, requests.ConnectionError), "still what requests raises"
 
 
+def test_https_to_a_plain_http_registry_is_a_typed_error_and_not_retried(registry) -> None:
+    """A TLS handshake fails the same way every time: no retries, and a message that
+    says what to do instead of a traceback from deep in urllib3."""
+    waits: list[float] = []
+    reg = Registry(f"127.0.0.1:{registry.port}", insecure=False, timeout=5)
+    reg.sleep = waits.append
+    with reg, pytest.raises(RegistryUnreachableError) as error:
+        reg.ping()
+    assert waits == [] and reg.requests["GET ping"] == 1
+    message = str(error.value)
+    assert f"no TLS connection to the registry at 127.0.0.1:{registry.port} (" in message
+    assert "--insecure" in message
+
+
 # --- single faults, each path ------------------------------------------------------------
 
 
