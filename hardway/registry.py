@@ -751,7 +751,8 @@ class Registry:
         PUT only after every blob succeeded: a registry refuses a manifest whose blobs
         it lacks, and a failed push must not leave a tag pointing at half an image.
         Ctrl-C stops the uploads under way at their next read, each cancelling its
-        upload session. Returns the manifest's digest.
+        upload session (Distribution refuses for one cut off mid-body and purges it
+        later). Returns the manifest's digest.
         """
         raw_config = image.raw_config()
         config = image.manifest().config
