@@ -581,14 +581,17 @@ class Registry:
         self, method: str, location: str, what: str, ok: int, resume_at: str = "", **kwargs: Any
     ) -> requests.Response:
         """One request of an upload, sent once: a transient failure becomes
-        :class:`_Interrupted` (outcome unknown: the caller asks the registry)."""
+        :class:`_Interrupted` (outcome unknown: the caller asks the registry), and so
+        does a session the registry dropped under us: a request cut off earlier may
+        reach its storage only after we resumed, and then the session's size no longer
+        matches its signed state (404 ``BLOB_UPLOAD_INVALID``)."""
         try:
             response = self._send(method, location, "upload", retry=False, **kwargs)
         except requests.RequestException as exc:
             if not transient_exception(exc):
                 raise
             raise _Interrupted(what, resume_at or location, exc=exc) from exc
-        if _again(response):
+        if _again(response) or _session_dropped(response):
             _discard(response)
             raise _Interrupted(what, resume_at or location, response=response)
         return self._check(response, what, ok)
@@ -980,6 +983,14 @@ def _again(response: requests.Response) -> bool:
     """Is this answer worth the same request again? A transient status, or a 401 whose
     token :class:`~hardway.auth.BearerAuth` refreshed but could not re-send (a stream)."""
     return transient_status(response.status_code) or _again_with_token(response)
+
+
+def _session_dropped(response: requests.Response) -> bool:
+    """A 404 that names the upload session (not the repository or a blob)."""
+    if response.status_code != 404:
+        return False
+    codes = {d.code for d in _error(response, "").diagnostics}
+    return bool(codes & {"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
 
 
 def _again_with_token(response: requests.Response) -> bool:

@@ -231,6 +231,43 @@ def test_a_patch_the_registry_never_saw_resumes_from_its_offset(proxy: FaultProx
     assert proxy.injected["status-503"] == 2
 
 
+def test_a_session_dropped_under_a_resumed_upload_restarts_in_a_new_one(registry) -> None:
+    """A PATCH cut off mid-body may reach the registry's storage only *after* we asked
+    where the upload stands and resumed: the session's size then no longer matches its
+    signed state, and the next PATCH gets 404 BLOB_UPLOAD_INVALID. That is a session
+    lost, not a failed push: a new session succeeds. (Here the late bytes are sent on
+    purpose, to the first session, right after it opens.)"""
+    blob = os.urandom(50_000)
+    digest = sha256_digest(blob)
+    with Registry(f"127.0.0.1:{registry.port}", retry=RetryPolicy(**FAST)) as reg:
+        reg.sleep = lambda _: None
+        opened = reg.start_upload
+
+        def start_upload(repository: str, **kwargs):
+            location, response = opened(repository, **kwargs)
+            if reg.requests["POST upload"] == 1:  # the late half of a cut-off PATCH
+                with Registry(reg.host) as other:
+                    late = other.session.patch(
+                        location,
+                        data=b"x" * 100,
+                        headers={
+                            "Content-Range": "0-99",
+                            "Content-Type": "application/octet-stream",
+                        },
+                    )
+                    assert late.status_code == 202
+            return location, response
+
+        reg.start_upload = start_upload
+        how = reg.push_blob(
+            "flaky/dropped", lambda: io.BytesIO(blob), digest, len(blob), chunk_size=20_000
+        )
+        assert how == "uploaded" and reg.requests["POST upload"] == 2
+        assert sum(reg.retries.values()) == 1, "one try spent on the lost session"
+        with reg.open_blob("flaky/dropped", digest, len(blob)) as back:
+            assert back.read() == blob
+
+
 @pytest.mark.parametrize("kind", ["reset-request", "reset-response"])
 def test_a_patch_cut_off_restarts_in_a_new_session(proxy: FaultProxy, kind: str) -> None:
     """Reset mid-body: the registry took an unknown part, and Distribution cancels a
