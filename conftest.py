@@ -100,9 +100,13 @@ def sweep_dead_sessions(tmpdir: str | None = None) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(proc.name), signal.SIGTERM)
             signalled.append(int(proc.name))
+    # rmtree crosses mount points: a directory with a mount left in it is cleanup's
+    # (it unmounts first), never deleted through the mount here
+    mounted = [Path(point) for point in leftovers._mount_points()]
     for stale in Path(tmpdir or tempfile.gettempdir()).glob("hardway-pytest-*-*"):
         owner = _OWNED.search(f"/{stale.name}/")
-        if owner and not Path(f"/proc/{owner[1]}").exists():
+        dead = owner and not Path(f"/proc/{owner[1]}").exists()
+        if dead and not any(point.is_relative_to(stale) for point in mounted):
             shutil.rmtree(stale, ignore_errors=True)
     return signalled
 

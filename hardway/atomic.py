@@ -2,9 +2,10 @@
 ~~~~~~~~~~~~~~
 
 Write a file so that nobody ever sees half of it: write a temporary file in the *same*
-directory (a rename cannot cross filesystems), flush it to disk, then ``os.replace`` it
-over the final name. A rename is atomic: a reader opens either the old file or the
-whole new one, and two writers of the same name both succeed (the last rename wins).
+directory (a rename cannot cross filesystems), flush it (to disk too, with ``sync``),
+then ``os.replace`` it over the final name. A rename is atomic: a reader opens either
+the old file or the whole new one, and two writers of the same name both succeed (the
+last rename wins).
 
 If anything goes wrong before the rename — an exception, ``Ctrl-C`` — the temporary
 file is removed. Only ``SIGKILL`` (or a power cut) can leave one behind; its name

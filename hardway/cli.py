@@ -18,24 +18,9 @@ from hardway.errors import HardwayError
 
 __all__ = ["main"]
 
-#: modules that contribute commands, in the order ``--help`` lists them
-COMMAND_MODULES = (
-    "hardway.doctor",
-    "hardway.local_registry",
-    "hardway.labgen",
-    "hardway.autograde",
-    "hardway.rootfs",
-    "hardway.runtime",
-    "hardway.leftovers",
-    "hardway.layers",
-    "hardway.image_cli",
-    "hardway.dockerbuild",
-    "hardway.cache",
-)
-
-#: which module a command comes from, so that running one imports only its module
-#: (importing them all costs ~0.15 s per command); a command missing here still works
-#: (every module is imported then), and tests/test_cli.py checks it is up to date
+#: the module each command comes from, in the order ``--help`` lists them: running a
+#: command imports only its module (importing them all costs ~0.15 s per command), and
+#: tests/test_cli.py checks that every module's commands are here
 COMMAND_HOMES = {
     "doctor": "hardway.doctor",
     "registry": "hardway.local_registry",
@@ -45,10 +30,13 @@ COMMAND_HOMES = {
     "run": "hardway.runtime",
     "cleanup": "hardway.leftovers",
     "layer": "hardway.layers",
-    "cache": "hardway.cache",
-    "build": "hardway.dockerbuild",
     **dict.fromkeys(("image", "copy", "unpack", "pull", "inspect"), "hardway.image_cli"),
+    "build": "hardway.dockerbuild",
+    "cache": "hardway.cache",
 }
+
+#: modules that contribute commands (derived, so the two can never disagree)
+COMMAND_MODULES = tuple(dict.fromkeys(COMMAND_HOMES.values()))
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -59,7 +47,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     home = COMMAND_HOMES.get(command or "")
-    for name in (home,) if home in COMMAND_MODULES else COMMAND_MODULES:
+    for name in (home,) if home else COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 

@@ -33,7 +33,7 @@ is usually a learner in the middle of a notebook, not a developer with a debugge
     │   │                             ``.status_code``, ``.diagnostics`` (code, message, detail)
     │   ├── UnauthorizedError         401/403: no or wrong credentials, or a scope not granted
     │   ├── RegistryNotFoundError     404: no such repository, manifest, blob (LookupError)
-    │   ├── RegistryUnreachableError  connection refused or unknown host (not retried)
+    │   ├── RegistryUnreachableError  refused, unknown host or TLS failed (not retried)
     │   └── RetriesExhaustedError     resets, timeouts, 5xx or 429 on every try; ``.attempts``
     └── BuildError                    chapter 10: a Dockerfile build failed; ``.line`` names where
         └── DockerfileError           the Dockerfile is malformed or outside the subset (ValueError)

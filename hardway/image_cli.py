@@ -132,10 +132,17 @@ def _registry_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--attempts",
-        type=int,
+        type=_attempts,
         metavar="N",
         help="tries per request after resets, timeouts, 5xx, 429 (default: 5)",
     )
+
+
+def _attempts(text: str) -> int:
+    """``--attempts N``: tries in all, the first included, so at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"takes a number of tries, 1 or more, not {text!r}")
+    return int(text)
 
 
 def _registry_options(args: argparse.Namespace):

@@ -7,9 +7,10 @@ veth pair, a mount, a named network namespace, a cgroup, a registry, a temporary
 directory. Everything the course creates carries a name to recognise it by:
 
 * processes: ``container=hardway`` in the environment (every container gets it) or
-  ``hardway.launch`` on the command line (the launcher);
+  ``python -m hardway.launch`` (the launcher);
 * network devices: ``hw-…`` (the host end of a veth pair; alias ``hardway owner PID``);
-* mounts and named network namespaces: ``hardway`` or ``hw-`` in the name;
+* mounts: a mount point inside a ``hardway…`` or ``hw-…`` directory; named network
+  namespaces: ``hardway…`` or ``hw-…``;
 * cgroups and runc containers (chapters 03–04): ``hardway-…`` (a ``.sSESSION`` suffix
   names the test run that made them);
 * registries and token services (chapters 07–08): their command line names their state
@@ -122,12 +123,26 @@ def _processes(session: str | None) -> set[str]:
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         cmdline = _read(f"/proc/{entry}/cmdline").replace(b"\0", b" ").decode(errors="replace")
-        ours = "hardway.launch" in cmdline or _environ(entry).get("container") == "hardway"
+        ours = _launcher(_argv(entry)) or _environ(entry).get("container") == "hardway"
         state, _, started = _stat(entry)
         if not ours or state in ("", "Z", "X") or _foreign(int(entry), session):
             continue
         found.add(f"process {entry} (started at tick {started}): {cmdline.strip()[:120]}")
     return found
+
+
+def _launcher(argv: list[str]) -> bool:
+    """Is this ``python -m hardway.launch …``? Only the program's own arguments count: a
+    ``grep hardway.launch`` or an editor on a file of that name is no launcher.
+
+    >>> _launcher(["/v/bin/python", "-m", "hardway.launch", "5", "6"])
+    True
+    >>> _launcher(["grep", "-rn", "hardway.launch", "."])
+    False
+    >>> _launcher(["sh", "-c", "python -m hardway.launch"])
+    False
+    """
+    return argv[1:3] == ["-m", "hardway.launch"]
 
 
 def _links(session: str | None) -> set[str]:
@@ -153,15 +168,29 @@ def unescape_mount_path(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
+def _course_mount(point: str) -> bool:
+    """Is this mount point the course's: inside a ``hardway…`` or ``hw-…`` directory (the
+    notebooks' and tests' temporary directories, ``/run/netns/hw-…``)? Only the mount
+    point counts, never its source or options: cleanup runs as root, and a learner's own
+    mount of something merely *named* hardway is not ours to detach.
+
+    >>> _course_mount("/tmp/hardway-03-x/rootfs/proc"), _course_mount("/run/netns/hw-1a")
+    (True, True)
+    >>> _course_mount("/mnt/usb"), _course_mount("/home/me/myhardway")
+    (False, False)
+    """
+    return any(part.startswith(("hardway", "hw-")) for part in Path(point).parts)
+
+
 def _mount_points() -> dict[str, str]:
-    """The course's mount points (``hardway`` or ``/hw-`` in the line), unescaped, each
-    with its filesystem type and source."""
+    """The course's mount points (:func:`course_mount_point`), unescaped, each with its
+    filesystem type and source."""
     found = {}
     text = _read("/proc/self/mountinfo").decode(errors="surrogateescape")
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) > 4 and ("hardway" in line or "/hw-" in line):
-            found[unescape_mount_path(fields[4])] = line.split(" - ", 1)[-1]
+        if len(fields) > 4 and _course_mount(point := unescape_mount_path(fields[4])):
+            found[point] = line.split(" - ", 1)[-1]
     return found
 
 
@@ -459,7 +488,7 @@ def cleanup(
 
     In this order: runc containers named ``hardway-…``; processes of the course
     (``container=hardway``, the launcher), never this process or its ancestors; veth
-    host ends ``hw-…``; mounts with ``hardway`` in their path (deepest first); named
+    host ends ``hw-…``; mounts inside ``hardway…``/``hw-…`` directories (deepest first); named
     network namespaces; ``hardway-…`` cgroups (their processes are killed first);
     registries and token services whose owner is gone (:func:`record_owner`); stale
     ``hardway-*`` temporary directories (:func:`stale_temp_dirs`).

@@ -496,9 +496,9 @@ def claim(root: Path, *, owned: bool) -> None:
 
 def _stop_owned() -> None:
     for root in list(_owned_roots):
-        words = (root / leftovers.OWNER_FILE).read_text().split() if root.is_dir() else []
-        if words[:1] == [str(os.getpid())]:  # not a forked child's, not a later owner's
-            with contextlib.suppress(HardwayError, OSError):
+        with contextlib.suppress(HardwayError, OSError):  # gone already: nothing to stop
+            words = (root / leftovers.OWNER_FILE).read_text().split()
+            if words[:1] == [str(os.getpid())]:  # not a forked child's, not a later owner's
                 stop_at(root)
     _owned_roots.clear()
 

@@ -9,6 +9,7 @@ spec promises rather than trusting the server::
     GET  /v2/                                   ping (200, or 401 + a challenge)
     HEAD /v2/<repo>/blobs/<digest>              is this blob there already?
     POST /v2/<repo>/blobs/uploads/[?mount=&from=]   open an upload (or mount: 201)
+    DELETE <Location>                           give an upload up
     PUT  <Location>?digest=…                    the whole blob at once (monolithic)
     PATCH <Location> + Content-Range            one chunk; the answer's Range says how far
     GET  /v2/<repo>/blobs/<digest>              a blob, verified while it streams
@@ -44,6 +45,7 @@ import contextlib
 import contextvars
 import copy
 import io
+import re
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -242,8 +244,8 @@ class Registry:
         self.bytes_uploaded = 0
         #: failed tries that were tried again, by ``"METHOD kind"``
         self.retries: Counter[str] = Counter()
+        #: one lock for every counter (a worker client shares it, see :meth:`_worker`)
         self._count_lock = threading.Lock()
-        self._merge_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Registry {self.base} auth={self.auth!r}>"
@@ -300,6 +302,12 @@ class Registry:
         """``session.request``, with "nothing listens there" turned into a typed error."""
         try:
             return self.session.request(method, url, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise RegistryUnreachableError(
+                f"no TLS connection to the registry at {self.host} ({_tls_reason(exc)})",
+                fix="a registry that speaks plain HTTP needs --insecure (insecure=True); one "
+                "with its own certificate needs it trusted (REQUESTS_CA_BUNDLE=ca.pem)",
+            ) from exc
         except requests.ConnectionError as exc:
             cause = exc.args[0] if exc.args else None
             reason = getattr(cause, "reason", cause)
@@ -492,6 +500,7 @@ class Registry:
         min_chunk: int = 0,
         resume: bool = False,
         budget: _Budget | None = None,
+        moved: Callable[[str], None] | None = None,
     ) -> str:
         """PATCH chunks with ``Content-Range``, then ``PUT ?digest=`` to close the upload.
 
@@ -500,12 +509,15 @@ class Registry:
         upload got and continue from there (``opener`` is opened again and skipped).
         A request that fails on the way resumes the same way; if the registry has given
         the session up, :class:`_SessionLost` tells :meth:`push_blob` to start a new one.
+        ``moved`` is told each new ``Location``, to cancel the session at its latest.
         """
         chunk_size = max(chunk_size, min_chunk, 1)
         budget = budget or _Budget(self, f"upload of {digest}", "PATCH upload")
         while True:
             try:
-                return self._send_chunks(location, opener, digest, size, chunk_size, resume)
+                return self._send_chunks(
+                    location, opener, digest, size, chunk_size, resume, moved or _ignore
+                )
             except _Interrupted as cut:
                 budget.spend(cut.exc, response=cut.response)
                 location, resume = cut.location, True
@@ -518,6 +530,7 @@ class Registry:
         size: int,
         chunk_size: int,
         resume: bool,
+        moved: Callable[[str], None],
     ) -> str:
         offset = 0
         if resume:
@@ -530,6 +543,7 @@ class Registry:
                 raise _SessionLost(
                     str(lost), fix="push again: a new upload session starts"
                 ) from lost
+            moved(location)
         with opener() as stream:
             _skip(stream, offset)
             while offset < size:
@@ -551,6 +565,7 @@ class Registry:
                 )
                 self._sent(len(data))
                 location = urljoin(response.url, response.headers["Location"])
+                moved(location)
                 offset = _next_byte(response)
             response = self._upload_request(
                 "PUT",
@@ -566,14 +581,17 @@ class Registry:
         self, method: str, location: str, what: str, ok: int, resume_at: str = "", **kwargs: Any
     ) -> requests.Response:
         """One request of an upload, sent once: a transient failure becomes
-        :class:`_Interrupted` (outcome unknown: the caller asks the registry)."""
+        :class:`_Interrupted` (outcome unknown: the caller asks the registry), and so
+        does a session the registry dropped under us: a request cut off earlier may
+        reach its storage only after we resumed, and then the session's size no longer
+        matches its signed state (404 ``BLOB_UPLOAD_INVALID``)."""
         try:
             response = self._send(method, location, "upload", retry=False, **kwargs)
         except requests.RequestException as exc:
             if not transient_exception(exc):
                 raise
             raise _Interrupted(what, resume_at or location, exc=exc) from exc
-        if _again(response):
+        if _again(response) or _session_dropped(response):
             _discard(response)
             raise _Interrupted(what, resume_at or location, response=response)
         return self._check(response, what, ok)
@@ -614,17 +632,46 @@ class Registry:
         if location is None:
             location, response = self.start_upload(repository)
         budget = _Budget(self, f"upload of blob {digest} to {repository}", "upload")
-        while True:
-            try:
-                self._upload(location, response, opener, digest, size, chunk_size, budget)
-                return "uploaded"
-            except _Interrupted as cut:
-                budget.spend(cut.exc, response=cut.response)
-            except _SessionLost:
-                pass  # the failure that lost it was paid for already
-            if self.has_blob(repository, digest):  # the last request did arrive after all
-                return "uploaded"
-            location, response = self.start_upload(repository)
+        latest = [location]  # the session's Location as it moves: cancel it there
+
+        def moved(to: str) -> None:
+            latest[0] = to
+
+        try:
+            while True:
+                try:
+                    self._upload(
+                        location, response, opener, digest, size, chunk_size, budget, moved
+                    )
+                    return "uploaded"
+                except _Interrupted as cut:
+                    budget.spend(cut.exc, response=cut.response)
+                    if cut.response is not None and _again_with_token(cut.response):
+                        continue  # refused before the registry read it: same session
+                except _SessionLost:  # the failure that lost it was paid for already
+                    latest[0] = ""  # Distribution refuses to cancel it too: its purger will
+                if self.has_blob(repository, digest):  # the last request did arrive after all
+                    return "uploaded"
+                self.cancel_upload(latest[0])
+                latest[0] = ""
+                location, response = self.start_upload(repository)
+                latest[0] = location
+        except BaseException:  # given up, failed or interrupted (Ctrl-C)
+            self.cancel_upload(latest[0])
+            raise
+
+    def cancel_upload(self, location: str) -> bool:
+        """``DELETE <Location>``: drop an upload session we give up, and the bytes the
+        registry holds for it (it would keep them for days otherwise). Best effort, sent
+        once, never raises: it runs while another failure is on its way up. True if the
+        registry dropped it."""
+        if not location:
+            return False
+        with contextlib.suppress(Exception):
+            response = self._send("DELETE", location, "upload", retry=False, timeout=5)
+            _discard(response)
+            return response.status_code == 204
+        return False
 
     def _upload(
         self,
@@ -635,6 +682,7 @@ class Registry:
         size: int,
         chunk_size: int | None,
         budget: _Budget,
+        moved: Callable[[str], None],
     ) -> None:
         if chunk_size is None:
             with opener() as stream:
@@ -649,6 +697,7 @@ class Registry:
                 chunk_size=chunk_size,
                 min_chunk=min_chunk,
                 budget=budget,
+                moved=moved,
             )
 
     # --- whole images -------------------------------------------------------------------
@@ -704,7 +753,9 @@ class Registry:
         Each blob is HEADed first and skipped if the registry has it. The manifest is
         PUT only after every blob succeeded: a registry refuses a manifest whose blobs
         it lacks, and a failed push must not leave a tag pointing at half an image.
-        Returns the manifest's digest.
+        Ctrl-C stops the uploads under way at their next read, each cancelling its
+        upload session (Distribution refuses for one cut off mid-body and purges it
+        later). Returns the manifest's digest.
         """
         raw_config = image.raw_config()
         config = image.manifest().config
@@ -714,10 +765,14 @@ class Registry:
         blobs.setdefault(config.digest, (lambda: io.BytesIO(raw_config), config.size))
         total = sum(size for _, size in blobs.values())
         with progress_bar(total, f"push {repository}", enabled=progress) as bar:
+            moved = threading.Lock()  # tqdm's update is not thread-safe
+            stop = threading.Event()  # Ctrl-C: the uploads under way stop, not finish
 
             def one(digest: Digest, opener: Callable[[], BinaryIO], size: int) -> str:
+                mark = _Furthest(bar, moved, stop)
+
                 def watched() -> BinaryIO:
-                    return ProgressReader(opener(), bar)
+                    return ProgressReader(opener(), mark.opening())
 
                 with self._worker() as client:
                     try:
@@ -731,18 +786,19 @@ class Registry:
                         )
                     finally:
                         self._merge(client)
-                if how != "uploaded":
-                    bar.update(size)  # nothing to send: count it as done
+                mark.reach(size)  # all of it is there (also when nothing was sent)
                 return how
 
-            _run_bounded(one, [(d, o, s) for d, (o, s) in blobs.items()], jobs)
+            _run_bounded(one, [(d, o, s) for d, (o, s) in blobs.items()], jobs, stop)
         return self.put_manifest(repository, ref, image.raw_manifest(), image.manifest().media_type)
 
     @contextlib.contextmanager
     def _worker(self) -> Iterator[Registry]:
         """A client for one thread: the same auth, transports (connection pools, any
-        test adapter) and headers, but its own :class:`requests.Session` and counters,
-        because a Session is not documented as safe to share between threads."""
+        test adapter) and headers, but its own :class:`requests.Session`, because a
+        Session is not documented as safe to share between threads. Its ``requests`` and
+        ``bytes_uploaded`` are its own, added to ours by :meth:`_merge`; ``retries`` and
+        the lock are ours, shared."""
         clone = copy.copy(self)
         clone.session = requests.Session()
         for name in ("headers", "auth", "proxies", "hooks", "verify", "cert", "trust_env"):
@@ -758,15 +814,22 @@ class Registry:
             clone.session.close()
 
     def _merge(self, clone: Registry) -> None:
-        with self._merge_lock:
+        with self._count_lock:  # the lock _count and _sent take: no update is lost
             self.requests.update(clone.requests)
             self.bytes_uploaded += clone.bytes_uploaded
 
 
-def _run_bounded(func: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: int) -> list[Any]:
+def _run_bounded(
+    func: Callable[..., Any],
+    calls: list[tuple[Any, ...]],
+    jobs: int,
+    stop: threading.Event | None = None,
+) -> list[Any]:
     """``func(*args)`` for each of ``calls``, at most ``jobs`` at a time, results in order.
 
     The first failure cancels what has not started, waits for what runs, and is raised.
+    An interrupt (Ctrl-C reaches only this thread) also sets ``stop``, for the calls
+    under way to end early rather than run to their end.
     """
     if jobs <= 1 or len(calls) <= 1:
         return [func(*args) for args in calls]
@@ -774,6 +837,10 @@ def _run_bounded(func: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: i
     try:
         futures = [pool.submit(func, *args) for args in calls]
         concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+    except BaseException:
+        if stop is not None:
+            stop.set()
+        raise
     finally:  # on a failure or Ctrl-C: drop what has not started, wait for what runs
         pool.shutdown(wait=True, cancel_futures=True)
     for future in futures:  # the first failure, in submission order
@@ -804,6 +871,44 @@ class _Closing(io.RawIOBase):
             self._stream.close()
         self._extra.close()
         super().close()
+
+
+class _Stopped(Exception):
+    """An upload thread was told to stop (the push was interrupted)."""
+
+
+class _Furthest:
+    """Moves a push's bar for one blob, only past the furthest byte any reading of it
+    reached: an upload resumed or restarted reads the blob again from its start, and
+    those bytes must not count twice. Every read of the blob passes here, so this is
+    also where an upload learns that the push was interrupted (``stop``)."""
+
+    def __init__(self, bar: Any, lock: threading.Lock, stop: threading.Event) -> None:
+        self._bar, self._lock, self.stop, self.furthest = bar, lock, stop, 0
+
+    def reach(self, position: int) -> None:
+        with self._lock:
+            if position > self.furthest:
+                self._bar.update(position - self.furthest)
+                self.furthest = position
+
+    def opening(self) -> _Reading:
+        """The counter for one more reading of the blob, from its start."""
+        return _Reading(self)
+
+
+@dataclass
+class _Reading:
+    """One reading of a blob from its start: what a :class:`ProgressReader` moves."""
+
+    mark: _Furthest
+    position: int = 0
+
+    def update(self, count: int) -> None:
+        if self.mark.stop.is_set():  # the upload ends here, and cancels its session
+            raise _Stopped("the push was interrupted")
+        self.position += count
+        self.mark.reach(self.position)
 
 
 class _Interrupted(RegistryError):
@@ -859,10 +964,37 @@ class _Budget:
         self.registry.sleep(policy.delay(self.failures, retry_after=retry_after))
 
 
+def _tls_reason(exc: requests.exceptions.SSLError) -> str:
+    """What OpenSSL said, from the ``[SSL: CODE] what (_ssl.c:N)`` urllib3 nests deep.
+
+    >>> _tls_reason(requests.exceptions.SSLError("Max retries (Caused by SSLError(SSLError("
+    ...     "1, '[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)')))"))
+    'wrong version number'
+    """
+    found = re.search(r"\[SSL[^]]*\] ([^(]+?) \(_ssl", str(exc))
+    return found[1] if found else "the TLS handshake failed"
+
+
+def _ignore(_: object) -> None:
+    pass
+
+
 def _again(response: requests.Response) -> bool:
     """Is this answer worth the same request again? A transient status, or a 401 whose
     token :class:`~hardway.auth.BearerAuth` refreshed but could not re-send (a stream)."""
-    return transient_status(response.status_code) or getattr(response, "hardway_resend", False)
+    return transient_status(response.status_code) or _again_with_token(response)
+
+
+def _session_dropped(response: requests.Response) -> bool:
+    """A 404 that names the upload session (not the repository or a blob)."""
+    if response.status_code != 404:
+        return False
+    codes = {d.code for d in _error(response, "").diagnostics}
+    return bool(codes & {"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
+
+
+def _again_with_token(response: requests.Response) -> bool:
+    return getattr(response, "hardway_resend", False)
 
 
 def _discard(response: requests.Response) -> None:

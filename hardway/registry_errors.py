@@ -82,8 +82,9 @@ class RegistryNotFoundError(RegistryError, LookupError):
 
 
 class RegistryUnreachableError(RegistryError, requests.ConnectionError):
-    """No connection at all: refused (nothing listens on the port) or an unknown host.
-    Not retried, since waiting does not start a registry. Also a
+    """No connection at all: refused (nothing listens on the port), an unknown host, or
+    a TLS handshake that fails (HTTPS to a plain-HTTP registry, an untrusted
+    certificate). Not retried, since waiting changes none of these. Also a
     ``requests.ConnectionError``, for code that catches that."""
 
 

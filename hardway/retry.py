@@ -109,8 +109,14 @@ def transient_exception(exc: BaseException) -> bool:
     >>> transient_exception(requests.ConnectionError(
     ...     urllib3.exceptions.MaxRetryError(None, "/v2/", refused)))
     False
+
+    Nor is a TLS failure (an untrusted certificate, HTTPS to a plain-HTTP registry):
+    the same handshake fails the same way every time.
+
+    >>> transient_exception(requests.exceptions.SSLError("certificate verify failed"))
+    False
     """
-    if isinstance(exc, HardwayError):  # already judged (a refused connection, …)
+    if isinstance(exc, HardwayError | requests.exceptions.SSLError):  # already judged, or TLS
         return False
     if isinstance(exc, requests.ConnectTimeout):
         return True

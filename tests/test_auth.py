@@ -209,3 +209,74 @@ def test_a_401_to_a_request_sent_before_auth_was_known_is_retried() -> None:
                 for i in range(2)
             ]
             assert [session.send(r).status_code for r in early] == [want, want]
+
+
+class Bearer(BaseAdapter):
+    """A registry that takes only the bearer tokens in ``accepted``; any other request is
+    refused with a challenge carrying ``error`` (sent: every Authorization it saw)."""
+
+    CHALLENGE = 'Bearer realm="http://auth/token",service="reg",scope="repository:app:pull"'
+
+    def __init__(self, accepted: set[str], error: str) -> None:
+        super().__init__()
+        self.accepted, self.error, self.sent = accepted, error, []
+
+    def send(self, request, **kwargs):
+        sent = request.headers.get("Authorization", "")
+        self.sent.append(sent)
+        response = requests.Response()
+        response.request, response.connection, response.url = request, self, request.url
+        response.raw = io.BytesIO(b"")
+        response.status_code = 200 if sent.removeprefix("Bearer ") in self.accepted else 401
+        if response.status_code == 401:
+            error = f',error="{self.error}"' if sent else ""
+            response.headers["WWW-Authenticate"] = self.CHALLENGE + error
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def token_auth(monkeypatch) -> BearerAuth:
+    """A BearerAuth whose token service hands out T1, T2, … (no network)."""
+    auth = BearerAuth(GOOD)
+
+    def fetch(realm: str, service: str, scopes: list[str]) -> tuple[str, float]:
+        auth.tokens_fetched += 1
+        return f"T{auth.tokens_fetched}", 300
+
+    monkeypatch.setattr(auth, "_fetch", fetch)
+    return auth
+
+
+def send(auth: BearerAuth, adapter: BaseAdapter, prepared=None) -> requests.Response:
+    with requests.Session() as session:
+        session.mount("http://", adapter)
+        request = prepared or auth(session.prepare_request(requests.Request("GET", "http://r/v2/")))
+        return session.send(request)
+
+
+def test_insufficient_scope_for_the_token_just_granted_is_not_retried(monkeypatch) -> None:
+    """The service granted less than the challenge asked: asking again cannot help, so the
+    401 is returned after one token, not fetched over and over."""
+    auth = token_auth(monkeypatch)
+    registry = Bearer(accepted=set(), error="insufficient_scope")
+    assert send(auth, registry).status_code == 401
+    assert auth.tokens_fetched == 1 and registry.sent == ["", "Bearer T1"]
+
+
+def test_a_token_refused_after_another_thread_refreshed_it_takes_the_successor(
+    monkeypatch,
+) -> None:
+    """Two threads send with T1; it has expired. The first to hear 401 fetches T2; the
+    other's 401 (for T1) must take T2 from the cache, not fetch T3, and not give up."""
+    auth = token_auth(monkeypatch)
+    registry = Bearer(accepted={"T1"}, error="invalid_token")
+    assert send(auth, registry).status_code == 200 and auth.tokens_fetched == 1
+    with requests.Session() as session:  # the other thread's request, on its way with T1
+        late = auth(session.prepare_request(requests.Request("GET", "http://r/v2/x")))
+    registry.accepted = {"T2"}  # T1 expires
+    assert send(auth, registry).status_code == 200 and auth.tokens_fetched == 2
+    assert send(auth, registry, late).status_code == 200
+    assert auth.tokens_fetched == 2, "the successor was reused"
+    assert registry.sent[-2:] == ["Bearer T1", "Bearer T2"]

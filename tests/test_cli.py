@@ -50,3 +50,11 @@ def test_help_still_lists_every_command(capsys) -> None:
         cli.main(["--help"])
     shown = capsys.readouterr().out
     assert all(command in shown for command in cli.COMMAND_HOMES)
+
+
+@pytest.mark.parametrize("attempts", ["0", "-1", "many"])
+def test_attempts_below_one_are_refused_with_a_usage_error(attempts: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["pull", "--attempts", attempts, "127.0.0.1:1/x:y", "rootfs"])
+    assert exited.value.code == 2
+    assert "--attempts: takes a number of tries, 1 or more" in capsys.readouterr().err

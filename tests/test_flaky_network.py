@@ -123,6 +123,20 @@ def test_a_refused_connection_is_not_retried(free_port: int) -> None:
     assert isinstance(error.value, requests.ConnectionError), "still what requests raises"
 
 
+def test_https_to_a_plain_http_registry_is_a_typed_error_and_not_retried(registry) -> None:
+    """A TLS handshake fails the same way every time: no retries, and a message that
+    says what to do instead of a traceback from deep in urllib3."""
+    waits: list[float] = []
+    reg = Registry(f"127.0.0.1:{registry.port}", insecure=False, timeout=5)
+    reg.sleep = waits.append
+    with reg, pytest.raises(RegistryUnreachableError) as error:
+        reg.ping()
+    assert waits == [] and reg.requests["GET ping"] == 1
+    message = str(error.value)
+    assert f"no TLS connection to the registry at 127.0.0.1:{registry.port} (" in message
+    assert "--insecure" in message
+
+
 # --- single faults, each path ------------------------------------------------------------
 
 
@@ -217,6 +231,43 @@ def test_a_patch_the_registry_never_saw_resumes_from_its_offset(proxy: FaultProx
     assert proxy.injected["status-503"] == 2
 
 
+def test_a_session_dropped_under_a_resumed_upload_restarts_in_a_new_one(registry) -> None:
+    """A PATCH cut off mid-body may reach the registry's storage only *after* we asked
+    where the upload stands and resumed: the session's size then no longer matches its
+    signed state, and the next PATCH gets 404 BLOB_UPLOAD_INVALID. That is a session
+    lost, not a failed push: a new session succeeds. (Here the late bytes are sent on
+    purpose, to the first session, right after it opens.)"""
+    blob = os.urandom(50_000)
+    digest = sha256_digest(blob)
+    with Registry(f"127.0.0.1:{registry.port}", retry=RetryPolicy(**FAST)) as reg:
+        reg.sleep = lambda _: None
+        opened = reg.start_upload
+
+        def start_upload(repository: str, **kwargs):
+            location, response = opened(repository, **kwargs)
+            if reg.requests["POST upload"] == 1:  # the late half of a cut-off PATCH
+                with Registry(reg.host) as other:
+                    late = other.session.patch(
+                        location,
+                        data=b"x" * 100,
+                        headers={
+                            "Content-Range": "0-99",
+                            "Content-Type": "application/octet-stream",
+                        },
+                    )
+                    assert late.status_code == 202
+            return location, response
+
+        reg.start_upload = start_upload
+        how = reg.push_blob(
+            "flaky/dropped", lambda: io.BytesIO(blob), digest, len(blob), chunk_size=20_000
+        )
+        assert how == "uploaded" and reg.requests["POST upload"] == 2
+        assert sum(reg.retries.values()) == 1, "one try spent on the lost session"
+        with reg.open_blob("flaky/dropped", digest, len(blob)) as back:
+            assert back.read() == blob
+
+
 @pytest.mark.parametrize("kind", ["reset-request", "reset-response"])
 def test_a_patch_cut_off_restarts_in_a_new_session(proxy: FaultProxy, kind: str) -> None:
     """Reset mid-body: the registry took an unknown part, and Distribution cancels a
@@ -234,6 +285,45 @@ def test_a_patch_cut_off_restarts_in_a_new_session(proxy: FaultProxy, kind: str)
         with reg.open_blob("flaky/restart", digest, len(blob)) as back:
             assert back.read() == blob
     assert proxy.injected[kind] == 1
+
+
+class CountingBar:
+    """Stands in for a push's progress bar: adds up what it is moved by."""
+
+    def __init__(self, total: int, *args, **kwargs) -> None:
+        self.total, self.n = total, 0
+
+    def update(self, count: int) -> None:
+        self.n += count
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> CountingBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("chunk_size", [None, 16_384])
+def test_a_restarted_upload_moves_the_progress_bar_once_per_byte(
+    proxy: FaultProxy, monkeypatch, chunk_size: int | None
+) -> None:
+    """A restart reads the blob again from its start: the bar must not count those bytes
+    twice, and ends exactly at the image's size."""
+    bars: list[CountingBar] = []
+    monkeypatch.setattr(
+        client, "progress_bar", lambda *a, **k: bars.append(CountingBar(*a)) or bars[-1]
+    )
+    image = random_image(60_000, 2, seed=1112)
+    method = "PUT" if chunk_size is None else "PATCH"
+    proxy.add("reset-request", method=method, path="/blobs/uploads/.+", times=2)
+    with connect(proxy, f"flaky/bar-{method.lower()}", []) as reg:
+        reg.write_image(image, f"flaky/bar-{method.lower()}", "v1", chunk_size=chunk_size, jobs=2)
+        assert reg.requests["POST upload"] > 3, "some blob was read again"
+    assert proxy.injected["reset-request"] == 2
+    assert [bar.n for bar in bars] == [bars[0].total]
 
 
 def test_a_monolithic_put_reset_mid_body_opens_the_blob_again(proxy: FaultProxy) -> None:
@@ -257,6 +347,7 @@ def test_an_expired_token_mid_push_is_refreshed(token_proxy: FaultProxy) -> None
     with connect(token_proxy, "flaky/token", waits, credentials=GOOD) as reg:
         assert reg.write_image(image, "flaky/token", "v1") == image.digest()
         assert reg.auth.tokens_fetched == 3, "one token, and a fresh one after each expiry"
+        assert reg.requests["POST upload"] == 3, "the refused PUT went again in its session"
         token_proxy.add("expire-token", method="GET", path="/blobs/", bearer=True)
         assert pull_and_verify(reg, "flaky/token", "v1")[0] == str(image.digest())
     assert token_proxy.injected["expire-token"] == 3 and not token_proxy.pending()
@@ -295,6 +386,77 @@ def test_retries_run_out_during_a_blob_upload_and_no_manifest_is_left(
     assert error.value.attempts == 3 and error.value.temporary
     assert len(waits) == 2 and proxy.injected[fault.label] >= 3
     assert no_manifest(registry.port, repository, "v1"), "no tag points at missing blobs"
+    if fault.kind == "status":  # the registry never saw the failed request
+        assert upload_sessions(registry, repository) == [], "sessions given up are cancelled"
+    # (a session cut off mid-body is one Distribution will neither resume nor cancel:
+    # BLOB_UPLOAD_INVALID; its upload purger removes it after a week)
+
+
+def upload_sessions(registry, repository: str) -> list[str]:
+    """The upload sessions for ``repository`` whose bytes the registry keeps, read from its
+    storage: ``_uploads/<id>/data`` (a cancelled one may leave its tiny ``hashstates``)."""
+    uploads = registry.state / "data/docker/registry/v2/repositories" / repository / "_uploads"
+    return sorted(p.parent.name for p in uploads.glob("*/data"))
+
+
+def test_an_interrupted_upload_cancels_its_session(proxy: FaultProxy, registry) -> None:
+    """Ctrl-C in the middle of a chunked upload: the session (and the bytes the registry
+    holds for it) is dropped with ``DELETE <Location>`` before the interrupt goes on."""
+    blob = os.urandom(90_000)
+    digest = sha256_digest(blob)
+    opened = 0
+
+    def opener() -> io.BytesIO:
+        nonlocal opened
+        opened += 1
+        return Interrupting(blob, after=40_000)
+
+    with connect(proxy, "flaky/ctrl-c", []) as reg, pytest.raises(KeyboardInterrupt):
+        reg.push_blob("flaky/ctrl-c", opener, digest, len(blob), chunk_size=30_000)
+    assert opened == 1 and reg.requests["PATCH upload"] == 2
+    assert reg.requests["DELETE upload"] == 1
+    assert upload_sessions(registry, "flaky/ctrl-c") == []
+
+
+def test_ctrl_c_during_parallel_uploads_stops_them_and_cancels_their_sessions(
+    proxy: FaultProxy, registry, monkeypatch
+) -> None:
+    """Ctrl-C reaches only the main thread: the uploads under way must stop at their next
+    read and cancel their sessions, not run to their end while the user waits."""
+    image = random_image(6_000_000, 3, seed=1113)
+    real_wait = client.concurrent.futures.wait
+
+    def interrupted_wait(futures, **kwargs):
+        while not any(method == "PATCH" for method, _, _ in list(proxy.log)):
+            if all(future.done() for future in futures):
+                break  # (the assertions below then fail)
+            threading.Event().wait(0.001)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client.concurrent.futures, "wait", interrupted_wait)
+    monkeypatch.setattr(client, "progress_bar", lambda *a, **k: CountingBar(*a))
+    repository = "flaky/ctrl-c-parallel"
+    with connect(proxy, repository, []) as reg:
+        with pytest.raises(KeyboardInterrupt):
+            reg.write_image(image, repository, "v1", chunk_size=16_384, jobs=3)
+        monkeypatch.setattr(client.concurrent.futures, "wait", real_wait)
+        assert reg.requests["DELETE upload"] >= 1
+        assert reg.bytes_uploaded < sum(layer.size for layer in image.manifest().layers)
+    assert upload_sessions(registry, repository) == []
+    assert no_manifest(registry.port, repository, "v1")
+
+
+class Interrupting(io.BytesIO):
+    """A blob whose reading is interrupted (as by Ctrl-C) past byte ``after``."""
+
+    def __init__(self, data: bytes, *, after: int) -> None:
+        super().__init__(data)
+        self.after = after
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell() >= self.after:
+            raise KeyboardInterrupt
+        return super().read(size)
 
 
 def test_the_cli_says_what_failed_and_what_to_do(

@@ -574,6 +574,48 @@ def test_cleanup_unmounts_a_mount_whose_path_has_a_space(tmp_path: Path) -> None
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
+def test_a_process_that_merely_mentions_the_launcher_is_not_the_courses() -> None:
+    """cleanup kills the course's processes as root: a ``grep hardway.launch`` (here, a
+    sleeper with that word among its arguments) must never count as one."""
+    mention = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "hardway.launch"]
+    )
+    try:
+        wait_for("it to start", lambda: "hardway.launch" in leftovers._argv(mention.pid))
+        assert not any(f"process {mention.pid} " in p for p in leftovers.snapshot().processes)
+    finally:
+        mention.kill()
+        mention.wait()
+
+
+@needs_root
+def test_a_mount_merely_named_hardway_is_not_the_courses() -> None:
+    """Only a mount *point* inside the course's directories counts: a learner's mount
+    whose source is called hardway, outside them, is never detached by cleanup."""
+    outside = Path(tempfile.mkdtemp(prefix="review-", dir="/tmp"))
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "hardway-disk", str(outside)], check=True)
+        try:
+            assert not any(str(outside) in m for m in leftovers.snapshot().mounts)
+            assert f"mount {str(outside)!a}" not in leftovers.cleanup(
+                os.environ["HARDWAY_SESSION"], dry_run=True, temp="/tmp"
+            )
+        finally:
+            subprocess.run(["umount", str(outside)], check=True)
+    finally:
+        outside.rmdir()
+
+
+def test_stopping_owned_registries_at_exit_survives_a_removed_owner_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The atexit hook must not raise (a traceback at every kernel exit) when a state
+    directory lost its owner file, say to a cleanup meanwhile."""
+    monkeypatch.setattr(local_registry, "_owned_roots", {tmp_path})
+    local_registry._stop_owned()
+    assert local_registry._owned_roots == set()
+
+
 # --- the final check of the test suite (conftest.py) ----------------------------------
 
 LEAKY = """

@@ -373,3 +373,24 @@ def test_the_next_test_run_sweeps_a_killed_runs_registry(tmp_path: Path, free_po
     assert not Path(f"/proc/{pid}").exists(), "the orphaned registry is still running"
     assert not state.exists()
     assert port_free(free_port)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount")
+def test_the_sweep_never_deletes_through_a_mount_left_in_a_dead_runs_directory(
+    tmp_path: Path,
+) -> None:
+    """rmtree crosses mount points: what is mounted in a killed run's directory (it may be
+    anything of the host) is left for cleanup, which unmounts first."""
+    from conftest import sweep_dead_sessions
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    point = tmp_path / f"hardway-pytest-{gone.pid}-efgh" / "mounted"
+    point.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(point)], check=True)
+    try:
+        (point / "precious").write_text("not the test run's")
+        sweep_dead_sessions(str(tmp_path))
+        assert (point / "precious").exists()
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
