@@ -56,6 +56,7 @@ __all__ = [
     "find_delegation",
     "find_groups",
     "group_name",
+    "in_session",
     "own_cgroups",
     "parse_mountinfo",
     "remove_group",
@@ -686,9 +687,28 @@ def _remove_dir(directory: Path) -> None:
         directory.rmdir()
 
 
-def find_groups(mode: CgroupMode | None = None, depth: int = 4) -> list[Path]:
-    """Every ``hardway-…`` group in every hierarchy (not descending into them), sorted."""
+def in_session(name: str, session: str | None) -> bool:
+    """Is ``name`` (a group or runc container) tagged with ``session``? Any is, without one.
+
+    >>> in_session("hardway-box-1a2b.s01234567", "0123456789ab"), in_session("hardway-x", "")
+    (True, True)
+    >>> in_session("hardway-box-1a2b.s76543210", "0123456789ab")
+    False
+    """
+    _, _, tag = name.rpartition(".s")
+    return not session or ("." in name and tag == session[:8])
+
+
+def find_groups(
+    mode: CgroupMode | None = None, depth: int = 4, *, session: str | None = None
+) -> list[Path]:
+    """Every ``hardway-…`` group in every hierarchy (not descending into them), sorted.
+
+    Only ``session``'s groups (default: ``HARDWAY_SESSION``, when set): a test run or a
+    notebook under nbval must not see another run's groups; ``session=""`` lists all.
+    """
     mode = mode if mode is not None else detect()
+    session = session if session is not None else os.environ.get(SESSION_VARIABLE, "")
     tops = {*mode.v1_controllers.values(), *([mode.v2_path] if mode.v2_path else [])}
     found: list[Path] = []
     for top in tops:
@@ -696,7 +716,11 @@ def find_groups(mode: CgroupMode | None = None, depth: int = 4) -> list[Path]:
         for here, dirs, _ in os.walk(top):
             at = Path(here)
             mine = [d for d in dirs if d.startswith(PREFIX)]
-            found += [at / d for d in mine if not d.startswith(f"{PREFIX}probe-")]
+            found += [
+                at / d
+                for d in mine
+                if not d.startswith(f"{PREFIX}probe-") and in_session(d, session)
+            ]
             dirs[:] = [] if len(at.parts) - base >= depth else [d for d in dirs if d not in mine]
     return sorted(found)
 

@@ -439,18 +439,11 @@ def left_behind(before: Snapshot, after: Snapshot) -> list[str]:
     ]
 
 
-def _mine(name: str, session: str | None) -> bool:
-    """A ``hardway-…`` cgroup or runc container of this session (with no session: any)?"""
-    _, _, tag = name.rpartition(".s")
-    return not session or ("." in name and tag == session[:8])
-
-
 def _cgroups(session: str | None) -> list[Path]:
     try:
-        found = cgroups.find_groups()
+        return cgroups.find_groups(session=session or "")
     except OSError:
         return []
-    return [path for path in found if _mine(path.name, session)]
 
 
 def _process_ids(session: str | None) -> list[int]:
@@ -473,7 +466,7 @@ def _runc_containers(session: str | None) -> list[str]:
         return []
     listed = subprocess.run(["runc", "list", "-q"], capture_output=True, text=True, check=False)
     names = listed.stdout.split() if listed.returncode == 0 else []
-    return [n for n in names if n.startswith(cgroups.PREFIX) and _mine(n, session)]
+    return [n for n in names if n.startswith(cgroups.PREFIX) and cgroups.in_session(n, session)]
 
 
 def cleanup(
