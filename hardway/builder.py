@@ -39,7 +39,7 @@ from hardway.compression import GZIP, choose_codec
 from hardway.digest import Digest
 from hardway.errors import LayerError
 from hardway.image import History, Image
-from hardway.layers import Entry, tree_entries
+from hardway.layers import Entry, source_epoch, tree_entries
 from hardway.mutate import append_layers, configure, convert, empty_image, timestamp
 
 __all__ = [
@@ -90,10 +90,7 @@ class Settings:
     keep_owners: bool = False
 
     def epoch(self) -> int | None:
-        if self.source_date_epoch is not None:
-            return self.source_date_epoch
-        text = os.environ.get("SOURCE_DATE_EPOCH", "")
-        return int(text) if text.isdigit() else None
+        return source_epoch(self.source_date_epoch)
 
 
 @dataclass(frozen=True)

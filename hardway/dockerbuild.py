@@ -78,7 +78,7 @@ from hardway.image import (
     layer_compression,
     layer_media_type,
 )
-from hardway.layers import Entry, LayerInfo
+from hardway.layers import Entry, LayerInfo, source_epoch
 from hardway.mutate import empty_image, timestamp
 
 __all__ = [
@@ -525,7 +525,7 @@ class _Builder:
         self.df, self.context, self.cache = dockerfile, context, cache
         self.build_args, self.use_cache = dict(build_args), use_cache
         self.workdir, self.out, self.fmt, self.method = workdir, out, fmt, method
-        self.epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or 0)
+        self.epoch = source_epoch() or 0
         self.stages: dict[int, _Stage] = {}
         self.reports: list[StepReport] = []
         self.used_args: set[str] = set()

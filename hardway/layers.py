@@ -428,7 +428,13 @@ class _TarWriter:
             self._sink.write(_ZEROS[: tarfile.RECORDSIZE - self._offset % tarfile.RECORDSIZE])
 
 
-def _source_date_epoch(value: int | None) -> int | None:
+def source_epoch(value: int | None = None) -> int | None:
+    """``value``, else ``SOURCE_DATE_EPOCH`` from the environment, else ``None``: the
+    one reading of the reproducible-builds variable (a bad value is a :class:`LayerError`).
+
+    >>> source_epoch(1700000000)
+    1700000000
+    """
     if value is not None:
         return int(value)
     text = os.environ.get("SOURCE_DATE_EPOCH")
@@ -465,7 +471,7 @@ def write_entries(
 ) -> LayerInfo:
     """Write ``entries`` as one layer to ``out``; digest, diff_id and size in the same pass."""
     codec = choose_codec(compression, level, implementation)
-    limit = _source_date_epoch(source_date_epoch)
+    limit = source_epoch(source_date_epoch)
     with _output(out) as fh:
         stored = _HashingWriter(fh)
         with _Compressing(stored, codec) as plain:

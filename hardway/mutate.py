@@ -63,8 +63,9 @@ def timestamp(epoch: int | None = None) -> str:
     >>> timestamp(0), timestamp(1700000000)
     ('1970-01-01T00:00:00Z', '2023-11-14T22:13:20Z')
     """
-    if epoch is None:
-        epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or 0)
+    from hardway.layers import source_epoch  # lazily: layers imports much
+
+    epoch = source_epoch(epoch) or 0
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
