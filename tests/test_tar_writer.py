@@ -25,7 +25,7 @@ import zstandard
 from hardway.errors import LayerError
 from hardway.layers import (
     Entry,
-    _source_date_epoch,
+    source_epoch,
     tar_header,
     tar_info,
     tree_entries,
@@ -39,7 +39,7 @@ ROOT = os.geteuid() == 0
 
 def reference_tar(entries, *, source_date_epoch=None, keep_owners=False) -> bytes:
     """The uncompressed layer as the tarfile-based writer made it."""
-    limit = _source_date_epoch(source_date_epoch)
+    limit = source_epoch(source_date_epoch)
     buf = io.BytesIO()
     links: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
