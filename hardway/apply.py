@@ -55,7 +55,10 @@ from hardway.whiteouts import META_PREFIX, OPAQUE, WHITEOUT_PREFIX, whiteout_tar
 
 __all__ = ["apply_layer", "apply_layers", "clean_name"]
 
-_CHUNK = 1 << 20
+#: file data is copied in blocks this big: under glibc's mmap threshold (128 KiB), so each
+#: block reuses freed heap instead of fresh pages (1 MiB blocks cost ~170,000 page faults,
+#: a third of the CPU, to unpack 315 MB)
+_CHUNK = 1 << 16
 _IGNORED_XATTR_ERRORS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES)
 _FILE_CAPS = "SCHILY.xattr.security.capability"
 #: the environment variable that replaces the default expanded-size cap
