@@ -375,50 +375,85 @@ def pull_workload(
     shutil.rmtree(pulled, ignore_errors=True)
 
 
-def rebuild_workload(bench: Bench, work: Path, bundle_dir: Path) -> None:
-    """One file of the real tree changed: the layer built again.
+#: the rebuild workloads' layer sources: the real tree split by name, like a project's
+#: dependencies (most bytes, change rarely), resources, and application files (change often)
+SPLIT = (("deps", 0.85), ("resources", 0.98), ("app", 1.0))
 
-    umoci compares the bundle with its mtree (refreshed once here), so its layer holds
-    only the change. Without a layer cache, hardway tars the directory again: the cache
-    (``hardway.builder``) lands separately and is measured here once it is importable.
+
+def split_tree(rootfs: Path) -> dict[str, Path]:
+    """Move the real tree's top-level entries (sorted) into ``deps/``, ``resources/`` and
+    ``app/``, by their share of the bytes: the layer sources of the rebuild workloads."""
+    names = sorted(p.name for p in rootfs.iterdir())
+    total = sum(os.lstat(rootfs / n).st_size for n in names if (rootfs / n).is_file())
+    dirs = {part: rootfs / part for part, _ in SPLIT}
+    for path in dirs.values():
+        path.mkdir()
+    done, parts = 0, iter(SPLIT)
+    part, share = next(parts)
+    for name in names:
+        path = rootfs / name
+        while done > share * total and part != SPLIT[-1][0]:
+            part, share = next(parts)
+        if path.is_file() and not path.is_symlink():
+            done += path.stat().st_size
+        path.rename(dirs[part] / name)
+    return dirs
+
+
+def rebuild_workloads(bench: Bench, work: Path, bundle_dir: Path) -> None:
+    """One file changed, then nothing changed: the image built again.
+
+    hardway builds one layer per part of the tree (``deps``, ``resources``, ``app``)
+    with its layer cache (``bench/build_driver.py``: ``hardway.builder``, a cache warmed
+    before each workload); a rebuild should redo only the layer of the changed file.
+    umoci compares the bundle with its mtree (refreshed before each workload) and writes
+    a layer holding only the change. Both write an OCI layout.
     """
     layout, rootfs = work / "umoci-real", bundle_dir / "rootfs"
-    run(["umoci", "repack", "--refresh-bundle", "--image", f"{layout}:base", str(bundle_dir)])
-    victim = next(p for p in sorted(rootfs.rglob("*")) if p.is_file() and not p.is_symlink())
+    dirs = split_tree(rootfs)
+    cache, built, report = work / "build-cache", work / "built", work / "build-report.json"
+    sources = [f"{name}={path}:/{name}" for name, path in dirs.items()]
+    driver = [PY, str(HERE / "build_driver.py"), "--cache", str(cache), "--report", str(report)]
     counter = iter(range(10**6))
+    cases = (
+        ("rebuild, one app file changed", "app"),
+        ("rebuild, one deps file changed", "deps"),
+        ("rebuild, nothing changed", None),
+    )
+    for workload, part in cases:
+        # both start from the tree as it is: umoci's mtree refreshed, hardway's cache warm
+        run(["umoci", "repack", "--refresh-bundle", "--image", f"{layout}:base", str(bundle_dir)])
+        run([*driver, "--out", f"oci:{built}:warm", *sources])
+        victim = None
+        if part is not None:
+            victim = next(p for p in sorted(dirs[part].iterdir()) if p.is_file())
+        redone: list[str] = []
+        written: dict[str, list[int]] = {"hardway": [], "umoci": []}
 
-    def change(_: str) -> None:
-        with open(victim, "ab") as fh:
-            fh.write(f"change {next(counter)}\n".encode())
+        def change(_: str, victim: Path | None = victim) -> None:
+            if victim is not None:
+                with open(victim, "ab") as fh:
+                    fh.write(f"change {next(counter)}\n".encode())
 
-    tools = {
-        "hardway layer create": lambda: measure(
-            [*HW, "layer", "create", str(rootfs), "-o", str(work / "out" / "re.tar.gz")]
-        ),
-        "umoci repack": lambda: measure(
-            ["umoci", "repack", "--image", f"{layout}:rebuilt", str(bundle_dir)]
-        ),
-    }
-    if builder := builder_rebuild(work, rootfs):
-        tools["hardway builder (cache)"] = builder
-    bench.compare("rebuild, one file changed", tools, before=change)
+        def hardway(redone: list[str] = redone, written: dict = written) -> Sample:
+            sample = measure([*driver, "--out", f"oci:{built}:v1", *sources])
+            layers = json.loads(report.read_text())
+            redone.append("+".join(r["name"] for r in layers if not r["cached"]) or "none")
+            written["hardway"].append(sum(r["written"] for r in layers))
+            return sample
 
+        def umoci(written: dict = written) -> Sample:
+            sample = measure(["umoci", "repack", "--image", f"{layout}:rebuilt", str(bundle_dir)])
+            written["umoci"].append(read_layout(layout, "rebuilt").manifest().layers[-1].size)
+            return sample
 
-def builder_rebuild(work: Path, rootfs: Path) -> Callable[[], Sample] | None:
-    """The layer cache's rebuild, when ``hardway.builder`` exists (it lands separately).
-
-    Its command line is probed with ``--help``; ``None`` when it is absent or different.
-    """
-    try:
-        import hardway.builder  # noqa: F401
-    except ImportError:
-        return None
-    with contextlib.suppress(subprocess.CalledProcessError):
-        run([*HW, "build", "--help"])
-        argv = [*HW, "build", str(rootfs), f"oci:{work / 'built'}:v1"]
-        run(argv)  # warm the cache once
-        return lambda: measure(argv)
-    return None
+        tools = {"hardway build (layer cache)": hardway, "umoci repack": umoci}
+        bench.compare(workload, tools, before=change)
+        ours = bench.result(workload, "hardway build (layer cache)")
+        ours.extra["layers redone"] = ", ".join(sorted(set(redone)))
+        ours.extra["expected"] = part or "none"
+        for tool, key in (("hardway", ours), ("umoci", bench.result(workload, "umoci repack"))):
+            key.extra["MB written"] = round(statistics.median(written[tool]) / 1e6, 3)
 
 
 def memory_workload(bench: Bench, work: Path, size_mib: int, reg: Registry) -> None:
@@ -556,6 +591,13 @@ def verdicts(results: list[Result]) -> list[str]:
                 f"| {r.workload}: no blob bytes, < 1 s | {r.extra.get('upload requests')} upload "
                 f"requests, {r.median('wall'):.2f} s | {'met' if ok else 'missed'} |"
             )
+        if r.workload.startswith("rebuild") and "expected" in r.extra:
+            redone, expected = r.extra.get("layers redone"), r.extra["expected"]
+            what = "no layer" if expected == "none" else f"only the {expected} layer"
+            lines.append(
+                f"| {r.workload}: {what} redone | layers redone: {redone} "
+                f"({r.median('wall'):.2f} s) | {'met' if redone == expected else 'missed'} |"
+            )
         if r.workload.startswith("memory") and r.tool.startswith("hardway"):
             rss = r.median("rss")
             lines.append(
@@ -684,7 +726,7 @@ def main() -> None:
                 if "push" in only:
                     push_pull_workloads(bench, work, name, work / f"bundle-{name}" / "rootfs", reg)
             if "rebuild" in only:
-                rebuild_workload(bench, work, work / "bundle-real")
+                rebuild_workloads(bench, work, work / "bundle-real")
             if "memory" in only:
                 shutil.rmtree(work / "bundle-small", ignore_errors=True)
                 memory_workload(bench, work, args.memory_mib, reg)

@@ -22,7 +22,6 @@ Compressors are streams with ``compress(data) -> bytes`` and ``flush() -> bytes`
 from __future__ import annotations
 
 import gzip
-import importlib.metadata
 import io
 import struct
 import zlib
@@ -96,6 +95,8 @@ class Codec:
             return zlib.ZLIB_RUNTIME_VERSION
         if self.implementation == "none":
             return ""
+        import importlib.metadata  # ~50 ms to import: only when a version is asked for
+
         return importlib.metadata.version(self.implementation)
 
     def __str__(self) -> str:

@@ -37,7 +37,7 @@ from hardway.transports import read_image, write_image
 
 __all__ = ["register", "unpack_image"]
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # under glibc's mmap threshold: see hardway.apply._CHUNK
 
 
 def _words(text: str) -> list[str]:

@@ -676,3 +676,32 @@ def test_cli_create_and_diff_print_json(tree: Path, tmp_path: Path, capsys) -> N
 )
 def test_doctests(module) -> None:
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_a_kept_parent_directory_never_outlives_its_name(tmp_path: Path) -> None:
+    """Unpacking keeps a directory open for the next entries in it (speed); an entry that
+    replaces that directory with a symlink must end it: later entries follow the link."""
+    root = tmp_path / "root"
+    root.mkdir()
+    layer = _layer([("e/", DIR, b""), ("d/", DIR, b""),
+                    ("d/a", REG, b"1"), ("d/b", REG, b"2"), ("d", SYM, "e"),
+                    ("d/c", REG, b"3"), ("d/f", REG, b"4"), ("l", SYM, "d"),
+                    ("l/g", REG, b"5"), ("l/h", REG, b"6")])  # fmt: skip
+    apply_layer(layer, root)
+    assert (root / "d").readlink() == Path("e")
+    assert sorted(p.name for p in (root / "e").iterdir()) == ["c", "f", "g", "h"]
+
+
+def test_a_parent_reached_through_a_symlink_is_resolved_again_for_each_entry(
+    tmp_path: Path,
+) -> None:
+    """``l -> e/sub/..`` leads to ``e`` only while ``e/sub`` is a directory: once an entry
+    in ``l`` replaces ``sub`` with a file, ``l/z`` has no parent (a kept descriptor of
+    ``e`` would have put it there)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    layer = _layer([("e/", DIR, b""), ("e/sub/", DIR, b""), ("l", SYM, "e/sub/.."),
+                    ("l/sub", REG, b"file"), ("l/z", REG, b"z")])  # fmt: skip
+    with pytest.raises(LayerError, match="not a directory"):
+        apply_layer(layer, root)
+    assert not (root / "e" / "z").exists()
