@@ -1012,7 +1012,7 @@ class _Resuming(io.RawIOBase):
     def __init__(self, fetch: Callable[[int], requests.Response], budget: _Budget) -> None:
         self._fetch, self._budget = fetch, budget
         self._offset = 0
-        self._response = fetch(0)
+        self._response: requests.Response | None = fetch(0)
 
     def readable(self) -> bool:
         return True
@@ -1020,33 +1020,39 @@ class _Resuming(io.RawIOBase):
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         while True:
             try:
+                if self._response is None:
+                    self._reopen()  # skipping what we have can break too: same rule
                 data = self._response.raw.read(len(buffer))
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 if not transient_exception(exc):
                     raise
                 self._budget.spend(exc)
-                self._reopen()
+                self._drop()
                 continue
             buffer[: len(data)] = data
             self._offset += len(data)
             return len(data)
 
+    def _drop(self) -> None:
+        if self._response is not None:
+            with contextlib.suppress(Exception):
+                self._response.close()
+        self._response = None
+
     def _reopen(self) -> None:
-        self._response.close()
         self._response = self._fetch(self._offset)
         if self._response.status_code == 200:  # Range ignored: the whole blob again
             _skip(self._response.raw, self._offset)
             return
         first = self._response.headers.get("Content-Range", "").removeprefix("bytes ")
         if not first.startswith(f"{self._offset}-"):
-            self._response.close()
+            self._drop()
             raise InvalidImageError(
                 f"asked for the blob from byte {self._offset}, got Content-Range {first!r}"
             )
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._response.close()
+        self._drop()
         super().close()
 
 

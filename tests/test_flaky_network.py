@@ -636,3 +636,53 @@ def test_twenty_push_pull_round_trips_under_faults_end_with_correct_digests(
         injected = Counter(token_proxy.injected)
     assert injected["expire-token"] >= 40 and injected["status-429"] >= 40
     assert injected["reset-request"] + injected["reset-response"] >= 40
+
+
+def test_a_reset_while_skipping_a_range_less_restart_is_retried_too() -> None:
+    """A server that ignores ``Range`` sends the whole blob again; the connection can break
+    while the client skips the bytes it already has. That is one more failure to retry,
+    not an untyped error (a unit test: the real registry honours ``Range``)."""
+    from hardway.registry import _Budget, _Resuming
+
+    blob = os.urandom(300_000)
+
+    class Body(io.RawIOBase):
+        def __init__(self, cut_at: int | None) -> None:
+            self.data, self.cut_at, self.pos = blob, cut_at, 0
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            if self.cut_at is not None and self.pos >= self.cut_at:
+                raise requests.ConnectionError(ConnectionResetError(104, "reset"))
+            end = len(self.data) if size < 0 else self.pos + size
+            if self.cut_at is not None:
+                end = min(end, self.cut_at)
+            chunk, self.pos = self.data[self.pos : end], min(end, len(self.data))
+            return chunk
+
+    class Reply:
+        status_code, headers = 200, {}
+
+        def __init__(self, cut_at: int | None) -> None:
+            self.raw = Body(cut_at)
+
+        def close(self) -> None:
+            pass
+
+    # the first reply breaks at 200 kB; the next one (Range ignored) breaks at 100 kB,
+    # inside the 200 kB being skipped; the third is whole
+    cuts = iter([200_000, 100_000, None])
+    asked: list[int] = []
+
+    def fetch(offset: int) -> Reply:
+        asked.append(offset)
+        return Reply(next(cuts))
+
+    waits: list[float] = []
+    with Registry("127.0.0.1:1") as reg:
+        reg.sleep = waits.append
+        stream = _Resuming(fetch, _Budget(reg, "GET blob", "GET blob"))
+        assert io.BufferedReader(stream).read() == blob
+    assert asked == [0, 200_000, 200_000] and len(waits) == 2
