@@ -94,8 +94,10 @@ class Room:
     service: TokenService
 
     def stop(self) -> None:
-        local_registry.stop(self.port)
-        self.service.stop()
+        try:
+            local_registry.stop(self.port)
+        finally:  # a registry that would not stop must not keep the token service alive
+            self.service.stop()
 
 
 def start_room(

@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     from hardway import local_registry
 
-    local_registry.start()
     rows = []
     try:
+        local_registry.start()  # inside the try: a failed start still removes its state
         for path in paths:
             nb = nbformat.read(path, as_version=4)
             cells = sum(1 for c in nb.cells if c.cell_type == "code")
