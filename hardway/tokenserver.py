@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import bcrypt
@@ -43,6 +43,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from hardway.registry_config import RegistryConfig
 
 __all__ = [
     "DEFAULT_USERS",
@@ -191,6 +194,20 @@ class TokenService:
         path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         return path
 
+    def registry_config(self, port: int, cert: Path | str) -> RegistryConfig:
+        """The config of a registry on ``port`` that trusts this (started) service: its
+        realm, service and issuer, and our certificate, written to ``cert``."""
+        from hardway.registry_config import RegistryConfig
+
+        return RegistryConfig(
+            port=port,
+            auth="token",
+            realm=self.realm,
+            service=self.service,
+            issuer=self.issuer,
+            rootcertbundle=self.write_cert(cert),
+        )
+
     def grant(self, account: str, scope: str) -> dict[str, Any] | None:
         """The ``access`` entry for one requested scope, or ``None`` if nothing is allowed."""
         kind, _, rest = scope.partition(":")
@@ -332,16 +349,8 @@ def start_secured(
         config = RegistryConfig(port=port, auth="htpasswd", htpasswd=htpasswd)
     elif auth == "token":
         service = TokenService(htpasswd)
-        realm = service.start()
-        cert = service.write_cert(directory / "token.pem")
-        config = RegistryConfig(
-            port=port,
-            auth="token",
-            realm=realm,
-            service=service.service,
-            issuer=service.issuer,
-            rootcertbundle=cert,
-        )
+        service.start()
+        config = service.registry_config(port, directory / "token.pem")
     else:
         raise ValueError(f"auth must be 'basic' or 'token', not {auth!r}")
     try:

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hardway import local_registry
-from hardway.registry_config import RegistryConfig
 from hardway.tokenserver import Rule, TokenService, write_htpasswd
 
 NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -108,15 +107,8 @@ def start_room(
     users = passwords(attendees, credentials)
     htpasswd = write_htpasswd(state / "htpasswd", users)
     service = TokenService(htpasswd, acl=room_acl(attendees), lifetime=600)
-    realm = service.start(port=token_port)
-    config = RegistryConfig(
-        port=port,
-        auth="token",
-        realm=realm,
-        service=service.service,
-        issuer=service.issuer,
-        rootcertbundle=service.write_cert(state / "token.pem"),
-    )
+    service.start(port=token_port)
+    config = service.registry_config(port, state / "token.pem")
     try:
         status = local_registry.start(port, config=config)
     except BaseException:
