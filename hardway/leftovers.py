@@ -56,6 +56,7 @@ from hardway.errors import HardwayError
 __all__ = [
     "Service",
     "Snapshot",
+    "argv_of",
     "cleanup",
     "left_behind",
     "owner_gone",
@@ -123,7 +124,7 @@ def _processes(session: str | None) -> set[str]:
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         cmdline = _read(f"/proc/{entry}/cmdline").replace(b"\0", b" ").decode(errors="replace")
-        ours = _launcher(_argv(entry)) or _environ(entry).get("container") == "hardway"
+        ours = _launcher(argv_of(entry)) or _environ(entry).get("container") == "hardway"
         state, _, started = _stat(entry)
         if not ours or state in ("", "Z", "X") or _foreign(int(entry), session):
             continue
@@ -272,7 +273,8 @@ class Service:
         return f"{self.kind} on port {self.port} (pid {self.pid}, state {self.root})"
 
 
-def _argv(pid: int | str) -> list[str]:
+def argv_of(pid: int | str) -> list[str]:
+    """The command line of ``pid``; ``[]`` for a zombie or a process gone meanwhile."""
     raw = _read(f"/proc/{pid}/cmdline")
     return [a.decode(errors="surrogateescape") for a in raw.split(b"\0")[:-1]]
 
@@ -295,7 +297,7 @@ def services(session: str | None = None) -> list[Service]:
     session = session if session is not None else os.environ.get(SESSION_VARIABLE)
     found = []
     for entry in os.listdir("/proc"):
-        service = _service(int(entry), _argv(entry)) if entry.isdigit() else None
+        service = _service(int(entry), argv_of(entry)) if entry.isdigit() else None
         if service and _stat(entry)[0] not in ("", "Z", "X") and not _foreign(service.pid, session):
             found.append(service)
     return sorted(found, key=lambda s: (s.port, s.kind, s.pid))
@@ -355,7 +357,7 @@ def _kernels(temp: Path) -> list[float]:
     ``temp``: each may hold a directory it made there in a variable."""
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and _KERNELS & {os.path.basename(a) for a in _argv(entry)[:3]}:
+        if entry.isdigit() and _KERNELS & {os.path.basename(a) for a in argv_of(entry)[:3]}:
             env = _environ(entry)
             if Path(env.get("TMPDIR") or "/tmp").resolve() == temp and _stat(entry)[0] not in (
                 "",

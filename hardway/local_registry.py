@@ -170,17 +170,9 @@ def binary() -> Path:
     )
 
 
-def _argv(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:  # gone, or not ours to read
-        return []
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]]
-
-
 def _is_ours(pid: int, paths: RegistryPaths) -> bool:
     """Is ``pid`` a registry serving *our* config? (A zombie has no cmdline: not ours.)"""
-    return _argv(pid)[1:] == ["serve", str(paths.config)]
+    return leftovers.argv_of(pid)[1:] == ["serve", str(paths.config)]
 
 
 def _read_pid(paths: RegistryPaths) -> int | None:

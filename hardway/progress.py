@@ -76,10 +76,11 @@ class NoBar:
 
 
 class ProgressReader(io.RawIOBase):
-    """``stream``, moving ``bar`` by every byte read (the bar is not closed here)."""
+    """``stream``, moving ``bar`` by every byte read; ``close_bar``: closing the stream
+    closes the bar too (a download's bar lives exactly as long as its stream)."""
 
-    def __init__(self, stream: BinaryIO, bar: Any) -> None:
-        self._stream, self._bar = stream, bar
+    def __init__(self, stream: BinaryIO, bar: Any, *, close_bar: bool = False) -> None:
+        self._stream, self._bar, self._close_bar = stream, bar, close_bar
 
     def readable(self) -> bool:
         return True
@@ -98,4 +99,6 @@ class ProgressReader(io.RawIOBase):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._stream.close()
+        if self._close_bar:
+            self._bar.close()
         super().close()

@@ -733,7 +733,7 @@ class Registry:
             if digest not in sizes:
                 return stream
             bar = progress_bar(sizes[digest], f"pull {str(digest)[7:19]}", enabled=progress)
-            return _Closing(ProgressReader(stream, bar), bar)
+            return ProgressReader(stream, bar, close_bar=True)
 
         return StoredImage(raw, raw_config, opener)
 
@@ -847,30 +847,6 @@ def _run_bounded(
         if not future.cancelled() and future.exception() is not None:
             raise future.exception()  # type: ignore[misc]
     return [future.result() for future in futures]
-
-
-class _Closing(io.RawIOBase):
-    """A stream that also closes ``extra`` (a progress bar) when it is closed."""
-
-    def __init__(self, stream: BinaryIO, extra: Any) -> None:
-        self._stream, self._extra = stream, extra
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        return self._stream.read(size)
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._stream.close()
-        self._extra.close()
-        super().close()
 
 
 class _Stopped(Exception):

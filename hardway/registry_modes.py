@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from hardway import leftovers
 from hardway.errors import RegistryConfigError, RegistryServerError
 
 __all__ = ["MODES", "mode_of", "start_mode", "stop_token_service", "token_service_pid"]
@@ -55,20 +56,12 @@ def _files(root: Path) -> dict[str, Path]:
     return {name.removeprefix("tokenserver."): root / name for name in names}
 
 
-def _argv(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]]
-
-
 def token_service_pid(root: Path) -> int | None:
     """The pid of the token service of the registry whose state is ``root``, if it runs."""
     files = _files(root)
     with contextlib.suppress(OSError, ValueError):
         pid = int(files["pid"].read_text().strip())
-        argv = _argv(pid)
+        argv = leftovers.argv_of(pid)
         if argv[1:4] == ["-m", "hardway.tokenserver", "serve"] and str(files["htpasswd"]) in argv:
             return pid
     return None
@@ -93,11 +86,11 @@ def stop_token_service(root: Path, timeout: float = 5.0) -> bool:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, sig)
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _argv(pid):
+            while time.monotonic() < deadline and leftovers.argv_of(pid):
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)  # our child (CLI, tests): reap it
                 time.sleep(0.02)
-            if not _argv(pid):
+            if not leftovers.argv_of(pid):
                 break
         return True
     finally:

@@ -581,7 +581,7 @@ def test_a_process_that_merely_mentions_the_launcher_is_not_the_courses() -> Non
         [sys.executable, "-c", "import time; time.sleep(60)", "hardway.launch"]
     )
     try:
-        wait_for("it to start", lambda: "hardway.launch" in leftovers._argv(mention.pid))
+        wait_for("it to start", lambda: "hardway.launch" in leftovers.argv_of(mention.pid))
         assert not any(f"process {mention.pid} " in p for p in leftovers.snapshot().processes)
     finally:
         mention.kill()
