@@ -4,13 +4,14 @@ One real registry serves the whole pytest session. It is started in
 :func:`pytest_sessionstart`, not lazily in a fixture, because notebook kernels that nbval
 starts later inherit this process's environment: ``HARDWAY_STATE_DIR`` (a temporary
 directory) and ``HARDWAY_REGISTRY_PORT`` (a free port) are exported before any test runs,
-so ``hardway.local_registry.ensure_running()`` in a notebook finds this registry. It is
+so ``hardway.distribution.server.local_registry.ensure_running()`` in a notebook finds this
+registry. It is
 stopped in :func:`pytest_sessionfinish`, which pytest runs after failures and Ctrl-C too,
 and again at interpreter exit in case another plugin broke the session start.
 
 Nothing a test or notebook creates may outlive the session: a snapshot of the course's
 processes, veth devices, mounts, named network namespaces, cgroups, registries and token
-services (:mod:`hardway.leftovers`) is taken at the start and compared at the finish;
+services (:mod:`hardway.course.leftovers`) is taken at the start and compared at the finish;
 anything new fails the run loudly. ``HARDWAY_SESSION`` tells this run's leftovers from
 those of a concurrent one. ``TMPDIR`` is this run's own directory (kernels inherit it):
 whatever a test, notebook or tool leaves in it is a leftover too.
@@ -34,7 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from hardway import leftovers, local_registry
+from hardway.course import leftovers
+from hardway.distribution.server import local_registry
 from hardway.errors import HardwayError
 
 _EXPORTED = ("HARDWAY_STATE_DIR", "HARDWAY_REGISTRY_PORT", "HARDWAY_SESSION", "TMPDIR")
@@ -93,7 +95,9 @@ def sweep_dead_sessions(tmpdir: str | None = None) -> list[int]:
         except OSError:
             continue
         owners = _OWNED.findall(argv)  # the innermost names the run (tests nest them)
-        if not owners or not ("docker-registry" in argv or "hardway.tokenserver" in argv):
+        if not owners or not (
+            "docker-registry" in argv or "hardway.distribution.server.tokenserver" in argv
+        ):
             continue
         if Path(f"/proc/{owners[-1]}").exists():
             continue  # its test run is still going (or the pid was reused: leave it)
@@ -197,7 +201,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def busybox_rootfs() -> Iterator[Path]:
     """A busybox root filesystem that every uid can read (in a 0755 ``hardway-…`` dir)."""
-    from hardway import rootfs
+    from hardway.isolation import rootfs
 
     top = Path(tempfile.mkdtemp(prefix="hardway-rootfs-"))
     top.chmod(0o755)

@@ -1,4 +1,5 @@
-"""Build an image with the layer cache (``hardway.builder``), as the rebuild benchmark runs it.
+"""Build an image with the layer cache (``hardway.build.builder``), as the rebuild benchmark runs
+it.
 
     python bench/build_driver.py --cache DIR --out oci:LAYOUT:TAG --report FILE \\
         NAME=SRC:DEST [NAME=SRC:DEST ...]
@@ -15,9 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
-from hardway.builder import LayerSource, build
-from hardway.cache import Cache
-from hardway.transports import write_image
+from hardway.build.builder import LayerSource, build
+from hardway.build.cache import Cache
+from hardway.distribution.transports import write_image
 
 
 def source(text: str) -> LayerSource:

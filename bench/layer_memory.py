@@ -28,7 +28,7 @@ from pathlib import Path
 CHILD = r"""
 import json, os, resource, sys, time
 from pathlib import Path
-from hardway.layers import write_layer
+from hardway.image.layers import write_layer
 tree, out, compression, impl = sys.argv[1:5]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()

@@ -225,7 +225,7 @@ class Registry:
 
     def __init__(self, work: Path) -> None:
         os.environ["HARDWAY_STATE_DIR"] = str(work / "state")
-        from hardway import local_registry
+        from hardway.distribution.server import local_registry
 
         with socket.socket() as probe:  # a free port: the kernel's choice
             probe.bind(("127.0.0.1", 0))
@@ -271,7 +271,7 @@ class Registry:
 
 
 def read_layout(path: Path, tag: str):
-    from hardway.layout import read_image
+    from hardway.image.layout import read_image
 
     return read_image(path, tag)
 
@@ -404,7 +404,7 @@ def rebuild_workloads(bench: Bench, work: Path, bundle_dir: Path) -> None:
     """One file changed, then nothing changed: the image built again.
 
     hardway builds one layer per part of the tree (``deps``, ``resources``, ``app``)
-    with its layer cache (``bench/build_driver.py``: ``hardway.builder``, a cache warmed
+    with its layer cache (``bench/build_driver.py``: ``hardway.build.builder``, a cache warmed
     before each workload); a rebuild should redo only the layer of the changed file.
     umoci compares the bundle with its mtree (refreshed before each workload) and writes
     a layer holding only the change. Both write an OCI layout.

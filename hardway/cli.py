@@ -22,17 +22,19 @@ __all__ = ["main"]
 #: command imports only its module (importing them all costs ~0.15 s per command), and
 #: tests/test_cli.py checks that every module's commands are here
 COMMAND_HOMES = {
-    "doctor": "hardway.doctor",
-    "registry": "hardway.local_registry",
-    "labs": "hardway.labgen",
-    "grade": "hardway.autograde",
-    "rootfs": "hardway.rootfs",
-    "run": "hardway.runtime",
-    "cleanup": "hardway.leftovers",
-    "layer": "hardway.layers",
-    **dict.fromkeys(("image", "copy", "unpack", "pull", "inspect"), "hardway.image_cli"),
-    "build": "hardway.dockerbuild",
-    "cache": "hardway.cache",
+    "doctor": "hardway.course.doctor",
+    "registry": "hardway.distribution.server.local_registry",
+    "labs": "hardway.course.labgen",
+    "grade": "hardway.course.autograde",
+    "rootfs": "hardway.isolation.rootfs",
+    "run": "hardway.isolation.runtime",
+    "cleanup": "hardway.course.leftovers",
+    "layer": "hardway.image.layers",
+    **dict.fromkeys(
+        ("image", "copy", "unpack", "pull", "inspect"), "hardway.distribution.commands"
+    ),
+    "build": "hardway.build.dockerbuild",
+    "cache": "hardway.build.cache",
 }
 
 #: modules that contribute commands (derived, so the two can never disagree)

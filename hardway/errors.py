@@ -29,7 +29,8 @@ is usually a learner in the middle of a notebook, not a developer with a debugge
     │   ├── ImageNotFoundError        no such tag, image or blob (also LookupError)
     │   └── BadImageNameError         not ``oci:DIR[:TAG]`` or another known form (ValueError)
     ├── BadReferenceError             chapter 07: not ``registry/repo:tag@digest`` (ValueError)
-    ├── RegistryError                 chapters 07–08: the registry said no (requests.HTTPError);
+    ├── RegistryError                 chapters 07–08: the registry said no (requests.HTTPError;
+    │   │                             in :mod:`hardway.distribution.errors`, see there why);
     │   │                             ``.status_code``, ``.diagnostics`` (code, message, detail)
     │   ├── UnauthorizedError         401/403: no or wrong credentials, or a scope not granted
     │   ├── RegistryNotFoundError     404: no such repository, manifest, blob (LookupError)
@@ -38,14 +39,13 @@ is usually a learner in the middle of a notebook, not a developer with a debugge
     └── BuildError                    chapter 10: a Dockerfile build failed; ``.line`` names where
         └── DockerfileError           the Dockerfile is malformed or outside the subset (ValueError)
 
-Later chapters add their own branches here (references, registry API errors, unsafe
-layers, …) so that there is one place to read them all.
+The sections below follow the chapters. A new error gets its place in this tree, so
+that there is one place to read them all.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "REGISTRY_ERROR_CODES",
     "BadDigestError",
     "BadImageNameError",
     "BadReferenceError",
@@ -54,7 +54,6 @@ __all__ = [
     "ContainerError",
     "ContainerTimeoutError",
     "DelegationError",
-    "Diagnostic",
     "DigestMismatchError",
     "DockerfileError",
     "HardwayError",
@@ -136,53 +135,6 @@ class MarkerError(NotebookError):
     """``### BEGIN SOLUTION`` / ``### BEGIN HIDDEN TESTS`` markers are unclosed or nested."""
 
 
-# --- chapter 06: images ---------------------------------------------------------------
-
-
-class ImageError(HardwayError):
-    """Something is wrong with an image: its documents, its blobs or where it was looked for."""
-
-
-class InvalidImageError(ImageError, ValueError):
-    """A config, manifest or index breaks the spec; :attr:`problems` lists every violation."""
-
-    def __init__(self, message: str, *, fix: str | None = None, problems: tuple = ()) -> None:
-        super().__init__(message, fix=fix)
-        #: every violation found, one sentence each (``validate_image`` collects them all)
-        self.problems: tuple[str, ...] = tuple(problems) or (message,)
-
-
-class DigestMismatchError(ImageError):
-    """A blob's bytes do not match the digest or size that names it: corrupt or tampered."""
-
-
-class ImageNotFoundError(ImageError, LookupError):
-    """No image with that tag, reference or digest (or a blob it needs is missing)."""
-
-
-class BadImageNameError(ImageError, ValueError):
-    """An image name is not ``TRANSPORT:…`` in a form this course understands."""
-
-
-# --- chapter 05: layers -------------------------------------------------------------------
-
-
-class LayerError(HardwayError):
-    """A layer cannot be written or applied: bad compression, a broken tar, a missing link."""
-
-
-class UnsafeLayerError(LayerError):
-    """A layer entry that would reach outside the root (``..``, ``/etc``, a bare ``.wh.``).
-
-    ``entry`` is the entry's name as the tar spells it, so the learner can find it.
-    """
-
-    def __init__(self, entry: str, problem: str, *, fix: str | None = None) -> None:
-        super().__init__(f"unsafe layer entry {entry!r}: {problem}", fix=fix)
-        #: the name of the offending tar entry
-        self.entry = entry
-
-
 # -- chapters 01–02: root filesystems, namespaces, containers ---------------------------
 
 
@@ -191,7 +143,7 @@ class RootfsError(HardwayError):
 
 
 class IsolationError(HardwayError, ValueError):
-    """An :class:`~hardway.namespaces.Isolation` that cannot work, e.g. a hostname
+    """An :class:`~hardway.isolation.namespaces.Isolation` that cannot work, e.g. a hostname
     without a UTS namespace or ``pivot_root`` without a mount namespace."""
 
 
@@ -227,89 +179,9 @@ class NetworkError(ContainerError):
     """The veth pair between host and container could not be created or configured."""
 
 
-# --- chapters 07–08: references and the registry API -----------------------------------
-
-
-class BadReferenceError(HardwayError, ValueError):
-    """An image reference that is not ``[registry/]repository[:tag][@digest]``."""
-
-
-#: the distribution spec's error codes, each with a sentence a learner understands
-REGISTRY_ERROR_CODES: dict[str, str] = {
-    "BLOB_UNKNOWN": "the registry has no blob with that digest in this repository",
-    "BLOB_UPLOAD_INVALID": "the upload is broken (a chunk out of order, or a bad Content-Range)",
-    "BLOB_UPLOAD_UNKNOWN": "the upload session is unknown: it expired, was cancelled or finished",
-    "DIGEST_INVALID": "the bytes received do not hash to the digest given with them",
-    "MANIFEST_BLOB_UNKNOWN": "the manifest names a blob (layer or config) not pushed yet: "
-    "push blobs before the manifest",
-    "MANIFEST_INVALID": "the registry rejected the manifest: bad JSON, a wrong media type, "
-    "or a Content-Type that does not match its mediaType",
-    "MANIFEST_UNKNOWN": "no manifest with that tag or digest in this repository",
-    "MANIFEST_UNVERIFIED": "the manifest's signature did not verify (legacy schema 1)",
-    "NAME_INVALID": "the repository name is not valid",
-    "NAME_UNKNOWN": "the registry does not know this repository (nothing was pushed to it)",
-    "SIZE_INVALID": "the number of bytes received differs from the length announced",
-    "TAG_INVALID": "the tag in the URL does not match the manifest (legacy)",
-    "UNAUTHORIZED": "authentication is required: log in, or the token lacks the scope",
-    "DENIED": "access denied: these credentials may not do this",
-    "UNSUPPORTED": "the registry does not support this operation",
-    "TOOMANYREQUESTS": "too many requests: wait (see Retry-After) and try again",
-    "RANGE_INVALID": "the Content-Range does not continue where the upload stands",
-}
-
-#: statuses after which trying again may work (ggcr's list)
-_TEMPORARY = {408, 429, 499, 500, 502, 503, 504, 522}
-
-
-class Diagnostic:
-    """One entry of a registry's ``{"errors": [{"code", "message", "detail"}]}`` body."""
-
-    __slots__ = ("code", "detail", "message")
-
-    def __init__(self, code: str, message: str = "", detail: object = None) -> None:
-        self.code, self.message, self.detail = code, message, detail
-
-    def __repr__(self) -> str:
-        return f"Diagnostic(code={self.code!r}, message={self.message!r}, detail={self.detail!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Diagnostic) and (self.code, self.message, self.detail) == (
-            other.code,
-            other.message,
-            other.detail,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def explain(self) -> str:
-        """``CODE: the sentence for the code (the registry's own message)``."""
-        sentence = REGISTRY_ERROR_CODES.get(self.code, "")
-        own = self.message and self.message.lower() != sentence.lower()
-        text = f"{self.code}: {sentence}" if sentence else f"{self.code}: {self.message}"
-        return f"{text} (registry says: {self.message})" if own and sentence else text
-
-
-#: the registry's errors subclass ``requests.HTTPError``; importing ``requests`` costs
-#: about 70 ms, which every container launch (chapters 01–04) would pay for nothing, so
-#: they live in :mod:`hardway.registry_errors` and load on first use (PEP 562)
-_REGISTRY_ERRORS = (
-    "RegistryError",
-    "UnauthorizedError",
-    "RegistryNotFoundError",
-    "RegistryUnreachableError",
-    "RetriesExhaustedError",
-)
-
-
-def __getattr__(name: str) -> type:
-    if name in _REGISTRY_ERRORS:
-        from hardway import registry_errors
-
-        return getattr(registry_errors, name)
-    raise AttributeError(f"module 'hardway.errors' has no attribute {name!r}")
-
-
 # -- chapters 03–04: cgroups and the runtime ---------------------------------------------
+
+
 class CgroupError(HardwayError):
     """A cgroup cannot be created, limited, joined or removed; the message names the file."""
 
@@ -317,6 +189,60 @@ class CgroupError(HardwayError):
 class DelegationError(CgroupError, PermissionError):
     """Without root, a cgroup can only be made inside a sub-tree delegated to you (by
     systemd, ``Delegate=yes``), and there is none here or it lacks a controller."""
+
+
+# --- chapter 05: layers -------------------------------------------------------------------
+
+
+class LayerError(HardwayError):
+    """A layer cannot be written or applied: bad compression, a broken tar, a missing link."""
+
+
+class UnsafeLayerError(LayerError):
+    """A layer entry that would reach outside the root (``..``, ``/etc``, a bare ``.wh.``).
+
+    ``entry`` is the entry's name as the tar spells it, so the learner can find it.
+    """
+
+    def __init__(self, entry: str, problem: str, *, fix: str | None = None) -> None:
+        super().__init__(f"unsafe layer entry {entry!r}: {problem}", fix=fix)
+        #: the name of the offending tar entry
+        self.entry = entry
+
+
+# --- chapter 06: images ---------------------------------------------------------------
+
+
+class ImageError(HardwayError):
+    """Something is wrong with an image: its documents, its blobs or where it was looked for."""
+
+
+class InvalidImageError(ImageError, ValueError):
+    """A config, manifest or index breaks the spec; :attr:`problems` lists every violation."""
+
+    def __init__(self, message: str, *, fix: str | None = None, problems: tuple = ()) -> None:
+        super().__init__(message, fix=fix)
+        #: every violation found, one sentence each (``validate_image`` collects them all)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
+
+
+class DigestMismatchError(ImageError):
+    """A blob's bytes do not match the digest or size that names it: corrupt or tampered."""
+
+
+class ImageNotFoundError(ImageError, LookupError):
+    """No image with that tag, reference or digest (or a blob it needs is missing)."""
+
+
+class BadImageNameError(ImageError, ValueError):
+    """An image name is not ``TRANSPORT:…`` in a form this course understands."""
+
+
+# --- chapters 07–08: references and the registry API -----------------------------------
+
+
+class BadReferenceError(HardwayError, ValueError):
+    """An image reference that is not ``[registry/]repository[:tag][@digest]``."""
 
 
 # -- chapter 10: building from a Dockerfile ----------------------------------------------

@@ -348,7 +348,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 def expired(token: str, key: Any, cert: Any) -> str:
     """``token`` re-signed with ``key`` and ``exp`` in the past: what the registry sees when
     a token the client still trusts has run out."""
-    from hardway.tokenserver import decode_jwt, sign_jwt
+    from hardway.distribution.server.tokenserver import decode_jwt, sign_jwt
 
     claims = decode_jwt(token)
     now = int(time.time())

@@ -15,13 +15,19 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
-from hardway import registry as client
-from hardway.auth import BearerAuth, Credentials, load_credentials, merge_scopes, parse_challenges
 from hardway.cli import main
-from hardway.digest import sha256_digest
-from hardway.errors import UnauthorizedError
-from hardway.testing import random_image
-from hardway.tokenserver import decode_jwt, start_secured
+from hardway.distribution import registry as client
+from hardway.distribution.auth import (
+    BearerAuth,
+    Credentials,
+    load_credentials,
+    merge_scopes,
+    parse_challenges,
+)
+from hardway.distribution.errors import UnauthorizedError
+from hardway.distribution.server.tokenserver import decode_jwt, start_secured
+from hardway.image.digest import sha256_digest
+from hardway.image.random import random_image
 
 GOOD = Credentials("learner", "containers")
 
@@ -165,7 +171,7 @@ def test_merged_scopes_do_not_depend_on_the_order_a_registry_lists_them() -> Non
     """Distribution lists resources and actions in Go map order; the token request may not."""
     from itertools import permutations
 
-    from hardway.auth import merge_scopes
+    from hardway.distribution.auth import merge_scopes
 
     parts = ["repository:new:push,pull", "repository:old:pull", "repository:zzz:pull"]
     remembered = ["repository:old:pull,push"]

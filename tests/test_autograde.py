@@ -1,4 +1,4 @@
-"""hardway.autograde: headless grading in a fresh kernel, robust to stubs, errors and loops.
+"""hardway.course.autograde: headless grading in a fresh kernel, robust to stubs, errors and loops.
 
 Each grading starts a kernel (1–2 s), so every test grades as few notebooks as it can.
 """
@@ -17,16 +17,16 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_output
 
-from hardway.autograde import (
+from hardway.cli import main
+from hardway.course.autograde import (
     _parse,
     classroom_document,
     find_submissions,
     grade_notebook,
     lab_of,
 )
-from hardway.cli import main
+from hardway.course.grading import Result, exercises
 from hardway.errors import NotebookError
-from hardway.grading import Result, exercises
 
 ROOT = Path(__file__).resolve().parent.parent
 LABS = sorted((ROOT / "labs").glob("[0-9][0-9]-*.ipynb"))

@@ -20,15 +20,15 @@ from urllib.parse import urlsplit
 import pytest
 from requests.adapters import HTTPAdapter
 
-from hardway import registry as client
-from hardway.builder import LayerSource, Settings, build, selector_key, source_entries
-from hardway.cache import Cache
-from hardway.digest import sha256_digest
+from hardway.build.builder import LayerSource, Settings, build, selector_key, source_entries
+from hardway.build.cache import Cache
+from hardway.distribution import registry as client
+from hardway.distribution.progress import ProgressReader
+from hardway.distribution.registry import Registry
 from hardway.errors import ImageNotFoundError, LayerError
-from hardway.layers import tree_entries
-from hardway.progress import ProgressReader
-from hardway.registry import Registry
-from hardway.validate import validate_image
+from hardway.image.digest import sha256_digest
+from hardway.image.layers import tree_entries
+from hardway.image.validate import validate_image
 
 SKOPEO = shutil.which("skopeo")
 

@@ -19,17 +19,17 @@ from pathlib import Path
 
 import pytest
 
-import hardway.atomic
-import hardway.cache
+import hardway.build.cache
+import hardway.sys.atomic
 from hardway import cli
-from hardway.cache import Cache, key_of
-from hardway.digest import Digest, sha256_digest
+from hardway.build.cache import Cache, key_of
 from hardway.errors import BadDigestError, DigestMismatchError, ImageNotFoundError
-from hardway.layers import LayerInfo, tree_entries, write_entries
+from hardway.image.digest import Digest, sha256_digest
+from hardway.image.layers import LayerInfo, tree_entries, write_entries
 
 
 def test_doctests() -> None:
-    for module in (hardway.cache, hardway.atomic):
+    for module in (hardway.build.cache, hardway.sys.atomic):
         assert doctest.testmod(module).failed == 0
 
 
@@ -85,7 +85,7 @@ def test_ctrl_c_inside_a_writer_leaves_nothing(tmp_path: Path) -> None:
         assert len(list(cache.tmp_dir.iterdir())) == 1  # it was on disk, in tmp/
         raise KeyboardInterrupt
     assert list(cache.tmp_dir.iterdir()) == []
-    assert cache.usage() == hardway.cache.Usage(0, 0, 0)
+    assert cache.usage() == hardway.build.cache.Usage(0, 0, 0)
 
 
 def _write_forever(root: str, ready: multiprocessing.synchronize.Event) -> None:
@@ -143,7 +143,7 @@ def test_concurrent_writers_of_the_same_blob_and_selector_all_succeed(tmp_path: 
         worker.join(120)
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
     cache = Cache(tmp_path)
-    assert cache.usage() == hardway.cache.Usage(1, 256 * 4000, 1)
+    assert cache.usage() == hardway.build.cache.Usage(1, 256 * 4000, 1)
     assert list(cache.tmp_dir.iterdir()) == []
     assert cache.get_selector(key_of("same")).annotations["by"].isdigit()
 
@@ -230,14 +230,14 @@ def test_prune_removes_least_recently_used_blobs_and_their_selectors(tmp_path: P
     for digest in (old, middle, new):
         info = LayerInfo(digest, digest, 100, "gzip")
         cache.put_selector(key_of(str(digest)), info)  # recording is not a use
-    assert cache.usage() == hardway.cache.Usage(3, 300, 3)
+    assert cache.usage() == hardway.build.cache.Usage(3, 300, 3)
     assert cache.get_selector(key_of(str(old))) is not None  # a hit: old is now the newest
     result = cache.prune(150)
     assert result.removed == (middle, new)
     assert result.freed == 200 and result.selectors_removed == 2
-    assert result.usage == hardway.cache.Usage(1, 100, 1)
+    assert result.usage == hardway.build.cache.Usage(1, 100, 1)
     assert cache.get_selector(key_of(str(middle))) is None
-    assert cache.prune(0).removed == (old,) and cache.usage() == hardway.cache.Usage(0, 0, 0)
+    assert cache.prune(0).removed == (old,) and cache.usage() == hardway.build.cache.Usage(0, 0, 0)
 
 
 def test_prune_waits_for_builds_holding_the_lock(tmp_path: Path, monkeypatch) -> None:

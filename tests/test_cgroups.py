@@ -1,4 +1,4 @@
-"""hardway.cgroups: detection from mountinfo text, and test groups made and removed.
+"""hardway.isolation.cgroups: detection from mountinfo text, and test groups made and removed.
 
 The fake mountinfo texts are modelled on real kernels (the comment above each says which);
 this machine's own /proc/self/mountinfo is a case too, checked against /proc/self/cgroup.
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import hardway.cgroups
-from hardway.cgroups import CgroupMode, detect, parse_mountinfo, usable_controllers
+import hardway.isolation.cgroups
+from hardway.isolation.cgroups import CgroupMode, detect, usable_controllers
+from hardway.sys.mountinfo import parse_mountinfo
 
 # CentOS 7 (3.10): pure v1, co-mounted cpu,cpuacct and net_cls,net_prio, systemd's named one.
 V1 = """\
@@ -68,7 +69,7 @@ DEFAULT = Path("/sys/fs/cgroup")
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.cgroups).failed == 0
+    assert doctest.testmod(hardway.isolation.cgroups).failed == 0
 
 
 def test_parse_mountinfo_reads_fields_and_escapes() -> None:
@@ -224,10 +225,10 @@ def test_usable_controllers_for_real_leave_nothing_behind() -> None:
 # The v2 path runs against a fake tree: a tmp directory laid out like a cgroup2 mount, with
 # the files the kernel would create filled in by the test the way the kernel fills them.
 
-from hardway import cgroups, limits  # noqa: E402
-from hardway.cgroups import Group, find_delegation, require_delegation  # noqa: E402
 from hardway.errors import CgroupError, DelegationError  # noqa: E402
-from hardway.limits import Limits  # noqa: E402
+from hardway.isolation import cgroups, limits  # noqa: E402
+from hardway.isolation.cgroups import Group, find_delegation, require_delegation  # noqa: E402
+from hardway.isolation.limits import Limits  # noqa: E402
 
 
 def test_limits_doctests() -> None:

@@ -39,7 +39,8 @@ def test_a_command_builds_only_its_parser(command: str) -> None:
 def test_layer_create_does_not_import_the_registry_client() -> None:
     code = (
         "import sys; from hardway import cli; cli.build_parser('layer'); "
-        "print(sorted(m for m in sys.modules if m in ('requests', 'hardway.registry')))"
+        "print(sorted(m for m in sys.modules "
+        "if m in ('requests', 'hardway.distribution.registry')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""hardway.digest: the OCI digest grammar, exact messages, and streaming."""
+"""hardway.image.digest: the OCI digest grammar, exact messages, and streaming."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import os
 
 import pytest
 
-import hardway.digest
-from hardway.digest import (
+import hardway.image.digest
+from hardway.errors import BadDigestError, HardwayError
+from hardway.image.digest import (
     EMPTY_SHA256,
     Digest,
     digest_problem,
@@ -18,7 +19,6 @@ from hardway.digest import (
     parse_digest,
     sha256_digest,
 )
-from hardway.errors import BadDigestError, HardwayError
 
 HEX64 = hashlib.sha256(b"some layer").hexdigest()
 HEX128 = hashlib.sha512(b"some layer").hexdigest()
@@ -117,5 +117,5 @@ def test_digest_stream_reads_in_chunks(size: int) -> None:
 
 
 def test_doctests() -> None:
-    failures, tried = doctest.testmod(hardway.digest)
+    failures, tried = doctest.testmod(hardway.image.digest)
     assert tried > 0 and failures == 0

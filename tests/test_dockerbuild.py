@@ -19,13 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from hardway import bundle, dockerbuild, leftovers, runtime
-from hardway.cache import Cache
-from hardway.dockerbuild import build
+from hardway.build import dockerbuild
+from hardway.build.cache import Cache
+from hardway.build.dockerbuild import build
+from hardway.course import leftovers
+from hardway.course.seed import seed_base_image, seed_python_image, write_example
+from hardway.distribution.commands import unpack_image
+from hardway.distribution.transports import read_image, write_image
 from hardway.errors import BuildError, DockerfileError
-from hardway.image_cli import unpack_image
-from hardway.seed import seed_base_image, seed_python_image, write_example
-from hardway.transports import read_image, write_image
+from hardway.isolation import bundle, runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: overlayfs, namespaces")
@@ -120,8 +122,8 @@ def test_a_changed_file_misses_from_its_copy_on(seeded, tmp_path, executions) ->
 
 def test_a_changed_base_image_misses_every_step(seeded, tmp_path, executions) -> None:
     """The first key is the base image's ID: a new image under the same tag runs all."""
-    from hardway.mutate import configure
-    from hardway.registry import pull, push
+    from hardway.distribution.registry import pull, push
+    from hardway.image.mutate import configure
 
     busybox = pull(f"{seeded}/hardway/busybox")
     name = f"hardway/base-{uuid.uuid4().hex[:6]}"
@@ -401,7 +403,7 @@ def test_write_example_names_the_examples_it_has(tmp_path) -> None:
 
 
 def test_an_empty_exec_form_clears_cmd_and_entrypoint() -> None:
-    from hardway.image import ContainerConfig
+    from hardway.image.documents import ContainerConfig
 
     base = ContainerConfig(cmd=("sh",), entrypoint=("top",))
     assert dockerbuild.configured(base, "CMD", "[]")[0].cmd is None
@@ -413,8 +415,8 @@ def test_cli_holds_the_cache_lock_until_the_image_is_written(tmp_path, monkeypat
     """``cache prune`` (an exclusive lock) cannot remove layers between build and write."""
     import fcntl
 
-    from hardway import transports
     from hardway.cli import main
+    from hardway.distribution import transports
 
     real, tries = transports.write_image, []
 
@@ -618,7 +620,7 @@ def test_doctests() -> None:
 
 
 def test_python_seed_is_cached_and_reproducible(registry, tmp_path, monkeypatch) -> None:
-    from hardway import seed
+    from hardway.course import seed
 
     first = seed_python_image(registry.port, tag="t1", cache=Cache(tmp_path / "a"))
     other = seed_python_image(registry.port, tag="t2", cache=Cache(tmp_path / "b"))
@@ -632,7 +634,7 @@ def test_python_seed_is_cached_and_reproducible(registry, tmp_path, monkeypatch)
 
 
 def test_pushing_a_rebuild_uploads_no_blob(seeded, tmp_path) -> None:
-    from hardway.registry import Registry
+    from hardway.distribution.registry import Registry
 
     ctx = context(tmp_path, APP, {"app/main.txt": uuid.uuid4().hex})  # new bytes: a new layer
     cache = Cache(tmp_path / "cache")

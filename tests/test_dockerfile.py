@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-import hardway.dockerfile
-from hardway.dockerfile import (
+import hardway.build.dockerfile
+from hardway.build.dockerfile import (
     Instruction,
     command,
     exec_form,
@@ -186,4 +186,4 @@ def test_logical_lines_keep_numbers_of_first_lines() -> None:
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.dockerfile).failed == 0
+    assert doctest.testmod(hardway.build.dockerfile).failed == 0

@@ -1,8 +1,8 @@
-"""hardway.doctor: the real preflight on this machine, and each check driven into failure.
+"""hardway.course.doctor: the real preflight on this machine, and each check driven into failure.
 
 The real runs start ``python -m hardway doctor`` (or ``doctor.run()`` as uid 65534) in a
 child; the failure paths feed each check function a fake input: a sysctl file, a PATH,
-a statvfs, a probe runner. The probes of :mod:`hardway.probes` also run on their own.
+a statvfs, a probe runner. The probes of :mod:`hardway.course.probes` also run on their own.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from types import SimpleNamespace
 
 import pytest
 
-import hardway.doctor
-from hardway import cgroups, cli, doctor, probes
-from hardway.doctor import Check, Report
+import hardway.course.doctor
+from hardway import cli
+from hardway.course import doctor, probes
+from hardway.course.doctor import Check, Report
+from hardway.course.probes import ProbeResult
 from hardway.errors import MissingToolError
-from hardway.probes import ProbeResult
+from hardway.isolation import cgroups
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024**3
@@ -84,7 +86,7 @@ def rendered(*checks: Check) -> str:
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.doctor).failed == 0
+    assert doctest.testmod(hardway.course.doctor).failed == 0
 
 
 def test_cli_json_on_this_machine(tmp_path: Path) -> None:
@@ -195,7 +197,7 @@ def test_doctor_as_nobody_sees_the_unprivileged_machine() -> None:
     state = Path(tempfile.mkdtemp(prefix="hardway-doctor-nobody-"))
     os.chown(state, 65534, 65534)
     try:
-        code = "import json; from hardway import doctor; print(json.dumps(doctor.run().to_json()))"
+        code = "import json; from hardway.course import doctor; print(json.dumps(doctor.run().to_json()))"
         done = subprocess.run(
             [python, "-c", code],
             user=65534,

@@ -23,14 +23,14 @@ import pytest
 import requests
 from faultproxy import Fault, FaultProxy, expired
 
-from hardway import registry as client
-from hardway.auth import Credentials
-from hardway.digest import sha256_digest
-from hardway.errors import RegistryUnreachableError, RetriesExhaustedError
-from hardway.registry import Registry
-from hardway.retry import RetryPolicy, parse_retry_after, transient_status
-from hardway.testing import random_image
-from hardway.tokenserver import SecuredRegistry, start_secured
+from hardway.distribution import registry as client
+from hardway.distribution.auth import Credentials
+from hardway.distribution.errors import RegistryUnreachableError, RetriesExhaustedError
+from hardway.distribution.registry import Registry
+from hardway.distribution.retry import RetryPolicy, parse_retry_after, transient_status
+from hardway.distribution.server.tokenserver import SecuredRegistry, start_secured
+from hardway.image.digest import sha256_digest
+from hardway.image.random import random_image
 
 GOOD = Credentials("learner", "containers")
 #: patient enough for several faults per operation, and no real waiting
@@ -462,8 +462,8 @@ class Interrupting(io.BytesIO):
 def test_the_cli_says_what_failed_and_what_to_do(
     proxy: FaultProxy, registry, tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hardway import layout
     from hardway.cli import main
+    from hardway.image import layout
 
     layout.write_image(random_image(3000, 1, seed=1108), tmp_path / "oci", tag="v1")
     proxy.add(Fault("status", status=503), method="PUT", path="/blobs/uploads/.+", times=-1)
@@ -642,7 +642,7 @@ def test_a_reset_while_skipping_a_range_less_restart_is_retried_too() -> None:
     """A server that ignores ``Range`` sends the whole blob again; the connection can break
     while the client skips the bytes it already has. That is one more failure to retry,
     not an untyped error (a unit test: the real registry honours ``Range``)."""
-    from hardway.registry import _Budget, _Resuming
+    from hardway.distribution.registry import _Budget, _Resuming
 
     blob = os.urandom(300_000)
 

@@ -11,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hardway.autograde
+import hardway.course.autograde
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.autograde).failed == 0
+    assert doctest.testmod(hardway.course.autograde).failed == 0
 
 
 def test_a_folder_of_submissions_is_summarised(tmp_path: Path) -> None:

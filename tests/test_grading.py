@@ -1,4 +1,5 @@
-"""hardway.grading and hardway.checks.lab00: one friendly line per check, never a traceback."""
+"""hardway.course.grading and hardway.course.checks.lab00: one friendly line per check, never a
+traceback."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import time
 
 import pytest
 
-from hardway import grading
-from hardway.digest import parse_digest as reference_parse
-from hardway.grading import Result, check, exercise, expect, run_check, summary
+from hardway.course import grading
+from hardway.course.grading import Result, check, exercise, expect, run_check, summary
+from hardway.image.digest import parse_digest as reference_parse
 
 #: learner code is compiled under a notebook-like file name, as ipykernel does
 CELL_FILE = "/tmp/ipykernel_4242/1234567.py"
@@ -326,7 +327,7 @@ def test_a_notebook_cell_shows_the_line_exactly_once(capsys: pytest.CaptureFixtu
 
     shell = InteractiveShell.instance()
     try:
-        shell.run_cell(SOLUTION + "\nfrom hardway.grading import check")
+        shell.run_cell(SOLUTION + "\nfrom hardway.course.grading import check")
         capsys.readouterr()
         shell.run_cell('check("00.1")')
         out = capsys.readouterr().out

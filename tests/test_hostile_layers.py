@@ -28,17 +28,17 @@ import hostile
 import pytest
 import requests
 
-from hardway import layout
-from hardway import registry as client
-from hardway.apply import apply_layer, apply_layers, default_max_size
-from hardway.blobs import StoredImage
 from hardway.cli import main
-from hardway.compression import EXPANSION_FLOOR, MAX_EXPANDED_SIZE, expansion_limit
+from hardway.distribution import registry as client
+from hardway.distribution.commands import unpack_image
+from hardway.distribution.registry import Registry
 from hardway.errors import DigestMismatchError, InvalidImageError, LayerError, UnsafeLayerError
-from hardway.image import DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST, Descriptor
-from hardway.image_cli import unpack_image
-from hardway.registry import Registry
-from hardway.testing import random_image
+from hardway.image import layout
+from hardway.image.apply import apply_layer, apply_layers, default_max_size
+from hardway.image.blobs import StoredImage
+from hardway.image.compression import EXPANSION_FLOOR, MAX_EXPANDED_SIZE, expansion_limit
+from hardway.image.documents import DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST, Descriptor
+from hardway.image.random import random_image
 
 NOBODY = 65534
 ROOT = os.geteuid() == 0

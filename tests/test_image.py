@@ -1,4 +1,5 @@
-"""hardway.image, hardway.validate, hardway.blobs and hardway.testing: the documents of an
+"""hardway.image.documents, hardway.image.validate, hardway.image.blobs and hardway.image.random:
+the documents of an
 image, their exact bytes, and the validator that lists every problem at once."""
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ import json
 
 import pytest
 
-import hardway.blobs
-import hardway.image
-import hardway.mutate
-import hardway.testing
-import hardway.validate
-from hardway.blobs import StoredImage, VerifyingReader
-from hardway.digest import parse_digest, sha256_digest
+import hardway.image.blobs
+import hardway.image.documents
+import hardway.image.mutate
+import hardway.image.random
+import hardway.image.validate
 from hardway.errors import DigestMismatchError, InvalidImageError
-from hardway.image import (
+from hardway.image.blobs import StoredImage, VerifyingReader
+from hardway.image.digest import parse_digest, sha256_digest
+from hardway.image.documents import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
@@ -41,9 +42,9 @@ from hardway.image import (
     image_id,
     layer_media_type,
 )
-from hardway.mutate import append_layers, configure, convert, empty_image
-from hardway.testing import random_image
-from hardway.validate import (
+from hardway.image.mutate import append_layers, configure, convert, empty_image
+from hardway.image.random import random_image
+from hardway.image.validate import (
     config_problems,
     image_problems,
     index_problems,
@@ -56,7 +57,14 @@ DIGEST = f"sha256:{HEX}"
 
 
 @pytest.mark.parametrize(
-    "module", [hardway.image, hardway.validate, hardway.blobs, hardway.testing, hardway.mutate]
+    "module",
+    [
+        hardway.image.documents,
+        hardway.image.validate,
+        hardway.image.blobs,
+        hardway.image.random,
+        hardway.image.mutate,
+    ],
 )
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from hardway import layout
 from hardway.cli import main
-from hardway.image import DOCKER_MANIFEST, OCI_MANIFEST
-from hardway.validate import validate_image
+from hardway.image import layout
+from hardway.image.documents import DOCKER_MANIFEST, OCI_MANIFEST
+from hardway.image.validate import validate_image
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = all(shutil.which(t) for t in ("skopeo", "umoci"))

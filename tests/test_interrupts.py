@@ -29,11 +29,13 @@ from pathlib import Path
 import pytest
 import requests
 
-import hardway.registry  # noqa: F401  (registers docker://)
-from hardway import leftovers, local_registry
-from hardway.image_cli import unpack_image
-from hardway.mutate import from_dir
-from hardway.transports import read_image, write_image
+import hardway.distribution.registry  # noqa: F401  (registers docker://)
+from hardway.course import leftovers
+from hardway.distribution.commands import unpack_image
+from hardway.distribution.server import local_registry, services
+from hardway.distribution.transports import read_image, write_image
+from hardway.image.mutate import from_dir
+from hardway.sys import mountinfo, proc
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -110,7 +112,7 @@ def uploading(registry: local_registry.RegistryStatus, repo: str) -> Callable[[]
 
 
 def writing_blob(layout: Path) -> Callable[[], bool]:
-    return lambda: any((layout / "blobs").glob(".tmp-*"))  # hardway.blobs writes there
+    return lambda: any((layout / "blobs").glob(".tmp-*"))  # hardway.image.blobs writes there
 
 
 def downloaded_layer(temp: Path) -> Callable[[], bool]:
@@ -390,7 +392,7 @@ def test_sigkill_during_a_push_then_cleanup(
 
 KERNEL = """
 import sys, time
-from hardway import registry_modes
+from hardway.distribution.server import modes as registry_modes
 registry_modes.start_mode(int(sys.argv[1]), "token")
 print("ready", flush=True)
 time.sleep(600)
@@ -407,19 +409,19 @@ def test_a_killed_kernels_registry_and_token_service_are_stopped_by_cleanup(
         env=env, cwd=ROOT,
     )  # fmt: skip
     assert kernel.stdout.readline() == "ready\n"
-    ours = [s for s in leftovers.services() if s.port == free_port]
+    ours = [s for s in services.services() if s.port == free_port]
     assert sorted(s.kind for s in ours) == ["registry", "token service"]
     kernel.kill()
     kernel.wait()
-    assert [s for s in leftovers.services() if s.port == free_port] == ours, "they outlive it"
+    assert [s for s in services.services() if s.port == free_port] == ours, "they outlive it"
 
     removed = run_cleanup(temp=temp)
     assert sorted(line for line in removed if f"port {free_port} " in line) == [
         f"removed {s}" for s in ours
     ]
-    assert not [s for s in leftovers.services() if s.port == free_port]
+    assert not [s for s in services.services() if s.port == free_port]
     # gone, or a zombie until init reaps it (its parent, the kernel, is dead)
-    assert all(leftovers._stat(s.pid)[0] in ("", "Z") for s in ours)
+    assert all(proc.stat_of(s.pid)[0] in ("", "Z") for s in ours)
 
 
 def test_a_kernel_that_shuts_down_stops_the_registries_it_started(
@@ -431,7 +433,7 @@ def test_a_kernel_that_shuts_down_stops_the_registries_it_started(
     done = subprocess.run([sys.executable, "-c", code, str(free_port)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.stdout == "ready\n", done.stderr
-    assert not [s for s in leftovers.services() if s.port == free_port]
+    assert not [s for s in services.services() if s.port == free_port]
 
 
 def test_cleanup_keeps_the_shared_and_the_detached_registries_unless_asked(
@@ -443,18 +445,18 @@ def test_cleanup_keeps_the_shared_and_the_detached_registries_unless_asked(
     env["HARDWAY_SESSION"] = other = uuid.uuid4().hex  # --registries must spare ours
     argv = [sys.executable, "-m", "hardway", "registry", "start", "--port", str(free_port)]
     subprocess.run(argv, env=env, cwd=ROOT, check=True, capture_output=True, timeout=60)
-    started = [s for s in leftovers.services(other) if s.port == free_port]
+    started = [s for s in services.services(other) if s.port == free_port]
     assert [s.kind for s in started] == ["registry"]
     root = started[0].root
-    assert (root / leftovers.OWNER_FILE).read_text() == "detached\n"
-    assert not leftovers.owner_gone(root)
+    assert (root / services.OWNER_FILE).read_text() == "detached\n"
+    assert not services.owner_gone(root)
 
     assert not [line for line in run_cleanup(env=env) if f"port {free_port} " in line]
     would = run_cleanup("--registries", "--dry-run", env=env)
     assert would == [f"would remove {started[0]}", "would remove 1 leftover(s)"]
-    assert [s for s in leftovers.services(other) if s.port == free_port] == started
+    assert [s for s in services.services(other) if s.port == free_port] == started
     assert run_cleanup("--registries", env=env)[0] == f"removed {started[0]}"
-    assert not [s for s in leftovers.services(other) if s.port == free_port]
+    assert not [s for s in services.services(other) if s.port == free_port]
 
 
 def test_the_registry_on_the_default_port_stays_even_when_its_kernel_died(
@@ -463,13 +465,13 @@ def test_the_registry_on_the_default_port_stays_even_when_its_kernel_died(
     env = {**os.environ, "HARDWAY_STATE_DIR": str(tmp_path / "state"), "TMPDIR": str(temp)}
     env["HARDWAY_REGISTRY_PORT"] = str(free_port)
     env["HARDWAY_SESSION"] = other = uuid.uuid4().hex  # --registries must spare ours
-    code = "from hardway import local_registry; local_registry.ensure_running()"
+    code = "from hardway.distribution.server import local_registry; local_registry.ensure_running()"
     subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=60)
-    started = [s for s in leftovers.services(other) if s.port == free_port]
-    assert leftovers.owner_gone(started[0].root), "its kernel is gone"
+    started = [s for s in services.services(other) if s.port == free_port]
+    assert services.owner_gone(started[0].root), "its kernel is gone"
     assert run_cleanup(env=env) == ["nothing left over"]
     assert run_cleanup("--registries", env=env)[0] == f"removed {started[0]}"
-    assert not [s for s in leftovers.services(other) if s.port == free_port]
+    assert not [s for s in services.services(other) if s.port == free_port]
 
 
 # --- stale temporary directories ------------------------------------------------------
@@ -554,10 +556,10 @@ def run_cleanup_status(temp: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_mountinfo_escapes_are_undone() -> None:
-    assert leftovers.unescape_mount_path(r"/tmp/hardway-x/a\040b\011c\012d\134e") == (
+    assert mountinfo.unescape_mount_path(r"/tmp/hardway-x/a\040b\011c\012d\134e") == (
         "/tmp/hardway-x/a b\tc\nd\\e"
     )
-    assert leftovers.unescape_mount_path("/plain") == "/plain"
+    assert mountinfo.unescape_mount_path("/plain") == "/plain"
 
 
 @needs_root
@@ -575,17 +577,49 @@ def test_cleanup_unmounts_a_mount_whose_path_has_a_space(tmp_path: Path) -> None
 
 
 def test_a_process_that_merely_mentions_the_launcher_is_not_the_courses() -> None:
-    """cleanup kills the course's processes as root: a ``grep hardway.launch`` (here, a
+    """cleanup kills the course's processes as root: a ``grep hardway.isolation.launch`` (here, a
     sleeper with that word among its arguments) must never count as one."""
     mention = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "hardway.launch"]
+        [sys.executable, "-c", "import time; time.sleep(60)", "hardway.isolation.launch"]
     )
     try:
-        wait_for("it to start", lambda: "hardway.launch" in leftovers.argv_of(mention.pid))
+        wait_for("it to start", lambda: "hardway.isolation.launch" in proc.argv_of(mention.pid))
         assert not any(f"process {mention.pid} " in p for p in leftovers.snapshot().processes)
     finally:
         mention.kill()
         mention.wait()
+
+
+def test_cleanup_finds_a_launcher_started_under_its_old_module_name(tmp_path: Path) -> None:
+    """A checkout from before the package's parts layout ran ``python -m hardway.launch``;
+    a container of such a run, left behind, is still the course's and cleanup removes it."""
+    old = tmp_path / "old-checkout"
+    (old / "hardway").mkdir(parents=True)
+    (old / "hardway" / "__init__.py").write_text("")
+    (old / "hardway" / "launch.py").write_text("import time\ntime.sleep(60)\n")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "hardway.launch", "5", "6"],
+        cwd=old,
+        env={**os.environ, "PYTHONPATH": str(old)},
+    )
+    try:
+        wait_for("it to start", lambda: "hardway.launch" in proc.argv_of(child.pid))
+        assert any(f"process {child.pid} " in p for p in leftovers.snapshot().processes)
+        assert f"process {child.pid}" in leftovers.cleanup(os.environ["HARDWAY_SESSION"])
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize(
+    "module", ["hardway.distribution.server.tokenserver", "hardway.tokenserver"]
+)
+def test_a_token_service_is_recognised_under_its_new_and_old_module_names(module: str) -> None:
+    argv = ["/v/bin/python", "-m", module, "serve", "--htpasswd", "/s/registry/5123/htpasswd"]
+    service = services.service_of(4242, argv)
+    assert service is not None and (service.kind, service.port) == ("token service", 5123)
+    assert services.service_of(4242, ["grep", "-m", module, "serve", "--htpasswd", "x"]) is None
 
 
 @needs_root

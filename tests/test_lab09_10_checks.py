@@ -8,7 +8,7 @@ import json
 import os
 import threading
 
-from hardway.grading import run_check
+from hardway.course.grading import run_check
 
 
 def _status(exercise: str, **namespace: object) -> str:

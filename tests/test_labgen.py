@@ -1,4 +1,4 @@
-"""hardway.labgen: labs are generated from solutions, deterministically, and kept in step."""
+"""hardway.course.labgen: labs are generated from solutions, deterministically, and kept in step."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from hardway.cli import main
+from hardway.course.labgen import generate, generate_all, lab_text, stale_labs, strip_cell
 from hardway.errors import MarkerError
-from hardway.labgen import generate, generate_all, lab_text, stale_labs, strip_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,14 +25,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
-import hardway.apply
-import hardway.compression
-import hardway.layers
-import hardway.whiteouts
+import hardway.image.apply
+import hardway.image.compression
+import hardway.image.layers
+import hardway.image.whiteouts
 from hardway import cli
-from hardway.compression import GZIP_HEADER, choose_codec
 from hardway.errors import LayerError, UnsafeLayerError
-from hardway.layers import (
+from hardway.image.compression import GZIP_HEADER, choose_codec
+from hardway.image.layers import (
     GZIP,
     NONE,
     ZSTD,
@@ -43,7 +43,7 @@ from hardway.layers import (
     overlay_layer,
     write_layer,
 )
-from hardway.whiteouts import apply_names
+from hardway.image.whiteouts import apply_names
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="needs root (owners, device nodes, mounts)")
@@ -259,13 +259,11 @@ def test_compressors_change_the_digest_not_the_diff_id(tree: Path) -> None:
 
 
 def test_media_types() -> None:
-    info = write_layer(
-        Path(hardway.layers.__file__).parent / "checks", io.BytesIO(), compression=ZSTD
-    )
+    info = write_layer(Path(hardway.image.layers.__file__).parent, io.BytesIO(), compression=ZSTD)
     assert info.media_type() == "application/vnd.oci.image.layer.v1.tar+zstd"
     with pytest.raises(LayerError, match="docker"):
         info.media_type("docker")
-    assert hardway.layers.MEDIA_TYPES[("docker", GZIP)].endswith("rootfs.diff.tar.gzip")
+    assert hardway.image.layers.MEDIA_TYPES[("docker", GZIP)].endswith("rootfs.diff.tar.gzip")
 
 
 def test_gnu_tar_reads_the_layer_and_extracts_the_same_tree(tree: Path, tmp_path: Path) -> None:
@@ -672,7 +670,8 @@ def test_cli_create_and_diff_print_json(tree: Path, tmp_path: Path, capsys) -> N
 
 
 @pytest.mark.parametrize(
-    "module", [hardway.layers, hardway.apply, hardway.compression, hardway.whiteouts]
+    "module",
+    [hardway.image.layers, hardway.image.apply, hardway.image.compression, hardway.image.whiteouts],
 )
 def test_doctests(module) -> None:
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -1,4 +1,4 @@
-"""hardway.layout and hardway.archive: the OCI image layout and the docker-archive
+"""hardway.image.layout and hardway.image.archive: the OCI image layout and the docker-archive
 tarball, round-tripped (random → write → read → validate → compare) and cross-checked
 with skopeo, which must accept what we write and hand us what we must read."""
 
@@ -14,18 +14,19 @@ from pathlib import Path
 
 import pytest
 
-import hardway.archive
-import hardway.layout
-import hardway.transports
-from hardway import archive, layout
-from hardway.digest import sha256_digest
+import hardway.distribution.transports
+import hardway.image.archive
+import hardway.image.layout
+from hardway.distribution.transports import parse_image_name, read_image, write_image
 from hardway.errors import (
     BadImageNameError,
     DigestMismatchError,
     ImageNotFoundError,
     InvalidImageError,
 )
-from hardway.image import (
+from hardway.image import archive, layout
+from hardway.image.digest import sha256_digest
+from hardway.image.documents import (
     ANNOTATION_REF_NAME,
     DOCKER_LAYER_TAR,
     DOCKER_MANIFEST,
@@ -34,9 +35,8 @@ from hardway.image import (
     Image,
     Platform,
 )
-from hardway.testing import random_image
-from hardway.transports import parse_image_name, read_image, write_image
-from hardway.validate import validate_image
+from hardway.image.random import random_image
+from hardway.image.validate import validate_image
 
 SKOPEO = shutil.which("skopeo")
 needs_skopeo = pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed")
@@ -65,7 +65,7 @@ def same_image(a: Image, b: Image) -> None:
             assert fx.read() == fy.read()
 
 
-@pytest.mark.parametrize("module", [hardway.archive, hardway.transports])
+@pytest.mark.parametrize("module", [hardway.image.archive, hardway.distribution.transports])
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
@@ -129,7 +129,7 @@ def test_reading_catches_tampered_blobs(tmp_path: Path) -> None:
         back.layers()[1].compressed() as f,
     ):
         f.read()
-    assert any(p.startswith("layer 1: ") for p in hardway.validate.image_problems(back))
+    assert any(p.startswith("layer 1: ") for p in hardway.image.validate.image_problems(back))
     config = layout.blob_path(path, image.manifest().config.digest)
     config.write_bytes(config.read_bytes().replace(b"amd64", b"arm64"))
     with pytest.raises(DigestMismatchError, match="tampered"):

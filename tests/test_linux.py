@@ -1,4 +1,4 @@
-"""hardway.linux: every system call is tried for real, in a child process, never in pytest."""
+"""hardway.sys.linux: every system call is tried for real, in a child process, never in pytest."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import hardway.linux
-from hardway import linux
+import hardway.sys.linux
+from hardway.sys import linux
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(
@@ -42,7 +42,7 @@ def child_json(code: str, *args: str) -> dict:
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.linux).failed == 0
+    assert doctest.testmod(hardway.sys.linux).failed == 0
 
 
 def test_constants_are_distinct_single_bits() -> None:
@@ -64,7 +64,7 @@ def test_each_flag_moves_the_process_into_that_namespace(kind: str) -> None:
     result = child_json(
         """
         import json, os, sys
-        from hardway import linux
+        from hardway.sys import linux
         kind, as_root = sys.argv[1], sys.argv[2] == "1"
         def link(name):
             try:
@@ -93,7 +93,7 @@ def test_unshare_uts_and_sethostname_change_only_the_child() -> None:
     before = socket.gethostname()
     done = child(
         """
-        from hardway import linux
+        from hardway.sys import linux
         linux.unshare(linux.CLONE_NEWUTS)
         linux.sethostname("hardway-test")
         print(linux.gethostname())
@@ -109,7 +109,7 @@ def test_setns_goes_back_to_the_original_namespace() -> None:
     result = child_json(
         """
         import json, os
-        from hardway import linux
+        from hardway.sys import linux
         original = os.open("/proc/self/ns/uts", os.O_RDONLY)
         first = (os.readlink("/proc/self/ns/uts"), linux.gethostname())
         linux.unshare(linux.CLONE_NEWUTS)
@@ -139,7 +139,7 @@ def test_eperm_becomes_a_privilege_error_with_the_doctor_hint(public_dir: Path) 
     result = child_json(
         """
         import json, os, sys
-        from hardway import linux
+        from hardway.sys import linux
         from hardway.errors import PrivilegeError
         if os.geteuid() == 0:
             os.setgroups([]); os.setgid(65534); os.setuid(65534)
@@ -179,7 +179,7 @@ def test_other_errnos_become_the_matching_oserror(tmp_path: Path) -> None:
     result = child_json(
         """
         import json, sys
-        from hardway import linux
+        from hardway.sys import linux
         linux.unshare(linux.CLONE_NEWNS)
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
         out = {}
@@ -201,7 +201,7 @@ def test_unshare_user_in_a_threaded_process_explains_einval() -> None:
     result = child_json(
         """
         import json, threading, time
-        from hardway import linux
+        from hardway.sys import linux
         threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
         try:
             linux.unshare(linux.CLONE_NEWUSER)
@@ -220,7 +220,7 @@ def test_pivot_root_swaps_the_root_of_a_child(tmp_path: Path) -> None:
         """
         import json, os, sys
         from pathlib import Path
-        from hardway import linux
+        from hardway.sys import linux
         new = Path(sys.argv[1]) / "new"
         new.mkdir()
         linux.unshare(linux.CLONE_NEWNS)

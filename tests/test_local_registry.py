@@ -20,14 +20,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from hardway import local_registry, registry_config, yamlish
-from hardway.errors import (
-    MissingToolError,
-    PortInUseError,
-    RegistryConfigError,
-    RegistryServerError,
-)
-from hardway.local_registry import (
+from hardway.distribution.server import config as registry_config
+from hardway.distribution.server import local_registry, yamlish
+from hardway.distribution.server.local_registry import (
     RegistryConfig,
     RegistryPaths,
     config_dict,
@@ -36,6 +31,12 @@ from hardway.local_registry import (
     status,
     stop,
     to_yaml,
+)
+from hardway.errors import (
+    MissingToolError,
+    PortInUseError,
+    RegistryConfigError,
+    RegistryServerError,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

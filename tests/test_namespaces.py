@@ -1,4 +1,5 @@
-"""hardway.namespaces and hardway.launch: every namespace kind, observed from inside and
+"""hardway.isolation.namespaces and hardway.isolation.launch: every namespace kind, observed from
+inside and
 from the host, plus setns, the rootless path as a real unprivileged user, errors, and
 cleanup after timeouts and interrupts.
 
@@ -20,14 +21,16 @@ from pathlib import Path
 
 import pytest
 
-import hardway.namespaces
-from hardway import launch, leftovers, linux, namespaces
+import hardway.isolation.namespaces
+from hardway.course import leftovers
 from hardway.errors import (
     ContainerError,
     ContainerTimeoutError,
     IsolationError,
 )
-from hardway.namespaces import Completed, IdMap, Isolation, call, run, start
+from hardway.isolation import launch, namespaces
+from hardway.isolation.namespaces import Completed, IdMap, Isolation, call, run, start
+from hardway.sys import linux
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -50,7 +53,7 @@ def nothing_left() -> list[str]:
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.namespaces).failed == 0
+    assert doctest.testmod(hardway.isolation.namespaces).failed == 0
 
 
 # -- the specification ------------------------------------------------------------------
@@ -379,9 +382,9 @@ def test_logs_wait_and_exit_status(busybox_rootfs: Path) -> None:
 
 ROOTLESS_SCRIPT = """
 import json, os, sys
-from hardway import rootfs
+from hardway.isolation import rootfs
 from hardway.errors import PrivilegeError
-from hardway.namespaces import IdMap, Isolation, run, start
+from hardway.isolation.namespaces import IdMap, Isolation, run, start
 
 root = rootfs.build_busybox(sys.argv[1])
 spec = Isolation.container(root, "rootless-box", rootless=True)

@@ -1,4 +1,4 @@
-"""hardway.network: a new network namespace is empty; a veth pair joins it to the host.
+"""hardway.isolation.network: a new network namespace is empty; a veth pair joins it to the host.
 
 The traffic here stays on this machine, between the host end of a pair and the
 container's end: each pair has its own private /30, and there is no default route.
@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-import hardway.network
-from hardway import network
+import hardway.isolation.network
 from hardway.errors import NetworkError
-from hardway.namespaces import Isolation, run, start
+from hardway.isolation import network
+from hardway.isolation.namespaces import Isolation, run, start
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: veth pairs")
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.network).failed == 0
+    assert doctest.testmod(hardway.isolation.network).failed == 0
 
 
 def test_free_subnet_avoids_what_is_taken() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from hardway.distribution.reference import parse_reference, scope
 from hardway.errors import BadReferenceError
-from hardway.reference import parse_reference, scope
 
 GOOD = [
     # text, registry, repository, tag, digest
@@ -79,7 +79,16 @@ def test_familiar_api_host_identifier_and_scope() -> None:
     assert parse_reference("app", default_tag=None).tag is None
 
 
-@pytest.mark.parametrize("module", ["reference", "auth", "registry", "tokenserver", "errors"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "distribution.reference",
+        "distribution.auth",
+        "distribution.registry",
+        "distribution.server.tokenserver",
+        "errors",
+    ],
+)
 def test_doctests(module: str) -> None:
     import doctest
     import importlib

@@ -17,22 +17,17 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
-from hardway import layout
-from hardway import registry as client
 from hardway.cli import main
-from hardway.digest import sha256_digest
-from hardway.errors import (
-    DigestMismatchError,
-    InvalidImageError,
-    RegistryError,
-    RegistryNotFoundError,
-    RetriesExhaustedError,
-)
-from hardway.image import OCI_MANIFEST
-from hardway.mutate import from_dir
-from hardway.registry import Registry
-from hardway.testing import random_image
-from hardway.validate import validate_image
+from hardway.distribution import registry as client
+from hardway.distribution.errors import RegistryError, RegistryNotFoundError, RetriesExhaustedError
+from hardway.distribution.registry import Registry
+from hardway.errors import DigestMismatchError, InvalidImageError
+from hardway.image import layout
+from hardway.image.digest import sha256_digest
+from hardway.image.documents import OCI_MANIFEST
+from hardway.image.mutate import from_dir
+from hardway.image.random import random_image
+from hardway.image.validate import validate_image
 
 TOOLS = all(shutil.which(t) for t in ("skopeo", "umoci"))
 needs_tools = pytest.mark.skipif(not TOOLS, reason="needs skopeo and umoci")

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from hardway import local_registry
-from hardway import registry as client
-from hardway.auth import Credentials
 from hardway.cli import main
-from hardway.errors import UnauthorizedError
-from hardway.registry_modes import token_service_pid
-from hardway.seed import BASE_REPOSITORY, seed_base_image
-from hardway.testing import random_image
+from hardway.course.seed import BASE_REPOSITORY, seed_base_image
+from hardway.distribution import registry as client
+from hardway.distribution.auth import Credentials
+from hardway.distribution.errors import UnauthorizedError
+from hardway.distribution.server import local_registry
+from hardway.distribution.server.modes import token_service_pid
+from hardway.image.random import random_image
 
 GOOD = Credentials("learner", "containers")
 
@@ -66,7 +66,7 @@ def test_token_mode_round_trip_then_stop_leaves_nothing(free_port: int, capsys) 
 
 
 def test_switching_modes_restarts_and_stops_the_token_service(free_port: int) -> None:
-    from hardway.registry_modes import start_mode
+    from hardway.distribution.server.modes import start_mode
 
     try:
         token = start_mode(free_port, "token")

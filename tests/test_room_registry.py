@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hardway import registry
-from hardway.auth import Credentials
-from hardway.errors import UnauthorizedError
-from hardway.testing import random_image
+from hardway.distribution import registry
+from hardway.distribution.auth import Credentials
+from hardway.distribution.errors import UnauthorizedError
+from hardway.image.random import random_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import room_registry

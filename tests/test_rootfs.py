@@ -1,6 +1,6 @@
-"""hardway.rootfs: real root filesystems, entered for real, and the classic chroot escape.
+"""hardway.isolation.rootfs: real root filesystems, entered for real, and the classic chroot escape.
 
-Programs run inside through :mod:`hardway.namespaces` (root: plain chroot; otherwise a
+Programs run inside through :mod:`hardway.isolation.namespaces` (root: plain chroot; otherwise a
 user namespace), so each test proves the directory is a working root, not just a list
 of files.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-import hardway.rootfs
-from hardway import rootfs
+import hardway.isolation.rootfs
 from hardway.errors import ContainerError, RootfsError
-from hardway.namespaces import Isolation, call, run
+from hardway.isolation import rootfs
+from hardway.isolation.namespaces import Isolation, call, run
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the chroot escape")
@@ -40,7 +40,7 @@ def public_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.rootfs).failed == 0
+    assert doctest.testmod(hardway.isolation.rootfs).failed == 0
 
 
 # -- ldd output -------------------------------------------------------------------------

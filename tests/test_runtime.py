@@ -1,4 +1,5 @@
-"""hardway.runtime, hardway.bundle and cleanup: real containers (root), runc for comparison.
+"""hardway.isolation.runtime, hardway.isolation.bundle and cleanup: real containers (root), runc
+for comparison.
 
 Each test that starts something checks that nothing of it is left: no cgroup, no mount,
 no process, no veth (the session-wide leftover check backs this up).
@@ -17,18 +18,19 @@ from pathlib import Path
 
 import pytest
 
-import hardway.bundle
-import hardway.runtime
-from hardway import bundle, cgroups, leftovers, runtime
+import hardway.isolation.bundle
+import hardway.isolation.runtime
+from hardway.course import leftovers
 from hardway.errors import ContainerError, IsolationError
+from hardway.isolation import bundle, cgroups, runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: cgroups, veth, runc")
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.runtime).failed == 0
-    assert doctest.testmod(hardway.bundle).failed == 0
+    assert doctest.testmod(hardway.isolation.runtime).failed == 0
+    assert doctest.testmod(hardway.isolation.bundle).failed == 0
 
 
 @pytest.mark.parametrize(

@@ -21,13 +21,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hardway import leftovers
-from hardway import registry as client
-from hardway.auth import BearerAuth, Credentials
-from hardway.errors import UnauthorizedError
-from hardway.registry import Options
-from hardway.testing import random_image
-from hardway.tokenserver import Rule, SecuredRegistry, start_secured
+from hardway.course import leftovers
+from hardway.distribution import registry as client
+from hardway.distribution.auth import BearerAuth, Credentials
+from hardway.distribution.errors import UnauthorizedError
+from hardway.distribution.registry import Options
+from hardway.distribution.server import services
+from hardway.distribution.server.tokenserver import Rule, SecuredRegistry, start_secured
+from hardway.image.random import random_image
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the test user's password: unlike the course's ("containers"), found in no other text
@@ -130,7 +131,7 @@ def test_logs_show_no_password_and_no_token(secured, caplog: pytest.LogCaptureFi
 
 
 def started_state(started: SecuredRegistry) -> Path:
-    from hardway.local_registry import RegistryPaths
+    from hardway.distribution.server.local_registry import RegistryPaths
 
     return RegistryPaths.for_port(started.port).root
 
@@ -184,16 +185,16 @@ def own_registry(tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch
     deletes cannot change what nbval sees in the session registry later."""
     monkeypatch.setenv("HARDWAY_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("HARDWAY_REGISTRY_PORT", str(free_port))
-    before = {str(s) for s in leftovers.services()}
+    before = {str(s) for s in services.services()}
     yield before
-    from hardway import local_registry
+    from hardway.distribution.server import local_registry
 
     local_registry.stop(free_port)  # the default port of the kernel: it keeps it running
 
 
 def new_services(before: set[str]) -> list[str]:
     port = os.environ["HARDWAY_REGISTRY_PORT"]
-    now = {str(s) for s in leftovers.services()} - before
+    now = {str(s) for s in services.services()} - before
     return sorted(s for s in now if not s.startswith(f"registry on port {port} "))
 
 

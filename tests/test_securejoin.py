@@ -1,4 +1,4 @@
-"""Resolving paths inside a root: hardway.securejoin against the kernel's own answer.
+"""Resolving paths inside a root: hardway.sys.securejoin against the kernel's own answer.
 
 Linux 5.6+ resolves a path "as if the directory were the root" in ``openat2(…,
 RESOLVE_IN_ROOT)``. Random trees full of symlinks (relative, absolute, ``..`` chains,
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import hardway.securejoin
-from hardway.securejoin import open_dir, resolve
+import hardway.sys.securejoin
+from hardway.sys.securejoin import open_dir, resolve
 
 _libc = ctypes.CDLL(None, use_errno=True)
 SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64 (generic syscall table)
@@ -172,4 +172,4 @@ def test_open_dir_creates_missing_directories_but_not_through_files(tmp_path: Pa
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hardway.securejoin).failed == 0
+    assert doctest.testmod(hardway.sys.securejoin).failed == 0

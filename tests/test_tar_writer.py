@@ -1,6 +1,6 @@
 """The layer writer's own tar headers and stream are tarfile's, byte for byte.
 
-``hardway.layers`` writes tar headers itself (:func:`tar_header`) and compresses in a
+``hardway.image.layers`` writes tar headers itself (:func:`tar_header`) and compresses in a
 second thread: both are speed-ups only, so every layer must stay exactly what the
 tarfile-based writer produced — the digests the notebooks check depend on it. The
 reference below is that writer, kept here as the oracle.
@@ -23,7 +23,7 @@ import pytest
 import zstandard
 
 from hardway.errors import LayerError
-from hardway.layers import (
+from hardway.image.layers import (
     Entry,
     source_epoch,
     tar_header,

@@ -18,12 +18,13 @@ import hardway.widgets.layertree
 import hardway.widgets.meter
 import hardway.widgets.nstable
 import hardway.widgets.view
-from hardway import cgroups, layers, layout
-from hardway.cgroups import Limits, Stats
+from hardway.distribution.registry import client_for, push
 from hardway.errors import UnsafeLayerError
-from hardway.image import Index, Platform, describe
-from hardway.registry import client_for, push
-from hardway.testing import random_image
+from hardway.image import layers, layout
+from hardway.image.documents import Index, Platform, describe
+from hardway.image.random import random_image
+from hardway.isolation import cgroups
+from hardway.isolation.cgroups import Limits, Stats
 from hardway.widgets import cgroup_meter, image_map, layer_explorer, namespace_table
 from hardway.widgets.imagemap import map_image, map_layout, map_reference
 from hardway.widgets.layertree import layer_changes
@@ -249,7 +250,7 @@ def test_namespace_table_of_this_process_shares_everything() -> None:
 
 @needs_root
 def test_namespace_table_of_a_container(busybox_rootfs: Path) -> None:
-    from hardway.namespaces import Isolation, start
+    from hardway.isolation.namespaces import Isolation, start
 
     with start(Isolation.container(busybox_rootfs, "nstable"), ["sleep", "30"]) as box:
         view = namespace_table(box)

@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hardway import local_registry
-from hardway.tokenserver import Rule, TokenService, write_htpasswd
+from hardway.distribution.server import local_registry
+from hardway.distribution.server.tokenserver import Rule, TokenService, write_htpasswd
 
 NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 INSTRUCTOR = "instructor"

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         HARDWAY_REGISTRY_PORT=str(free_port()),
         HARDWAY_SESSION=uuid.uuid4().hex,  # tags cgroups: chapter 11 cleans up only its own
     )
-    from hardway import local_registry
+    from hardway.distribution.server import local_registry
 
     rows = []
     try:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardway.blobs import BlobDir
-from hardway.digest import sha256_digest
-from hardway.image import (
+from hardway.image.blobs import BlobDir
+from hardway.image.digest import sha256_digest
+from hardway.image.documents import (
     ANNOTATION_REF_NAME,
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -33,7 +33,7 @@ from hardway.image import (
     Manifest,
     layer_compression,
 )
-from hardway.layout import read_index
+from hardway.image.layout import read_index
 from hardway.widgets.view import View, escape, human_size, short_digest
 
 __all__ = ["Node", "image_map", "map_descriptor", "map_image", "map_layout", "map_reference"]
@@ -155,8 +155,8 @@ def map_layout(path: Path | str) -> Node:
 
 def map_reference(reference: str, **options: Any) -> Node:
     """The map of what a registry serves for *reference* (``host/repo:tag``)."""
-    from hardway.reference import parse_reference
-    from hardway.registry import client_for
+    from hardway.distribution.reference import parse_reference
+    from hardway.distribution.registry import client_for
 
     ref = parse_reference(reference)
     with client_for(ref, **options) as client:

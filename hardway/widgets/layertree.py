@@ -16,7 +16,7 @@ mark  status     meaning
 ====  =========  ===============================================================
 
 :func:`layer_changes` reads only the tar *headers* (names and types) of each layer,
-streaming, and follows the OCI rules with :func:`hardway.whiteouts.apply_names` — the
+streaming, and follows the OCI rules with :func:`hardway.image.whiteouts.apply_names` — the
 same model lab 05 builds — so it never writes a file.
 """
 
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hardway.apply import clean_name
-from hardway.compression import decompressed
-from hardway.image import Image, Layer
-from hardway.whiteouts import META_PREFIX, apply_names, is_opaque, whiteout_target
+from hardway.image.apply import clean_name
+from hardway.image.compression import decompressed
+from hardway.image.documents import Image, Layer
+from hardway.image.whiteouts import META_PREFIX, apply_names, is_opaque, whiteout_target
 from hardway.widgets.view import View, escape, human_size, short_digest
 
 __all__ = ["LayerChanges", "TreeEntry", "layer_changes", "layer_explorer"]
@@ -152,7 +152,7 @@ def layer_changes(
 ) -> list[LayerChanges]:
     """For each layer, lowest first: the tree after it, each path marked (see above).
 
-    *layers* is an :class:`~hardway.image.Image` (its layers are read through their
+    *layers* is an :class:`~hardway.image.documents.Image` (its layers are read through their
     verified streams), or layer files or streams, gzip, zstd or plain tar.
     """
     if hasattr(layers, "layers") and callable(layers.layers):

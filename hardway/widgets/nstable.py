@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hardway.namespaces import KINDS, ns_inodes
+from hardway.isolation.namespaces import KINDS, ns_inodes
 from hardway.widgets.view import View, escape
 
 __all__ = ["NamespaceRow", "namespace_rows", "namespace_table"]
@@ -43,7 +43,7 @@ class NamespaceRow:
 
 
 def namespace_rows(host: Mapping[str, int], container: Mapping[str, int]) -> list[NamespaceRow]:
-    """One row per kind both sides have, in :data:`~hardway.namespaces.KINDS` order.
+    """One row per kind both sides have, in :data:`~hardway.isolation.namespaces.KINDS` order.
 
     >>> [r.shared for r in namespace_rows({"uts": 1, "pid": 2}, {"uts": 1, "pid": 3})]
     [True, False]
@@ -88,7 +88,7 @@ class NamespaceTable(View):
 
 
 def namespace_table(pid: int | Any, host: int | str = "self") -> NamespaceTable:
-    """Compare *pid*'s namespaces (or a running :class:`~hardway.namespaces.Container`'s)
+    """Compare *pid*'s namespaces (or a running :class:`~hardway.isolation.namespaces.Container`'s)
     with *host*'s (default: this process)."""
     pid = getattr(pid, "pid", pid)
     return NamespaceTable(namespace_rows(ns_inodes(host), ns_inodes(pid)))

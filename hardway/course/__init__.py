@@ -1,0 +1,17 @@
+"""hardway.course: the course machinery, on top of everything else.
+
+The machine check of chapter 00 (:mod:`~hardway.course.doctor` and its child-process
+:mod:`~hardway.course.probes`), what a run left behind and ``python -m hardway cleanup``
+(:mod:`~hardway.course.leftovers`), the base images every later chapter builds on
+(:mod:`~hardway.course.seed`), the self-checks of the labs (:mod:`~hardway.course.grading`
+and one module a lab in :mod:`hardway.course.checks`), labs generated from solutions
+(:mod:`~hardway.course.labgen`) and the headless grader (:mod:`~hardway.course.autograde`).
+
+Public contract (notebooks and labs import these): ``grading.check``,
+``grading.summary``; ``doctor``; ``seed`` (``seed_base_image``, ``seed_python_image``,
+``write_example``).
+
+Grading references: :mod:`hardway.course.checks` *are* the grading; the reference
+implementations they compare with live in the parts below (each part's ``__init__``
+names them).
+"""

@@ -1,0 +1,13 @@
+"""hardway.course.checks
+~~~~~~~~~~~~~~~~~~~~~
+
+The self-checks of the labs, one module per lab: ``hardway.course.checks.lab05`` holds the
+checks of ``labs/05-*.ipynb``. Each check is a function declared with
+:func:`hardway.course.grading.exercise`; its parameters name the learner's objects, and it
+fails through :func:`hardway.course.grading.expect` with a message that teaches. A check builds
+its own fresh inputs and compares with the helper's reference module, so an answer
+copied from a printed output does not pass.
+
+:func:`hardway.course.grading.check` finds a lab's module from the exercise id; nothing here
+needs importing by hand.
+"""

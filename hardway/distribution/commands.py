@@ -1,0 +1,274 @@
+"""hardway.distribution.commands
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+
+The image commands of ``python -m hardway``, with skopeo's image names (see
+:mod:`hardway.distribution.transports`), so a command line can be checked against skopeo's::
+
+    python -m hardway image from-dir ROOTFS oci:build/hello:v1 --cmd '["/hello"]'
+    python -m hardway copy oci:build/hello:v1 docker-archive:hello.tar:hello:v1
+    python -m hardway inspect docker-archive:hello.tar          # manifest and config
+    python -m hardway unpack oci:build/hello:v1 rootfs/         # every layer, safely
+    python -m hardway copy oci:build/hello:v1 docker://127.0.0.1:5000/hello:v1   # push
+    python -m hardway pull 127.0.0.1:5000/hello:v1 rootfs/      # pull and unpack
+
+Registry names take ``--creds USER:PASS``, ``--authfile FILE`` and ``--insecure``.
+
+``unpack`` copies each layer to a temporary file first and checks its digest there, so
+no byte of a corrupt or tampered layer reaches the root filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+from hardway.distribution.transports import read_image, write_image
+from hardway.errors import InvalidImageError
+from hardway.image.documents import Platform, image_id, layer_media_type
+from hardway.image.mutate import from_dir
+from hardway.sys.trees import remove_tree
+
+__all__ = ["register", "unpack_image"]
+
+_CHUNK = 1 << 16  # under glibc's mmap threshold: see hardway.image.apply._CHUNK
+
+
+def _words(text: str) -> list[str]:
+    """``'["sh", "-c"]'`` (JSON, like a Dockerfile) or ``'sh -c'`` (shell words)."""
+    if text.lstrip().startswith("["):
+        try:
+            words = json.loads(text)
+        except ValueError as exc:
+            raise InvalidImageError(f"{text!r} is not a JSON array: {exc}") from None
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise InvalidImageError(f"{text!r} should be a JSON array of strings")
+        return words
+    return shlex.split(text)
+
+
+def _pairs(items: list[str], what: str) -> list[str]:
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise InvalidImageError(f"{what} {item!r} is not KEY=VALUE", fix=f"--{what} KEY=VALUE")
+    return items
+
+
+def _platform(text: str | None) -> Platform | None:
+    return Platform.parse(text) if text else None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``image from-dir``, ``copy``, ``unpack`` and ``inspect``."""
+    image = sub.add_parser("image", help="build an image from a directory (chapter 06)")
+    verbs = image.add_subparsers(dest="verb", required=True, metavar="VERB")
+    build = verbs.add_parser(
+        "from-dir",
+        help="one directory as one layer, on --base or on nothing",
+        description="Build an image whose top layer is ROOTFS and write it to DEST "
+        "(oci:DIR[:TAG] or docker-archive:FILE[:REF]). The same directory gives the same "
+        "digests: times are SOURCE_DATE_EPOCH, else 1970.",
+    )
+    build.add_argument("rootfs", type=Path)
+    build.add_argument("dest")
+    build.add_argument("--base", metavar="IMAGE", help="the image to build on")
+    build.add_argument("--entrypoint", help='JSON array (\'["/bin/sh","-c"]\') or words')
+    build.add_argument("--cmd", help="JSON array or words")
+    build.add_argument("--env", action="append", default=[], metavar="K=V")
+    build.add_argument("--workdir", metavar="DIR")
+    build.add_argument("--user", metavar="USER[:GROUP]")
+    build.add_argument("--label", action="append", default=[], metavar="K=V")
+    build.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
+    build.add_argument("--volume", action="append", default=[], metavar="DIR")
+    build.add_argument("--format", choices=("oci", "docker"), default="oci")
+    build.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip")
+    build.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="default: this machine")
+    build.add_argument("--source-date-epoch", type=int, metavar="SECONDS")
+    build.set_defaults(func=_from_dir)
+
+    copy = sub.add_parser("copy", help="copy an image between oci:, docker-archive: and docker://")
+    copy.add_argument("src")
+    copy.add_argument("dest")
+    copy.add_argument("--platform", help="from a multi-platform image, take this one")
+    _registry_flags(copy)
+    copy.set_defaults(func=_copy)
+
+    unpack = sub.add_parser("unpack", help="apply every layer of an image to a directory")
+    unpack.add_argument("image")
+    unpack.add_argument("rootfs", type=Path)
+    unpack.add_argument("--platform")
+    _registry_flags(unpack)
+    unpack.set_defaults(func=_unpack)
+
+    pull = sub.add_parser("pull", help="pull REF from a registry and unpack it into ROOTFS")
+    pull.add_argument("ref", help="a reference: 127.0.0.1:5000/hello:v1, busybox, …")
+    pull.add_argument("rootfs", type=Path)
+    pull.add_argument("--platform")
+    _registry_flags(pull)
+    pull.set_defaults(func=_pull)
+
+    inspect = sub.add_parser("inspect", help="show an image's digest, manifest and config")
+    inspect.add_argument("image")
+    _registry_flags(inspect)
+    show = inspect.add_mutually_exclusive_group()
+    show.add_argument("--raw", action="store_true", help="the manifest's exact bytes")
+    show.add_argument("--config", action="store_true", help="the config's exact bytes")
+    inspect.add_argument("--platform")
+    inspect.set_defaults(func=_inspect)
+
+
+def _registry_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registry (docker://) options")
+    group.add_argument("--creds", metavar="USER:PASS", help="default: docker's config.json")
+    group.add_argument("--authfile", type=Path, metavar="FILE", help="a docker config.json")
+    group.add_argument(
+        "--insecure", action="store_true", default=None, help="plain HTTP (default: only loopback)"
+    )
+    group.add_argument(
+        "--attempts",
+        type=_attempts,
+        metavar="N",
+        help="tries per request after resets, timeouts, 5xx, 429 (default: 5)",
+    )
+
+
+def _attempts(text: str) -> int:
+    """``--attempts N``: tries in all, the first included, so at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"takes a number of tries, 1 or more, not {text!r}")
+    return int(text)
+
+
+def _registry_options(args: argparse.Namespace):
+    from hardway.distribution import registry
+    from hardway.distribution.auth import Credentials
+
+    creds = Credentials.parse(args.creds) if args.creds else None
+    retry = {"attempts": args.attempts} if args.attempts else {}
+    return registry.using(
+        credentials=creds, authfile=args.authfile, insecure=args.insecure, **retry
+    )
+
+
+def _from_dir(args: argparse.Namespace) -> int:
+    settings: dict = {
+        "env": _pairs(args.env, "env"),
+        "labels": dict(p.split("=", 1) for p in _pairs(args.label, "label")),
+        "exposed_ports": args.expose,
+        "volumes": args.volume,
+        "working_dir": args.workdir,
+        "user": args.user,
+    }
+    if args.entrypoint is not None:
+        settings["entrypoint"] = _words(args.entrypoint)
+    if args.cmd is not None:
+        settings["cmd"] = _words(args.cmd)
+    layer_media_type(args.format, args.compression)  # fail now, not after writing the layer
+    platform = _platform(args.platform)
+    base = read_image(args.base, platform=platform) if args.base else None
+    with tempfile.TemporaryDirectory(prefix="hardway-build-") as work:
+        built = from_dir(
+            args.rootfs,
+            work,
+            base=base,
+            fmt=args.format,
+            compression=args.compression,
+            platform=platform,
+            source_date_epoch=args.source_date_epoch,
+            **settings,
+        )
+        write_image(built, args.dest)
+    _report(args.dest, built)
+    return 0
+
+
+def _report(name: str, image) -> None:
+    print(name)
+    print(f"  manifest  {image.digest()}")
+    print(f"  image ID  {image_id(image.raw_config())}")
+
+
+def _copy(args: argparse.Namespace) -> int:
+    with _registry_options(args):
+        image = read_image(args.src, platform=_platform(args.platform))
+        write_image(image, args.dest)
+    _report(args.dest, image)
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from hardway.distribution.reference import parse_reference
+
+    args.image = f"docker://{parse_reference(args.ref)}"
+    return _unpack(args)
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    with _registry_options(args):
+        image = read_image(args.image, platform=_platform(args.platform))
+        unpack_image(image, args.rootfs)
+    print(
+        f"unpacked {len(image.manifest().layers)} layer(s) of {image.digest()} into {args.rootfs}"
+    )
+    return 0
+
+
+def unpack_image(image, rootfs: Path) -> None:
+    """Download and verify every layer to a temporary file, then apply them all: a corrupt
+    layer raises before a single file is written to ``rootfs``.
+
+    An unpack that does not finish (an error, Ctrl-C, a kernel interrupt) leaves no half
+    root filesystem behind: a new or empty ``rootfs`` is built next to it, as
+    ``.NAME.partial-XXXXXXXX``, and renamed into place when every layer is applied; the
+    partial directory is removed on failure (only a SIGKILL can leave one, clearly
+    named). Layers unpacked onto a directory that already has content are applied on top,
+    in place, as ``layer apply`` does.
+    """
+    from hardway.image.layers import apply_layers
+
+    rootfs = Path(rootfs)
+    on_top = rootfs.is_dir() and (any(rootfs.iterdir()) or os.path.ismount(rootfs))
+    with tempfile.TemporaryDirectory(prefix="hardway-unpack-") as work:
+        paths = []
+        for i, layer in enumerate(image.layers()):
+            path = Path(work) / f"{i}.layer"
+            with layer.compressed() as blob, path.open("wb") as out:
+                shutil.copyfileobj(blob, out, _CHUNK)  # verified: raises before we apply
+            paths.append(path)
+        if on_top:
+            apply_layers(paths, rootfs)
+            return
+        rootfs.parent.mkdir(parents=True, exist_ok=True)
+        mode = stat.S_IMODE(rootfs.stat().st_mode) if rootfs.is_dir() else 0o755
+        partial = Path(tempfile.mkdtemp(prefix=f".{rootfs.name}.partial-", dir=rootfs.parent))
+        try:
+            partial.chmod(mode)  # a layer's own "./" entry may change it again
+            apply_layers(paths, partial)
+            partial.rename(rootfs)  # replaces an empty directory, atomically
+        except BaseException:
+            remove_tree(partial)
+            raise
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    with _registry_options(args):
+        image = read_image(args.image, platform=_platform(args.platform))
+    if args.raw or args.config:
+        sys.stdout.buffer.write(image.raw_manifest() if args.raw else image.raw_config())
+        sys.stdout.buffer.flush()
+        return 0
+    doc = {
+        "Name": args.image,
+        "Digest": str(image.digest()),
+        "ImageID": str(image_id(image.raw_config())),
+        "Manifest": json.loads(image.raw_manifest()),
+        "Config": json.loads(image.raw_config()),
+    }
+    print(json.dumps(doc, indent=2, ensure_ascii=False))
+    return 0

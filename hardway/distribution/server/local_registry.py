@@ -1,0 +1,584 @@
+"""hardway.distribution.server.local_registry
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+
+The course's own registry: the real CNCF Distribution server (Debian's
+``docker-registry``), started on 127.0.0.1 with a config this module writes, and its
+storage, pid file and log kept under the project-local state directory::
+
+    .state/registry/<port>/config.yml   the rendered Distribution config
+    .state/registry/<port>/data/        blobs and manifests, as the registry lays them out
+    .state/registry/<port>/registry.pid
+    .state/registry/<port>/registry.log
+
+Why a real server rather than a fake: chapters 07–08 push and pull with nothing but
+HTTP, and only the reference implementation can tell a learner that their bytes are
+right. Why 127.0.0.1 only: with ``auth: none`` anyone who can reach the port may push
+and delete, so the registry never listens on a network interface. Why a pid file that is
+checked against ``/proc``: notebooks, the CLI and tests start and stop the same server
+from different processes, and a stale pid must never lead to killing a stranger.
+
+This module is the process's lifecycle: :func:`start`, :func:`status`, :func:`stop` and
+the ``registry`` command. What the server is told lives in :mod:`hardway.distribution.server.config`
+(:class:`RegistryConfig`, :func:`render_config`, :func:`default_port`), which is
+re-exported here, as is its YAML writer :func:`hardway.distribution.server.yamlish.to_yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from hardway.distribution.server.config import (
+    DEFAULT_PORT,
+    RegistryConfig,
+    config_dict,
+    default_port,
+    render_config,
+)
+from hardway.distribution.server.services import OWNER_FILE, record_owner
+from hardway.distribution.server.yamlish import to_yaml
+from hardway.errors import (
+    HardwayError,
+    MissingToolError,
+    PortInUseError,
+    RegistryConfigError,
+    RegistryServerError,
+)
+from hardway.sys.atomic import write_atomic
+from hardway.sys.proc import argv_of, terminate
+from hardway.sys.state import state_dir
+
+__all__ = [
+    "RegistryConfig",
+    "RegistryPaths",
+    "RegistryStatus",
+    "binary",
+    "config_dict",
+    "default_port",
+    "ensure_running",
+    "register",
+    "render_config",
+    "start",
+    "status",
+    "stop",
+    "stop_at",
+    "to_yaml",
+]
+
+#: children this Python process started, so that :func:`stop` can reap them (no zombies)
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+# --- where things live -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryPaths:
+    """The files of the registry on one port, under ``state_dir()/registry/<port>``."""
+
+    root: Path
+
+    @classmethod
+    def for_port(cls, port: int) -> RegistryPaths:
+        return cls(state_dir().resolve() / "registry" / str(port))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "registry.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "registry.log"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+
+def _display(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+@dataclass(frozen=True)
+class RegistryStatus:
+    """A snapshot of the registry on one port; ``str()`` is the line the CLI prints."""
+
+    port: int
+    running: bool
+    pid: int | None
+    url: str
+    state: Path
+    #: ``none``, ``basic`` or ``token`` (see :mod:`hardway.distribution.server.modes`)
+    auth: str = "none"
+
+    def __str__(self) -> str:
+        if self.running:
+            where = _display(self.state / "data")
+            return (
+                f"registry: running on {self.url} (pid {self.pid}, auth {self.auth}, "
+                f"storage {where})"
+            )
+        if self.pid is not None:
+            where = _display(self.state / "registry.log")
+            return f"registry: not answering on {self.url} (pid {self.pid}, log {where})"
+        return f"registry: not running on port {self.port} (state {_display(self.state)})"
+
+
+# --- the binary and the process --------------------------------------------------
+
+
+def binary() -> Path:
+    """The ``docker-registry`` executable: ``$HARDWAY_REGISTRY_BINARY``, else found on PATH."""
+    fix = "sudo apt-get install docker-registry   (or: make setup)"
+    if override := os.environ.get("HARDWAY_REGISTRY_BINARY"):
+        path = Path(override)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise MissingToolError(
+            f"HARDWAY_REGISTRY_BINARY={override} is not an executable file",
+            fix=f"unset HARDWAY_REGISTRY_BINARY, or: {fix}",
+        )
+    if found := shutil.which("docker-registry"):
+        return Path(found)
+    raise MissingToolError(
+        "the registry program `docker-registry` (CNCF Distribution) is not on PATH", fix=fix
+    )
+
+
+def _is_ours(pid: int, paths: RegistryPaths) -> bool:
+    """Is ``pid`` a registry serving *our* config? (A zombie has no cmdline: not ours.)"""
+    return argv_of(pid)[1:] == ["serve", str(paths.config)]
+
+
+def _read_pid(paths: RegistryPaths) -> int | None:
+    try:
+        text = paths.pid.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _our_pid(paths: RegistryPaths) -> int | None:
+    pid = _read_pid(paths)
+    return pid if pid is not None and _is_ours(pid, paths) else None
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # an HTTP(S)_PROXY must not swallow requests to 127.0.0.1
+    return session
+
+
+def _answers(url: str, timeout: float = 0.5) -> bool:
+    """Does a Distribution registry answer ``GET /v2/`` (200, or 401 when auth is on)?"""
+    try:
+        with _session() as session:
+            response = session.get(f"{url}/v2/", timeout=timeout)
+    except requests.RequestException:
+        return False
+    return response.headers.get("Docker-Distribution-Api-Version") == "registry/2.0"
+
+
+@contextlib.contextmanager
+def _locked(paths: RegistryPaths) -> Iterator[None]:
+    """One start or stop at a time per port, across processes (notebook, CLI, tests)."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # like Go's net.Listen: a port in TIME_WAIT after our last registry is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise RegistryServerError(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                fix=f"python -m hardway registry start --port {DEFAULT_PORT}",
+            ) from exc
+    return True
+
+
+def _listener(port: int) -> tuple[int, str] | None:
+    """(pid, command name) of a process listening on TCP ``port``, if /proc shows one."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                pid = int(fd.parts[2])
+                return pid, Path(f"/proc/{pid}/comm").read_text().strip()
+    return None
+
+
+def _port_in_use(host: str, port: int) -> PortInUseError:
+    holder = _listener(port)
+    who = f"pid {holder[0]} ({holder[1]})" if holder else "another process"
+    alternative = next(
+        (p for p in range(port + 1, min(port + 50, 65536)) if _port_free(host, p)), port + 1
+    )
+    stop_it = (
+        f" or stop {who}: kill {holder[0]}" if holder else " or stop the process that holds it"
+    )
+    return PortInUseError(
+        f"port {port} on {host} is already in use by {who}, so the registry cannot listen there",
+        fix=f"python -m hardway registry start --port {alternative}   "
+        f"(and export HARDWAY_REGISTRY_PORT={alternative} for the notebooks),{stop_it}",
+    )
+
+
+def _http_secret() -> str:
+    """The registry's ``http.secret``: made once, then kept in the state directory."""
+    path = state_dir().resolve() / "registry" / "http.secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".http.secret.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        with contextlib.suppress(FileExistsError):  # another process won the race: use theirs
+            os.link(tmp, path)
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+def _log_tail(paths: RegistryPaths, offset: int, lines: int = 10) -> str:
+    with open(paths.log, "rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    return "\n".join(f"    {line[:300]}" for line in text.splitlines()[-lines:])
+
+
+def _reap(pid: int) -> None:
+    if (child := _children.pop(pid, None)) is not None:
+        child.wait()
+        return
+    with contextlib.suppress(ChildProcessError):  # not our child: its parent reaps it
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _reap_finished() -> None:
+    """Reap children of ours that died on their own (a crash, a kill from elsewhere)."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[pid]
+
+
+def _stop_locked(paths: RegistryPaths, timeout: float) -> bool:
+    """SIGTERM, then SIGKILL, our registry; never a process that is not ours
+    (:func:`hardway.sys.proc.terminate` checks its command line through a pidfd)."""
+    pid = _read_pid(paths)
+    try:
+        ours = lambda p: _is_ours(p, paths)  # noqa: E731
+        stopped = pid is not None and terminate(pid, ours, timeout=timeout)
+    except TimeoutError:
+        raise RegistryServerError(
+            f"the registry (pid {pid}) did not exit, even after SIGKILL",
+            fix=f"ps -o pid,stat,cmd -p {pid}   (a process stuck in state D waits on I/O)",
+        ) from None
+    if not stopped:
+        paths.pid.unlink(missing_ok=True)
+        return False
+    _reap(pid)
+    paths.pid.unlink(missing_ok=True)
+    return True
+
+
+def _spawn(exe: Path, paths: RegistryPaths) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the server in its own session, so Ctrl-C in a terminal or the end of this
+    Python process does not take it down; ``REGISTRY_*`` variables are dropped because
+    Distribution would let them override the config file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    with open(paths.log, "ab") as log:
+        offset = log.seek(0, os.SEEK_END)
+        child = subprocess.Popen(
+            [str(exe), "serve", str(paths.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            start_new_session=True,
+            cwd=paths.root,
+            env=env,
+        )
+    _children[child.pid] = child
+    write_atomic(paths.pid, f"{child.pid}\n".encode())
+    return child, offset
+
+
+# --- the lifecycle ---------------------------------------------------------------
+
+
+def status(port: int | None = None) -> RegistryStatus:
+    """Is our registry on ``port`` alive and answering ``GET /v2/``?
+
+    >>> status(1).running
+    False
+    """
+    port = default_port() if port is None else port
+    paths = RegistryPaths.for_port(port)
+    url = f"http://127.0.0.1:{port}"
+    pid = _our_pid(paths)
+    running = pid is not None and _answers(url)
+    return RegistryStatus(port, running, pid, url, paths.root, _auth_mode(paths) if pid else "none")
+
+
+def _auth_mode(paths: RegistryPaths) -> str:
+    from hardway.distribution.server.modes import mode_of
+
+    with contextlib.suppress(OSError):
+        return mode_of(paths.config.read_text())
+    return "none"
+
+
+def start(
+    port: int | None = None,
+    *,
+    timeout: float = 15.0,
+    config: RegistryConfig | None = None,
+    owned: bool = True,
+) -> RegistryStatus:
+    """Start the registry (idempotent) and wait until it answers ``GET /v2/``.
+
+    If our registry already runs with the same config it is left alone; with a different
+    config (say, auth switched on) it is restarted. Stale pid files are replaced.
+
+    :param port: (optional) TCP port on 127.0.0.1; default :func:`default_port`
+    :param timeout: seconds to wait for the registry to answer
+    :param config: (optional) the full configuration; its port must match ``port``
+    :param owned: this process owns it: once this process is gone, ``python -m hardway
+        cleanup`` stops it; ``False`` (the CLI): it runs until stopped
+    :raises MissingToolError: ``docker-registry`` is not installed
+    :raises PortInUseError: another process listens on the port
+    :raises RegistryServerError: the registry exited early or did not answer in time
+    """
+    if config is None:
+        config = RegistryConfig(port=default_port() if port is None else port)
+    elif port is not None and port != config.port:
+        raise RegistryConfigError(f"start(port={port}) but config.port is {config.port}")
+    exe = binary()
+    # checked here because, given a missing htpasswd file, the registry invents a user and
+    # writes its password to the log
+    needed = {"htpasswd": config.htpasswd, "token": config.rootcertbundle}.get(config.auth)
+    if needed is not None and not Path(needed).is_file():
+        raise RegistryConfigError(
+            f"auth={config.auth!r} needs the file {needed}, which does not exist",
+            fix=f"create {needed} first, or start with RegistryConfig(auth='none')",
+        )
+    paths = RegistryPaths.for_port(config.port)
+    mode = {"htpasswd": "basic"}.get(config.auth, config.auth)
+    _reap_finished()
+    if config.auth != "token":  # a detached token service of an earlier `--auth token`
+        from hardway.distribution.server.modes import stop_token_service
+
+        stop_token_service(paths.root)
+    with _locked(paths):
+        text = render_config(config, rootdirectory=paths.data, secret=_http_secret())
+        if (pid := _our_pid(paths)) is not None:
+            same = paths.config.read_text() == text
+            if same and _answers(config.url, timeout=2.0):
+                return RegistryStatus(config.port, True, pid, config.url, paths.root, mode)
+            _stop_locked(paths, timeout=10.0)
+        paths.pid.unlink(missing_ok=True)  # stale: its pid is dead or someone else's
+        if not _port_free(config.host, config.port):
+            raise _port_in_use(config.host, config.port)
+        paths.data.mkdir(parents=True, exist_ok=True)
+        write_atomic(paths.config, text.encode(), mode=0o600)  # it holds the secret
+        claim(paths.root, owned=owned)
+        child, offset = _spawn(exe, paths)
+        deadline = time.monotonic() + timeout
+        while (code := child.poll()) is None and time.monotonic() < deadline:
+            if _answers(config.url):
+                return RegistryStatus(config.port, True, child.pid, config.url, paths.root, mode)
+            time.sleep(0.05)
+        if code is None:
+            child.kill()
+        child.wait()
+        _children.pop(child.pid, None)
+        paths.pid.unlink(missing_ok=True)
+        tail = _log_tail(paths, offset)
+        if "address already in use" in tail:
+            raise _port_in_use(config.host, config.port)
+        why = f"exited with status {code}" if code is not None else f"did not answer in {timeout}s"
+        raise RegistryServerError(
+            f"the registry on {config.url} {why}; the end of {_display(paths.log)}:\n{tail}",
+            fix=f"less {paths.log}   (then: python -m hardway registry start --port {config.port})",
+        )
+
+
+#: state directories of registries this process owns, stopped when it exits
+_owned_roots: set[Path] = set()
+
+
+def claim(root: Path, *, owned: bool) -> None:
+    """Record who owns the registry (and token service) whose state is ``root``.
+
+    Owned (a notebook kernel, a test): stopped when this process exits normally (a
+    kernel shutdown or restart), and by ``python -m hardway cleanup`` once this process
+    is gone any other way — except the registry on the default port, which the
+    learner's other notebooks share. Not owned (the CLI): runs until stopped.
+    """
+    record_owner(root, os.getpid() if owned else None)
+    with contextlib.suppress(HardwayError, OSError):
+        if owned and root != RegistryPaths.for_port(default_port()).root:
+            if not _owned_roots:
+                atexit.register(_stop_owned)
+            _owned_roots.add(root)
+
+
+def _stop_owned() -> None:
+    for root in list(_owned_roots):
+        with contextlib.suppress(HardwayError, OSError):  # gone already: nothing to stop
+            words = (root / OWNER_FILE).read_text().split()
+            if words[:1] == [str(os.getpid())]:  # not a forked child's, not a later owner's
+                stop_at(root)
+    _owned_roots.clear()
+
+
+def ensure_running(port: int | None = None, *, owned: bool = True) -> RegistryStatus:
+    """The registry on ``port`` as it runs now, whatever its config; started if it is not.
+
+    Notebooks call this: it never restarts a registry another chapter configured.
+    """
+    current = status(port)
+    return current if current.running else start(port, owned=owned)
+
+
+def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
+    """Stop our registry on ``port``; ``True`` if one was running.
+
+    SIGTERM first, SIGKILL after ``timeout`` seconds; the process is gone (and reaped, if
+    it is our child) when this returns. Stopping a stopped registry is not an error.
+    """
+    return stop_at(
+        RegistryPaths.for_port(default_port() if port is None else port).root, timeout=timeout
+    )
+
+
+def stop_at(root: Path, *, timeout: float = 10.0) -> bool:
+    """Stop the registry (and token service) whose state directory is ``root``, whatever
+    the state directory: :mod:`hardway.course.leftovers` stops those of finished test runs."""
+    from hardway.distribution.server.modes import stop_token_service
+
+    paths = RegistryPaths(Path(root))
+    if not paths.root.is_dir():
+        return False
+    with _locked(paths):
+        stopped = _stop_locked(paths, timeout)
+    stop_token_service(paths.root)  # after the registry, which asks it nothing more
+    return stopped
+
+
+# --- the command line ------------------------------------------------------------
+
+
+def _port_arg(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1–65535)")
+    return int(text)
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    from hardway.distribution.server.modes import start_mode
+
+    current = start_mode(args.port, args.auth, owned=False)
+    print(current)
+    print(current.url)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    port = default_port() if args.port is None else args.port
+    print(
+        f"registry: stopped on port {port}"
+        if stop(port)
+        else f"registry: not running on port {port}"
+    )
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    current = status(args.port)
+    print(current)
+    return 0 if current.running else 3  # LSB: 3 = program is not running
+
+
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from hardway.course.seed import seed_base_image, seed_python_image
+
+    ensure_running(args.port, owned=False)
+    for seed in (seed_base_image, seed_python_image):
+        result = seed(args.port)
+        print(f"seeded {result.reference} ({result.digest}, {result.uploaded} blobs uploaded)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``registry start|stop|status|seed [--port N]`` to the ``python -m hardway`` CLI."""
+    parser = subparsers.add_parser(
+        "registry",
+        help="start, stop or check the course's local registry",
+        description="The course's Distribution registry on 127.0.0.1, with its storage, "
+        "pid file and log under the project's .state/registry/<port>/.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, func, text in (
+        ("start", _cmd_start, "start it (or leave it running) and print its URL"),
+        ("stop", _cmd_stop, "stop it; stopping a stopped registry is fine"),
+        ("status", _cmd_status, "print its state; exit status 3 when it is not running"),
+        (
+            "seed",
+            _cmd_seed,
+            "push the base images hardway/busybox:latest and hardway/python:latest",
+        ),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument(
+            "--port",
+            type=_port_arg,
+            default=None,
+            help=f"TCP port on 127.0.0.1 (default: $HARDWAY_REGISTRY_PORT or {DEFAULT_PORT})",
+        )
+        if name == "start":
+            action.add_argument(
+                "--auth",
+                choices=("none", "basic", "token"),
+                default="none",
+                help="none; basic (htpasswd, user learner); token (with the course's token "
+                "service as a detached process)",
+            )
+        action.set_defaults(func=func)

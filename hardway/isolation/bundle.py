@@ -1,0 +1,157 @@
+"""hardway.isolation.bundle
+~~~~~~~~~~~~~~~~~~~~~~~~
+
+The same container, said the standard way. An OCI *runtime bundle* is a directory with
+a ``config.json`` (the runtime spec: process, root, hostname, mounts, namespaces,
+cgroup limits) and a root filesystem; any OCI runtime — runc, crun, youki — runs it.
+Chapter 04 writes the bundle from the very :class:`~hardway.isolation.runtime.Plan` that
+:func:`hardway.isolation.runtime.run` follows and runs it with ``runc run``, so the two runtimes
+can be compared output for output.
+
+Everything here but :func:`run_runc` is a pure function of the plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hardway.errors import ContainerTimeoutError, MissingToolError
+from hardway.isolation import cgroups, limits, namespaces
+from hardway.isolation.namespaces import Completed
+from hardway.isolation.runtime import Plan
+
+__all__ = ["OCI_VERSION", "config_json", "process_section", "run_runc", "write_bundle"]
+
+OCI_VERSION = "1.0.2"
+
+#: our namespace kinds in the runtime spec's spelling
+_SPEC_NAMES = {
+    "pid": "pid",
+    "net": "network",
+    "ipc": "ipc",
+    "uts": "uts",
+    "mnt": "mount",
+    "cgroup": "cgroup",
+    "user": "user",
+}
+
+
+def process_section(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str = "/",
+    uid: int = 0,
+    gid: int = 0,
+    capabilities: Sequence[str] = (),
+    no_new_privs: bool = True,
+) -> dict[str, Any]:
+    """The ``process`` object of ``config.json``: what to run, as whom, with what.
+
+    The user's only supplementary group is its own *gid* (``additionalGids``), as in
+    :func:`hardway.isolation.runtime.run`. Capabilities are spelled ``CAP_…`` and listed in the
+    bounding, effective and permitted sets alike (what Docker does for root).
+
+    >>> section = process_section(["sh"], {"PATH": "/bin"}, capabilities=["KILL"])
+    >>> section["args"], section["env"], section["capabilities"]["bounding"]
+    (['sh'], ['PATH=/bin'], ['CAP_KILL'])
+    """
+    caps = [f"CAP_{name}" for name in capabilities]
+    return {
+        "terminal": False,
+        "user": {"uid": uid, "gid": gid, "additionalGids": [gid]},
+        "args": list(argv),
+        "env": [f"{key}={value}" for key, value in env.items()],
+        "cwd": cwd,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": no_new_privs,
+    }
+
+
+def _resources(plan: Plan) -> dict[str, Any]:
+    wanted = plan.limits
+    resources: dict[str, Any] = {}
+    if wanted.memory is not None:
+        resources["memory"] = {"limit": wanted.memory, "swap": wanted.memory}
+    if wanted.cpus is not None:
+        quota, period = limits.cpu_quota(wanted.cpus, wanted.period)
+        resources["cpu"] = {"quota": quota, "period": period}
+    if wanted.pids is not None:
+        resources["pids"] = {"limit": wanted.pids}
+    return resources
+
+
+def config_json(plan: Plan, cgroup: str) -> dict[str, Any]:
+    """The whole ``config.json`` for *plan*, its cgroup at *cgroup* (``/hardway-…``).
+
+    >>> from hardway.isolation.runtime import plan as make_plan
+    >>> doc = config_json(make_plan("/", ["true"], hostname="box", pids=8), "/hardway-x")
+    >>> doc["hostname"], doc["linux"]["resources"], doc["root"]["path"]
+    ('box', {'pids': {'limit': 8}}, '/')
+    """
+    spec = plan.isolation
+    uid, gid = spec.run_as or (0, 0)
+    env = {**namespaces.DEFAULT_ENV, **spec.env}
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+    ]
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": process_section(
+            plan.argv, env, spec.cwd, uid, gid, spec.capabilities or (), spec.no_new_privs
+        ),
+        "root": {"path": os.fspath(spec.root), "readonly": False},
+        "hostname": spec.hostname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": [{"type": _SPEC_NAMES[kind]} for kind in spec.namespaces],
+            "resources": _resources(plan),
+            "cgroupsPath": cgroup,
+        },
+    }
+
+
+def write_bundle(directory: str | os.PathLike[str], plan: Plan, cgroup: str) -> Path:
+    """Write ``config.json`` for *plan* into *directory* (made if missing); its path."""
+    bundle = Path(directory)
+    bundle.mkdir(parents=True, exist_ok=True)
+    path = bundle / "config.json"
+    path.write_text(json.dumps(config_json(plan, cgroup), indent=2) + "\n")
+    return path
+
+
+def run_runc(plan: Plan, directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Completed:
+    """Write a bundle for *plan* in *directory*, ``runc run`` it, wait, delete it.
+
+    The container and its cgroup are named ``hardway-runc-…`` (``python -m hardway
+    cleanup`` finds them); ``runc delete --force`` runs whatever happens.
+    """
+    runc = shutil.which("runc")
+    if runc is None:
+        raise MissingToolError("runc is not installed", fix="apt-get install runc")
+    name = cgroups.group_name("runc")
+    write_bundle(directory, plan, f"/{name}")
+    try:
+        done = subprocess.run(
+            [runc, "run", "--bundle", os.fspath(directory), name],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise ContainerTimeoutError(f"runc: still running after {timeout:g} s") from None
+    finally:
+        subprocess.run([runc, "delete", "--force", name], capture_output=True, check=False)
+    return Completed(plan.argv, done.returncode, done.stdout, done.stderr)

@@ -1,0 +1,335 @@
+"""hardway.isolation.runtime
+~~~~~~~~~~~~~~~~~~~~~~~~~
+
+A container runtime is not one feature but the sum of the previous chapters, applied
+in the right order to one process: its own root (01), every namespace with a hostname,
+``/proc`` and a minimal ``/dev`` (02), a cgroup with limits (03) — and then it gives
+up what it does not need: the capabilities outside Docker's default set (via the
+bounding set) and the chance to gain new ones (``no_new_privs``), and takes the
+image's user. :func:`run` is that sum, in the shape ``docker run`` has:
+
+* *argv* follows Docker's rules against the image config: the ``Entrypoint`` is
+  always kept; *argv* given replaces ``Cmd``, none given means ``Cmd``
+  (:func:`command_line`);
+* the config's ``Env`` is the environment (*env* overrides it), ``WorkingDir`` the
+  working directory (made if missing), ``User`` the user (a name is looked up in the
+  root filesystem's own ``/etc/passwd``: :func:`resolve_user`).
+
+The privileged work happens in the launcher child (:mod:`hardway.isolation.launch`); this
+module only decides. Whatever a run creates — processes, cgroup, mounts, network
+namespace, veth pair — is gone when :func:`run` returns, also after Ctrl-C or a kernel
+interrupt. ``python -m hardway run ROOTFS -- CMD…`` is the same from a shell.
+
+>>> command_line(["/entry"], ["default"], ["override"])
+['/entry', 'override']
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hardway.errors import ContainerError, IsolationError
+from hardway.image.documents import ContainerConfig, ImageConfig
+from hardway.isolation import namespaces
+from hardway.isolation.cgroups import Group
+from hardway.isolation.limits import Limits
+from hardway.isolation.namespaces import Completed, Isolation
+from hardway.sys import linux
+
+__all__ = [
+    "DEFAULT_HOSTNAME",
+    "Plan",
+    "command_line",
+    "config_of",
+    "merge_env",
+    "parse_group",
+    "parse_passwd",
+    "plan",
+    "register",
+    "resolve_user",
+    "run",
+    "user_ids",
+]
+
+DEFAULT_HOSTNAME = "container"
+
+
+def command_line(
+    entrypoint: Sequence[str] | str | None,
+    cmd: Sequence[str] | str | None,
+    argv: Sequence[str] | None,
+) -> list[str]:
+    """What a container runs, by Docker's rules: ``Entrypoint + (argv or Cmd)``.
+
+    A string is Docker's *shell form*: ``"echo $HOME"`` runs as ``/bin/sh -c "echo
+    $HOME"``. A shell-form ``Entrypoint`` takes no arguments: ``Cmd`` and *argv* are
+    ignored, as ``docker run`` ignores them.
+
+    >>> command_line(None, ["sh"], None), command_line(["echo"], ["hi"], None)
+    (['sh'], ['echo', 'hi'])
+    >>> command_line(["echo"], ["hi"], ["bye"]), command_line(None, ["sh"], ["ls", "/"])
+    (['echo', 'bye'], ['ls', '/'])
+    >>> command_line("top -b", ["-n1"], None), command_line(["env"], "echo $HOME", None)
+    (['/bin/sh', '-c', 'top -b'], ['env', '/bin/sh', '-c', 'echo $HOME'])
+    """
+    if isinstance(entrypoint, str):
+        return _exec_form(entrypoint)
+    line = [*(entrypoint or ()), *(argv if argv else _exec_form(cmd))]
+    if not line:
+        raise IsolationError(
+            "nothing to run: no command given and the image has no Entrypoint or Cmd"
+        )
+    return line
+
+
+def _exec_form(command: Sequence[str] | str | None) -> list[str]:
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    return list(command or ())
+
+
+def merge_env(image_env: Sequence[str], overrides: Mapping[str, str] | None = None) -> list[str]:
+    """The container's environment as ``K=V`` entries: the image's ``Env``, then
+    *overrides* (``docker run -e``). A name keeps its first place; the last value wins.
+
+    >>> merge_env(["PATH=/bin", "A=1"], {"A": "2", "B": "3"})
+    ['PATH=/bin', 'A=2', 'B=3']
+    """
+    merged = dict(entry.split("=", 1) if "=" in entry else (entry, "") for entry in image_env)
+    merged.update(overrides or {})
+    return [f"{key}={value}" for key, value in merged.items()]
+
+
+def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
+    """``name -> (uid, gid)`` from ``/etc/passwd`` text.
+
+    >>> parse_passwd("root:x:0:0:root:/root:/bin/sh\\nwww-data:x:33:33::/var/www:/bin/false")
+    {'root': (0, 0), 'www-data': (33, 33)}
+    """
+    users = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[2].isdigit() and fields[3].isdigit():
+            users[fields[0]] = (int(fields[2]), int(fields[3]))
+    return users
+
+
+def parse_group(text: str) -> dict[str, int]:
+    """``name -> gid`` from ``/etc/group`` text.
+
+    >>> parse_group("root:x:0:\\nstaff:x:50:alice")
+    {'root': 0, 'staff': 50}
+    """
+    groups = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].isdigit():
+            groups[fields[0]] = int(fields[2])
+    return groups
+
+
+def _read_etc(root: Path, name: str) -> str:
+    path = root / "etc" / name
+    if path.is_symlink() or not path.is_file():  # a link could point out of the root
+        return ""
+    return path.read_text(errors="replace")
+
+
+def user_ids(user: str, passwd: str = "", group: str = "") -> tuple[int, int]:
+    """``(uid, gid)`` for an image's ``User`` against ``/etc/passwd`` and ``/etc/group``
+    text: ``""`` (root), ``"uid"``, ``"uid:gid"``, ``"name"``, ``"name:group"``.
+
+    A bare uid takes the gid of its passwd entry, or 0 (as Docker does); a name that is
+    not there is an error.
+
+    >>> user_ids(""), user_ids("1000"), user_ids("1000:50")
+    ((0, 0), (1000, 0), (1000, 50))
+    >>> user_ids("app:staff", "app:x:1000:1000::/:/bin/sh", "staff:x:50:")
+    (1000, 50)
+    """
+    if not user:
+        return 0, 0
+    name, _, group_name = user.partition(":")
+    users = parse_passwd(passwd)
+    if name.isdigit():
+        uid = int(name)
+        gid = next((g for u, g in users.values() if u == uid), 0)
+    elif name in users:
+        uid, gid = users[name]
+    else:
+        raise ContainerError(f"user {name!r} is not in the image's /etc/passwd", step="user")
+    if group_name:
+        if group_name.isdigit():
+            gid = int(group_name)
+        elif group_name in (groups := parse_group(group)):
+            gid = groups[group_name]
+        else:
+            raise ContainerError(
+                f"group {group_name!r} is not in the image's /etc/group", step="user"
+            )
+    return uid, gid
+
+
+def resolve_user(user: str, root: str | os.PathLike[str] | None = None) -> tuple[int, int]:
+    """:func:`user_ids` with the root filesystem's own ``/etc/passwd`` and ``/etc/group``.
+
+    >>> resolve_user(""), resolve_user("1000"), resolve_user("1000:50")
+    ((0, 0), (1000, 0), (1000, 50))
+    """
+    if not user:
+        return 0, 0
+    if root is None:
+        return user_ids(user)
+    base = Path(root)
+    return user_ids(user, _read_etc(base, "passwd"), _read_etc(base, "group"))
+
+
+def config_of(config: ImageConfig | ContainerConfig | Mapping[str, Any] | None) -> ContainerConfig:
+    """The ``config`` part of an image config, from any of its forms (or an empty one).
+
+    >>> config_of({"Cmd": ["sh"]}).cmd, config_of({"config": {"User": "1"}}).user
+    (('sh',), '1')
+    """
+    if config is None:
+        return ContainerConfig()
+    if isinstance(config, ImageConfig):
+        return config.config
+    if isinstance(config, ContainerConfig):
+        return config
+    if "config" in config or "architecture" in config:
+        return ContainerConfig.from_dict(config.get("config") or {})
+    return ContainerConfig.from_dict(config)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything :func:`run` decided before starting anything: a plain value to look at."""
+
+    isolation: Isolation
+    argv: tuple[str, ...]
+    limits: Limits
+
+
+def plan(
+    rootfs: str | os.PathLike[str],
+    argv: Sequence[str] | None = None,
+    *,
+    config: ImageConfig | ContainerConfig | Mapping[str, Any] | None = None,
+    hostname: str | None = None,
+    memory: int | str | None = None,
+    cpus: float | None = None,
+    pids: int | None = None,
+    net: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Plan:
+    """What :func:`run` will do, decided but not started (see :func:`run`)."""
+    root = Path(rootfs)
+    if not root.is_dir():
+        raise IsolationError(f"the root filesystem {root} is not a directory")
+    image = config_of(config)
+    line = command_line(image.entrypoint, image.cmd, argv)
+    uid, gid = resolve_user(image.user, root)
+    rootless = os.geteuid() != 0
+    isolation = Isolation.container(
+        root,
+        hostname or DEFAULT_HOSTNAME,
+        rootless=rootless,
+        veth=net and not rootless,
+        env={**image.env_dict(), **(env or {})},
+        cwd=image.working_dir or "/",
+        make_cwd=bool(image.working_dir),
+        capabilities=linux.DOCKER_DEFAULT_CAPS,
+        no_new_privs=True,
+        # as root, always: the supplementary groups are then [gid], not the kernel's
+        run_as=None if rootless and (uid, gid) == (0, 0) else (uid, gid),
+    )
+    return Plan(isolation, tuple(line), Limits(memory=memory, cpus=cpus, pids=pids))
+
+
+def run(
+    rootfs: str | os.PathLike[str],
+    argv: Sequence[str] | None = None,
+    *,
+    config: ImageConfig | ContainerConfig | Mapping[str, Any] | None = None,
+    hostname: str | None = None,
+    memory: int | str | None = None,
+    cpus: float | None = None,
+    pids: int | None = None,
+    net: bool = False,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Completed:
+    """Run a container from the root filesystem *rootfs* and wait for it.
+
+    :param argv: (optional) the command; replaces the image's ``Cmd`` (not its
+        ``Entrypoint``); default: ``Entrypoint + Cmd``
+    :param config: (optional) an image config (:class:`~hardway.image.documents.ImageConfig`, its
+        ``config`` part, or either as a dict): ``Entrypoint``, ``Cmd``, ``Env``,
+        ``WorkingDir``, ``User``
+    :param hostname: (optional) default :data:`DEFAULT_HOSTNAME`
+    :param memory: (optional) bytes, or a size such as ``"64M"``
+    :param cpus: (optional) CPUs' worth of time, e.g. ``0.5``
+    :param pids: (optional) the most processes at once
+    :param net: connect it to the host with a veth pair (root only)
+    :param env: (optional) added to (and overriding) the image's ``Env``
+    :param timeout: seconds before the whole container is killed
+    :rtype: :class:`~hardway.isolation.namespaces.Completed` (``returncode``, ``stdout``,
+    ``stderr``)
+    :raises DelegationError: limits asked for without root and without a delegated cgroup
+    """
+    chosen = plan(
+        rootfs, argv, config=config, hostname=hostname, memory=memory, cpus=cpus,
+        pids=pids, net=net, env=env,
+    )  # fmt: skip
+    if os.geteuid() != 0 and not chosen.limits.controllers:  # nothing to limit: no cgroup
+        return namespaces.run(chosen.isolation, chosen.argv, timeout=timeout)
+    with Group(chosen.limits, label="run") as group:  # removed, with what is left in it
+        spec = _with_cgroup(chosen.isolation, group)
+        return namespaces.run(spec, chosen.argv, timeout=timeout)
+
+
+def _with_cgroup(isolation: Isolation, group: Group) -> Isolation:
+    return replace(isolation, cgroup_procs=group.procs_files)
+
+
+# -- the command line --------------------------------------------------------------------
+
+
+def _command(args: argparse.Namespace) -> int:
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    env = dict(item.split("=", 1) if "=" in item else (item, "") for item in args.env)
+    result = run(
+        args.rootfs, argv or None, hostname=args.hostname, memory=args.memory,
+        cpus=args.cpus, pids=args.pids, net=args.net, env=env, timeout=args.timeout,
+    )  # fmt: skip
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.returncode
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a command in a container made from a root filesystem",
+        description="Run CMD in a container: pivot_root into ROOTFS, every namespace, "
+        "/proc, /dev, cgroup limits, Docker's default capabilities. The exit status is "
+        "the container's.",
+    )
+    parser.add_argument("--hostname", default=None)
+    parser.add_argument("--memory", default=None, help="e.g. 64M")
+    parser.add_argument("--cpus", type=float, default=None, help="e.g. 0.5")
+    parser.add_argument("--pids", type=int, default=None, help="the most processes at once")
+    parser.add_argument("--net", action="store_true", help="a veth pair to the host")
+    parser.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("rootfs", metavar="ROOTFS")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    parser.set_defaults(func=_command)
