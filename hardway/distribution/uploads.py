@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -126,13 +127,12 @@ class BlobUploads(HttpClient):
         the session up, :class:`_SessionLost` tells :meth:`push_blob` to start a new one.
         ``moved`` is told each new ``Location``, to cancel the session at its latest.
         """
+        blob = _Blob(opener, digest, size)
         chunk_size = max(chunk_size, min_chunk, 1)
         budget = budget or Budget(self, f"upload of {digest}", "PATCH upload")
         while True:
             try:
-                return self._send_chunks(
-                    location, opener, digest, size, chunk_size, resume, moved or _ignore
-                )
+                return self._send_chunks(location, blob, chunk_size, resume, moved or _ignore)
             except _Interrupted as cut:
                 budget.spend(cut.exc, response=cut.response)
                 location, resume = cut.location, True
@@ -140,13 +140,14 @@ class BlobUploads(HttpClient):
     def _send_chunks(
         self,
         location: str,
-        opener: Callable[[], BinaryIO],
-        digest: Digest,
-        size: int,
+        blob: _Blob,
         chunk_size: int,
         resume: bool,
         moved: Callable[[str], None],
     ) -> str:
+        """One try: with ``resume``, ask where the session stands first; then PATCH the
+        rest chunk by chunk and close the upload with ``PUT ?digest=``."""
+        digest, size = blob.digest, blob.size
         offset = 0
         if resume:
             try:
@@ -159,7 +160,7 @@ class BlobUploads(HttpClient):
                     str(lost), fix="push again: a new upload session starts"
                 ) from lost
             moved(location)
-        with opener() as stream:
+        with blob.opener() as stream:
             skip(stream, offset)
             while offset < size:
                 data = stream.read(min(chunk_size, size - offset))
@@ -246,6 +247,7 @@ class BlobUploads(HttpClient):
             break
         if location is None:
             location, response = self.start_upload(repository)
+        blob = _Blob(opener, digest, size)
         budget = Budget(self, f"upload of blob {digest} to {repository}", "upload")
         latest = [location]  # the session's Location as it moves: cancel it there
 
@@ -255,9 +257,7 @@ class BlobUploads(HttpClient):
         try:
             while True:
                 try:
-                    self._upload(
-                        location, response, opener, digest, size, chunk_size, budget, moved
-                    )
+                    self._upload(location, response, blob, chunk_size, budget, moved)
                     return "uploaded"
                 except _Interrupted as cut:
                     budget.spend(cut.exc, response=cut.response)
@@ -292,28 +292,37 @@ class BlobUploads(HttpClient):
         self,
         location: str,
         started: requests.Response,
-        opener: Callable[[], BinaryIO],
-        digest: Digest,
-        size: int,
+        blob: _Blob,
         chunk_size: int | None,
         budget: Budget,
         moved: Callable[[str], None],
     ) -> None:
+        """One try at sending ``blob`` to the session at ``location``: monolithic, or in
+        chunks of at least what the registry asked for when it opened the session."""
         if chunk_size is None:
-            with opener() as stream:
-                self.upload_monolithic(location, stream, digest, size)
+            with blob.opener() as stream:
+                self.upload_monolithic(location, stream, blob.digest, blob.size)
         else:
             min_chunk = int(started.headers.get("OCI-Chunk-Min-Length", 0) or 0)
             self.upload_chunked(
                 location,
-                opener,
-                digest,
-                size,
+                blob.opener,
+                blob.digest,
+                blob.size,
                 chunk_size=chunk_size,
                 min_chunk=min_chunk,
                 budget=budget,
                 moved=moved,
             )
+
+
+@dataclass(frozen=True)
+class _Blob:
+    """A blob to upload: how to open it (again, after a failure), its digest and size."""
+
+    opener: Callable[[], BinaryIO]
+    digest: Digest
+    size: int
 
 
 class _Interrupted(RegistryError):
