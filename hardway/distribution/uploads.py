@@ -35,12 +35,7 @@ import requests
 
 from hardway.distribution.auth import BearerAuth, must_resend
 from hardway.distribution.downloads import skip
-from hardway.distribution.errors import (
-    RegistryError,
-    RegistryNotFoundError,
-    check,
-    error_for,
-)
+from hardway.distribution.errors import RegistryError, RegistryNotFoundError, check, error_for
 from hardway.distribution.http import Budget, HttpClient, again, discard
 from hardway.distribution.retry import transient_exception
 from hardway.errors import InvalidImageError
