@@ -17,13 +17,8 @@ from requests.adapters import BaseAdapter
 
 from hardway.cli import main
 from hardway.distribution import registry as client
-from hardway.distribution.auth import (
-    BearerAuth,
-    Credentials,
-    load_credentials,
-    merge_scopes,
-    parse_challenges,
-)
+from hardway.distribution.auth import BearerAuth, merge_scopes, parse_challenges
+from hardway.distribution.credentials import Credentials, load_credentials
 from hardway.distribution.errors import UnauthorizedError
 from hardway.distribution.server.tokenserver import decode_jwt, start_secured
 from hardway.image.digest import sha256_digest

@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from hardway.build.builder import LayerSource, Settings, build, selector_key, source_entries
 from hardway.build.cache import Cache
 from hardway.distribution import registry as client
+from hardway.distribution.options import using
 from hardway.distribution.progress import ProgressReader
 from hardway.distribution.registry import Registry
 from hardway.errors import ImageNotFoundError, LayerError
@@ -243,7 +244,7 @@ def test_parallel_push_is_correct_and_skopeo_reads_it(registry, tmp_path: Path, 
     root = project(tmp_path / "p")
     result = build(sources(root), cache=Cache(tmp_path / "cache"), settings=SETTINGS)
     ref = f"127.0.0.1:{registry.port}/build/par{jobs}-{uuid.uuid4().hex[:6]}:v1"
-    with client.using(jobs=jobs, progress=jobs > 1):  # bars on: the tqdm path runs too
+    with using(jobs=jobs, progress=jobs > 1):  # bars on: the tqdm path runs too
         assert client.push(result.image, ref) == result.digest
         pulled = client.pull(ref)
         assert pulled.raw_manifest() == result.image.raw_manifest()

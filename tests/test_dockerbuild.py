@@ -24,9 +24,9 @@ from hardway.build.cache import Cache
 from hardway.build.dockerbuild import build
 from hardway.course import leftovers
 from hardway.course.seed import seed_base_image, seed_python_image, write_example
-from hardway.distribution.commands import unpack_image
 from hardway.distribution.transports import read_image, write_image
 from hardway.errors import BuildError, DockerfileError
+from hardway.image.unpack import unpack_image
 from hardway.isolation import bundle, runtime
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,8 +24,9 @@ import requests
 from faultproxy import Fault, FaultProxy, expired
 
 from hardway.distribution import registry as client
-from hardway.distribution.auth import Credentials
+from hardway.distribution.credentials import Credentials
 from hardway.distribution.errors import RegistryUnreachableError, RetriesExhaustedError
+from hardway.distribution.options import using
 from hardway.distribution.registry import Registry
 from hardway.distribution.retry import RetryPolicy, parse_retry_after, transient_status
 from hardway.distribution.server.tokenserver import SecuredRegistry, start_secured
@@ -468,7 +469,7 @@ def test_the_cli_says_what_failed_and_what_to_do(
     layout.write_image(random_image(3000, 1, seed=1108), tmp_path / "oci", tag="v1")
     proxy.add(Fault("status", status=503), method="PUT", path="/blobs/uploads/.+", times=-1)
     dest = f"docker://{proxy.host}/flaky/cli:v1"
-    with client.using(backoff=0.001, backoff_max=0.001):
+    with using(backoff=0.001, backoff_max=0.001):
         status = main(["copy", f"oci:{tmp_path / 'oci'}:v1", dest, "--attempts", "2"])
     err = capsys.readouterr().err
     assert status != 0 and err.startswith("error: upload of blob sha256:")
@@ -642,7 +643,8 @@ def test_a_reset_while_skipping_a_range_less_restart_is_retried_too() -> None:
     """A server that ignores ``Range`` sends the whole blob again; the connection can break
     while the client skips the bytes it already has. That is one more failure to retry,
     not an untyped error (a unit test: the real registry honours ``Range``)."""
-    from hardway.distribution.registry import _Budget, _Resuming
+    from hardway.distribution.downloads import ResumingDownload
+    from hardway.distribution.http import Budget
 
     blob = os.urandom(300_000)
 
@@ -683,6 +685,6 @@ def test_a_reset_while_skipping_a_range_less_restart_is_retried_too() -> None:
     waits: list[float] = []
     with Registry("127.0.0.1:1") as reg:
         reg.sleep = waits.append
-        stream = _Resuming(fetch, _Budget(reg, "GET blob", "GET blob"))
+        stream = ResumingDownload(fetch, Budget(reg, "GET blob", "GET blob"))
         assert io.BufferedReader(stream).read() == blob
     assert asked == [0, 200_000, 200_000] and len(waits) == 2

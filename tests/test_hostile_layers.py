@@ -30,7 +30,6 @@ import requests
 
 from hardway.cli import main
 from hardway.distribution import registry as client
-from hardway.distribution.commands import unpack_image
 from hardway.distribution.registry import Registry
 from hardway.errors import DigestMismatchError, InvalidImageError, LayerError, UnsafeLayerError
 from hardway.image import layout
@@ -39,6 +38,7 @@ from hardway.image.blobs import StoredImage
 from hardway.image.compression import EXPANSION_FLOOR, MAX_EXPANDED_SIZE, expansion_limit
 from hardway.image.documents import DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST, Descriptor
 from hardway.image.random import random_image
+from hardway.image.unpack import unpack_image
 
 NOBODY = 65534
 ROOT = os.geteuid() == 0

@@ -31,10 +31,10 @@ import requests
 
 import hardway.distribution.registry  # noqa: F401  (registers docker://)
 from hardway.course import cleanup, leftovers
-from hardway.distribution.commands import unpack_image
 from hardway.distribution.server import local_registry, services
 from hardway.distribution.transports import read_image, write_image
 from hardway.image.mutate import from_dir
+from hardway.image.unpack import unpack_image
 from hardway.sys import mountinfo, proc
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -84,6 +84,13 @@ def test_familiar_api_host_identifier_and_scope() -> None:
     [
         "distribution.reference",
         "distribution.auth",
+        "distribution.credentials",
+        "distribution.errors",
+        "distribution.retry",
+        "distribution.options",
+        "distribution.http",
+        "distribution.downloads",
+        "distribution.uploads",
         "distribution.registry",
         "distribution.server.tokenserver",
         "errors",

@@ -14,7 +14,7 @@ import pytest
 from hardway.cli import main
 from hardway.course.seed import BASE_REPOSITORY, seed_base_image
 from hardway.distribution import registry as client
-from hardway.distribution.auth import Credentials
+from hardway.distribution.credentials import Credentials
 from hardway.distribution.errors import UnauthorizedError
 from hardway.distribution.server import local_registry
 from hardway.distribution.server.modes import token_service_pid

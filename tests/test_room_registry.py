@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hardway.distribution import registry
-from hardway.distribution.auth import Credentials
+from hardway.distribution.credentials import Credentials
 from hardway.distribution.errors import UnauthorizedError
 from hardway.image.random import random_image
 

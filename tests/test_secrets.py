@@ -23,9 +23,10 @@ import pytest
 
 from hardway.course import cleanup, leftovers
 from hardway.distribution import registry as client
-from hardway.distribution.auth import BearerAuth, Credentials
+from hardway.distribution.auth import BearerAuth
+from hardway.distribution.credentials import Credentials
 from hardway.distribution.errors import UnauthorizedError
-from hardway.distribution.registry import Options
+from hardway.distribution.options import Options
 from hardway.distribution.server import services
 from hardway.distribution.server.tokenserver import Rule, SecuredRegistry, start_secured
 from hardway.image.random import random_image

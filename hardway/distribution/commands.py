@@ -14,17 +14,15 @@ The image commands of ``python -m hardway``, with skopeo's image names (see
 Registry names take ``--creds USER:PASS``, ``--authfile FILE`` and ``--insecure``.
 
 ``unpack`` copies each layer to a temporary file first and checks its digest there, so
-no byte of a corrupt or tampered layer reaches the root filesystem.
+no byte of a corrupt or tampered layer reaches the root filesystem
+(:func:`hardway.image.unpack.unpack_image`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import shutil
-import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -33,11 +31,8 @@ from hardway.distribution.transports import read_image, write_image
 from hardway.errors import InvalidImageError
 from hardway.image.documents import Platform, image_id, layer_media_type
 from hardway.image.mutate import from_dir
-from hardway.sys.trees import remove_tree
 
-__all__ = ["register", "unpack_image"]
-
-_CHUNK = 1 << 16  # under glibc's mmap threshold: see hardway.image.apply._CHUNK
+__all__ = ["register"]
 
 
 def _words(text: str) -> list[str]:
@@ -146,14 +141,12 @@ def _attempts(text: str) -> int:
 
 
 def _registry_options(args: argparse.Namespace):
-    from hardway.distribution import registry
-    from hardway.distribution.auth import Credentials
+    from hardway.distribution.credentials import Credentials
+    from hardway.distribution.options import using
 
     creds = Credentials.parse(args.creds) if args.creds else None
     retry = {"attempts": args.attempts} if args.attempts else {}
-    return registry.using(
-        credentials=creds, authfile=args.authfile, insecure=args.insecure, **retry
-    )
+    return using(credentials=creds, authfile=args.authfile, insecure=args.insecure, **retry)
 
 
 def _from_dir(args: argparse.Namespace) -> int:
@@ -210,6 +203,8 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _unpack(args: argparse.Namespace) -> int:
+    from hardway.image.unpack import unpack_image
+
     with _registry_options(args):
         image = read_image(args.image, platform=_platform(args.platform))
         unpack_image(image, args.rootfs)
@@ -217,43 +212,6 @@ def _unpack(args: argparse.Namespace) -> int:
         f"unpacked {len(image.manifest().layers)} layer(s) of {image.digest()} into {args.rootfs}"
     )
     return 0
-
-
-def unpack_image(image, rootfs: Path) -> None:
-    """Download and verify every layer to a temporary file, then apply them all: a corrupt
-    layer raises before a single file is written to ``rootfs``.
-
-    An unpack that does not finish (an error, Ctrl-C, a kernel interrupt) leaves no half
-    root filesystem behind: a new or empty ``rootfs`` is built next to it, as
-    ``.NAME.partial-XXXXXXXX``, and renamed into place when every layer is applied; the
-    partial directory is removed on failure (only a SIGKILL can leave one, clearly
-    named). Layers unpacked onto a directory that already has content are applied on top,
-    in place, as ``layer apply`` does.
-    """
-    from hardway.image.layers import apply_layers
-
-    rootfs = Path(rootfs)
-    on_top = rootfs.is_dir() and (any(rootfs.iterdir()) or os.path.ismount(rootfs))
-    with tempfile.TemporaryDirectory(prefix="hardway-unpack-") as work:
-        paths = []
-        for i, layer in enumerate(image.layers()):
-            path = Path(work) / f"{i}.layer"
-            with layer.compressed() as blob, path.open("wb") as out:
-                shutil.copyfileobj(blob, out, _CHUNK)  # verified: raises before we apply
-            paths.append(path)
-        if on_top:
-            apply_layers(paths, rootfs)
-            return
-        rootfs.parent.mkdir(parents=True, exist_ok=True)
-        mode = stat.S_IMODE(rootfs.stat().st_mode) if rootfs.is_dir() else 0o755
-        partial = Path(tempfile.mkdtemp(prefix=f".{rootfs.name}.partial-", dir=rootfs.parent))
-        try:
-            partial.chmod(mode)  # a layer's own "./" entry may change it again
-            apply_layers(paths, partial)
-            partial.rename(rootfs)  # replaces an empty directory, atomically
-        except BaseException:
-            remove_tree(partial)
-            raise
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -7,9 +7,15 @@ what each means. They subclass ``requests.HTTPError`` (code that catches HTTP er
 catches these too), which is why they live here and not in :mod:`hardway.errors`:
 importing ``requests`` costs about 70 ms, which every container launch (chapters
 01–04) would pay for nothing.
+
+:func:`error_for` turns an answer the client did not expect into the right one of them,
+and :func:`check` raises it unless the status is one the caller expects, as
+go-containerregistry's ``transport.CheckError`` does.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import requests
 
@@ -24,6 +30,8 @@ __all__ = [
     "RegistryUnreachableError",
     "RetriesExhaustedError",
     "UnauthorizedError",
+    "check",
+    "error_for",
 ]
 
 
@@ -200,6 +208,52 @@ class RetriesExhaustedError(RegistryError):
     @property
     def temporary(self) -> bool:
         return True
+
+
+def error_for(response: requests.Response, what: str) -> RegistryError:
+    """The typed error for a registry's answer: its status, the diagnostics of its JSON
+    body (``{"errors": [{"code", "message", "detail"}]}``) and a fix where one is known.
+
+    >>> answer = requests.Response()
+    >>> answer.status_code, answer._content = 404, b'{"errors": [{"code": "BLOB_UNKNOWN"}]}'
+    >>> error = error_for(answer, "GET blob sha256:1f2e")
+    >>> type(error).__name__, error.code
+    ('RegistryNotFoundError', 'BLOB_UNKNOWN')
+    """
+    diagnostics = []
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        for item in response.json().get("errors", []):
+            code = item.get("code", "UNKNOWN")
+            diagnostics.append(Diagnostic(code, item.get("message", ""), item.get("detail")))
+    status = response.status_code
+    kind = {401: UnauthorizedError, 403: UnauthorizedError, 404: RegistryNotFoundError}.get(
+        status, RegistryError
+    )
+    fix = None
+    if status == 401 and not diagnostics:  # a HEAD has no body: say what the header says
+        challenge = response.headers.get("WWW-Authenticate", "")
+        sent = "Authorization" in response.request.headers if response.request else False
+        sentence = (
+            "the registry refused the credentials sent"
+            if sent
+            else f"the registry wants credentials ({challenge.split(' ')[0] or 'no challenge'})"
+        )
+        diagnostics.append(Diagnostic("UNAUTHORIZED", sentence))
+    request = response.request
+    if status == 401 and request is not None and "Authorization" in request.headers:
+        what += " (the registry refused the credentials sent)"
+    if kind is UnauthorizedError:
+        fix = "give credentials: --creds USER:PASS, an --authfile, or Credentials(…)"
+    elif "MANIFEST_BLOB_UNKNOWN" in (d.code for d in diagnostics):
+        fix = "push every layer and the config before the manifest"
+    return kind(what, status_code=status, diagnostics=diagnostics, response=response, fix=fix)
+
+
+def check(response: requests.Response, what: str, *ok: int) -> requests.Response:
+    """``response`` if its status is one of ``ok``, else raise :func:`error_for` it."""
+    if response.status_code not in ok:
+        raise error_for(response, what)
+    return response
 
 
 def _short(exc: BaseException | None) -> str:

@@ -10,7 +10,8 @@ backoff with jitter, so that many clients do not retry in lock-step).
 This module is the policy, pure and small: *which* failures are worth another try
 (:func:`transient_status`, :func:`transient_exception`) and *how long* to wait
 (:meth:`RetryPolicy.delay`). Which requests may be repeated, and how an upload resumes,
-is the registry client's business (:mod:`hardway.distribution.registry`).
+is the registry client's business (:mod:`hardway.distribution.http`,
+:mod:`hardway.distribution.uploads`).
 
 >>> policy = RetryPolicy(attempts=4, backoff=0.5, backoff_max=3.0)
 >>> [policy.delay(n, jitter=1.0) for n in (1, 2, 3, 4)]

@@ -14,7 +14,7 @@ such a name and hand the work to the module of that place::
 
 As in skopeo, the details are split at their *first* colon, so a directory name cannot
 hold one. ``docker://`` was added in chapter 07 with :func:`register_transport`; its
-options (credentials, ``--insecure``) come from :func:`hardway.distribution.registry.using`.
+options (credentials, ``--insecure``) come from :func:`hardway.distribution.options.using`.
 """
 
 from __future__ import annotations
