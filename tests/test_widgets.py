@@ -21,7 +21,9 @@ import hardway.widgets.view
 from hardway.distribution.registry import client_for, push
 from hardway.errors import UnsafeLayerError
 from hardway.image import layers, layout
-from hardway.image.documents import Index, Platform, describe
+from hardway.image.manifest import Index
+from hardway.image.platform import Platform
+from hardway.image.protocols import describe
 from hardway.image.random import random_image
 from hardway.isolation import cgroups
 from hardway.isolation.cgroups import Limits, Stats

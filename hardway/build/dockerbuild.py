@@ -61,24 +61,20 @@ from hardway.build.dockerfile import (
 )
 from hardway.errors import BuildError, ContainerError, DockerfileError, HardwayError
 from hardway.image.blobs import StoredImage
+from hardway.image.config import ContainerConfig, History, ImageConfig, RootFS, image_id
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest
-from hardway.image.documents import (
+from hardway.image.entries import Entry
+from hardway.image.layers import LayerInfo, source_epoch
+from hardway.image.manifest import Manifest
+from hardway.image.mediatypes import (
     CONFIG_TYPES,
     MANIFEST_TYPES,
-    ContainerConfig,
-    Descriptor,
-    History,
-    Image,
-    ImageConfig,
-    Layer,
-    Manifest,
-    RootFS,
-    image_id,
     layer_compression,
     layer_media_type,
 )
-from hardway.image.layers import Entry, LayerInfo, source_epoch
 from hardway.image.mutate import empty_image, timestamp
+from hardway.image.protocols import Image, Layer
 from hardway.sys.trees import remove_tree
 
 __all__ = [
@@ -472,7 +468,8 @@ def _isolated(
     privileged happens in a child (:func:`hardway.isolation.namespaces.call`), never in this
     process, which may be a Jupyter kernel.
     """
-    from hardway.image.layers import diff_entries, overlay_entries
+    from hardway.image.diff import diff_entries
+    from hardway.image.overlay import overlay_entries
     from hardway.isolation import namespaces
 
     if method == "snapshot":

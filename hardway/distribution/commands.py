@@ -31,8 +31,10 @@ from pathlib import Path
 
 from hardway.distribution.transports import read_image, write_image
 from hardway.errors import InvalidImageError
-from hardway.image.documents import Platform, image_id, layer_media_type
+from hardway.image.config import image_id
+from hardway.image.mediatypes import layer_media_type
 from hardway.image.mutate import from_dir
+from hardway.image.platform import Platform
 from hardway.sys.trees import remove_tree
 
 __all__ = ["register", "unpack_image"]
@@ -230,7 +232,7 @@ def unpack_image(image, rootfs: Path) -> None:
     named). Layers unpacked onto a directory that already has content are applied on top,
     in place, as ``layer apply`` does.
     """
-    from hardway.image.layers import apply_layers
+    from hardway.image.apply import apply_layers
 
     rootfs = Path(rootfs)
     on_top = rootfs.is_dir() and (any(rootfs.iterdir()) or os.path.ismount(rootfs))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from hardway.course.grading import exercise, expect
 from hardway.image.compression import GZIP, choose_codec
-from hardway.image.layers import tree_entries
+from hardway.image.entries import tree_entries
 from hardway.image.whiteouts import apply_names
 from hardway.image.whiteouts import whiteouts_for as reference_whiteouts
 from hardway.sys.securejoin import resolve
