@@ -11,7 +11,7 @@ instruction at a time, and each instruction turns the image so far into a new on
 * ``COPY`` and ``RUN`` change the *filesystem*: the step runs on an overlayfs mount
   whose lower directory is the image's unpacked root and whose upper directory starts
   empty, so afterwards the upper directory holds exactly the step's changes — and
-  :func:`hardway.image.layers.overlay_layer` turns it into the step's layer. ``RUN`` executes
+  :func:`hardway.image.overlay.overlay_layer` turns it into the step's layer. ``RUN`` executes
   in the chapter 04 runtime (every namespace, no network); the mount lives in a child's
   private mount namespace and disappears with it (:func:`_in_overlay`).
 
@@ -462,9 +462,9 @@ def _isolated(
     """Run *action* on top of *lower*; return the entries of its changes (a layer).
 
     ``overlay``: on an overlayfs mount, in a child's private mount namespace; the upper
-    directory is the change set (:func:`hardway.image.layers.overlay_entries`). ``snapshot``:
+    directory is the change set (:func:`hardway.image.overlay.overlay_entries`). ``snapshot``:
     on a copy of *lower* (``cp -a``), compared with *lower* afterwards
-    (:func:`hardway.image.layers.diff_entries`) — slower, but it needs no mount. Everything
+    (:func:`hardway.image.diff.diff_entries`) — slower, but it needs no mount. Everything
     privileged happens in a child (:func:`hardway.isolation.namespaces.call`), never in this
     process, which may be a Jupyter kernel.
     """

@@ -182,4 +182,3 @@ class TarWriter:
         self._sink.write(_ZEROS[: 2 * _BLOCK])
         if self._offset % tarfile.RECORDSIZE:
             self._sink.write(_ZEROS[: tarfile.RECORDSIZE - self._offset % tarfile.RECORDSIZE])
-
