@@ -18,7 +18,9 @@ about the layer it wrote (:meth:`~hardway.image.layers.LayerInfo.to_json`)::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from hardway.image.apply import apply_layers
@@ -31,12 +33,22 @@ from hardway.sys.sizes import parse_size
 __all__ = ["register"]
 
 
+#: the verbs that write a layer: name, help, their path arguments, the function they call
+_WRITERS = (
+    ("create", "tar a directory into a layer", ("dir",), write_layer),
+    ("diff", "the layer that turns LOWER into UPPER", ("lower", "upper"), diff_layer),
+    ("overlay", "an overlayfs upper directory as an OCI layer", ("upper",), overlay_layer),
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``layer`` command and its verbs to ``sub`` (see :mod:`hardway.cli`)."""
     parser = sub.add_parser("layer", help="write layer tarballs (chapter 05)")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    def options(p: argparse.ArgumentParser) -> None:
+    for name, text, paths, write in _WRITERS:
+        p = verbs.add_parser(name, help=text)
+        for path in paths:
+            p.add_argument(path, type=Path)
         p.add_argument("-o", "--output", type=Path, required=True, help="layer file to write")
         p.add_argument("--compression", choices=(GZIP, ZSTD, NONE), default=GZIP)
         p.add_argument("--level", type=int, help="compression level (default: a fast one)")
@@ -44,20 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--source-date-epoch", type=int, help="clamp mtimes to this time")
         p.add_argument("--keep-owners", action="store_true", help="keep uids and gids")
         p.add_argument("--format", choices=("oci", "docker"), default="oci", help="mediaType")
-
-    create = verbs.add_parser("create", help="tar a directory into a layer")
-    create.add_argument("dir", type=Path)
-    options(create)
-    create.set_defaults(func=lambda a: _report(a, write_layer, a.dir))
-    diff = verbs.add_parser("diff", help="the layer that turns LOWER into UPPER")
-    diff.add_argument("lower", type=Path)
-    diff.add_argument("upper", type=Path)
-    options(diff)
-    diff.set_defaults(func=lambda a: _report(a, diff_layer, a.lower, a.upper))
-    over = verbs.add_parser("overlay", help="an overlayfs upper directory as an OCI layer")
-    over.add_argument("upper", type=Path)
-    options(over)
-    over.set_defaults(func=lambda a: _report(a, overlay_layer, a.upper))
+        p.set_defaults(func=functools.partial(_report, write=write, paths=paths))
     apply = verbs.add_parser("apply", help="unpack layers, in order, into ROOT (safely)")
     apply.add_argument("root", type=Path)
     apply.add_argument("layers", type=Path, nargs="+")
@@ -70,9 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     apply.set_defaults(func=_apply)
 
 
-def _report(args: argparse.Namespace, func, *paths: Path) -> int:
-    info = func(
-        *paths,
+def _report(args: argparse.Namespace, *, write: Callable, paths: tuple[str, ...]) -> int:
+    """Write the layer with ``write``, the path arguments named ``paths``; print its info."""
+    info = write(
+        *(getattr(args, path) for path in paths),
         args.output,
         compression=args.compression,
         level=args.level,

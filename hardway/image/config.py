@@ -21,17 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from hardway.errors import InvalidImageError
 from hardway.image.digest import Digest, sha256_digest
 from hardway.image.jsondoc import (
+    Document,
     as_digest,
     as_string_map,
     as_strings,
-    canonical_json,
     get_field,
-    parse_json,
     set_unless_empty,
 )
 from hardway.image.platform import Platform
@@ -53,6 +52,10 @@ class ContainerConfig:
     Wire keys are Docker's (``Env``, ``Entrypoint``, ``WorkingDir``…). ``exposed_ports`` and
     ``volumes`` are sets on the wire (``{"80/tcp": {}}``). Keys this class does not model
     (``Hostname``, ``ArgsEscaped``, …) are kept in ``extra``.
+
+    >>> config = ContainerConfig.from_dict({"Env": ["PATH=/bin"], "ExposedPorts": {"80/tcp": {}}})
+    >>> config.env_dict(), config.exposed_ports, config.to_dict()["ExposedPorts"]
+    ({'PATH': '/bin'}, ('80/tcp',), {'80/tcp': {}})
     """
 
     user: str = ""
@@ -116,7 +119,11 @@ class ContainerConfig:
 
 @dataclass(frozen=True)
 class History:
-    """One step of how the image was built; ``empty_layer`` steps added no layer."""
+    """One step of how the image was built; ``empty_layer`` steps added no layer.
+
+    >>> History(created_by="ENV PATH=/bin", empty_layer=True).to_dict()
+    {'created_by': 'ENV PATH=/bin', 'empty_layer': True}
+    """
 
     created: str = ""
     created_by: str = ""
@@ -144,7 +151,11 @@ class History:
 
 @dataclass(frozen=True)
 class RootFS:
-    """``rootfs``: the layers' diff_ids (uncompressed digests), bottom layer first."""
+    """``rootfs``: the layers' diff_ids (uncompressed digests), bottom layer first.
+
+    >>> RootFS((sha256_digest(b""),)).to_dict()["diff_ids"][0][:19]
+    'sha256:e3b0c44298fc'
+    """
 
     diff_ids: tuple[Digest, ...] = ()
     type: str = "layers"
@@ -164,12 +175,18 @@ class RootFS:
 
 
 @dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(Document):
     """The image config (``application/vnd.oci.image.config.v1+json``).
 
     Its digest is the image ID. Keys this class does not model (Docker's ``container``,
     ``docker_version``, …) are kept in ``extra``.
+
+    >>> config = ImageConfig("arm64", "linux", variant="v8", extra={"container": "x"})
+    >>> str(config.platform), ImageConfig.from_json(config.to_json()) == config
+    ('linux/arm64/v8', True)
     """
+
+    what: ClassVar[str] = "image config"
 
     architecture: str
     os: str
@@ -198,9 +215,6 @@ class ImageConfig:
         set_unless_empty(doc, "os.features", list(self.os_features))
         return doc
 
-    def to_json(self) -> bytes:
-        return canonical_json(self.to_dict())
-
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], where: str = "image config") -> ImageConfig:
         if not isinstance(doc, Mapping):
@@ -227,10 +241,6 @@ class ImageConfig:
             ),
             extra={k: v for k, v in doc.items() if k not in known},
         )
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> ImageConfig:
-        return cls.from_dict(parse_json(raw, "image config"))
 
 
 def image_id(raw_config: bytes) -> Digest:

@@ -169,7 +169,17 @@ def _diff_dir(
 def diff_layer(
     lower: Path, upper: Path, out: Path | BinaryIO, *, compression: str = GZIP, **kw: object
 ) -> LayerInfo:
-    """Write the layer that turns directory ``lower`` into directory ``upper``."""
+    """Write the layer that turns directory ``lower`` into directory ``upper``.
+
+    ``kw`` are :func:`~hardway.image.layers.write_entries`' options.
+
+    >>> import io, tempfile; tmp = tempfile.TemporaryDirectory(); d = Path(tmp.name)
+    >>> (d / "lower").mkdir(); (d / "upper").mkdir(); (d / "upper" / "new").touch()
+    >>> out = io.BytesIO(); info = diff_layer(d / "lower", d / "upper", out, compression="none")
+    >>> import tarfile; tarfile.open(fileobj=io.BytesIO(out.getvalue())).getnames()
+    ['new']
+    >>> tmp.cleanup()
+    """
     for tree in (lower, upper):
         if not Path(tree).is_dir():
             raise LayerError(f"{tree} is not a directory", fix="diff_layer compares two trees")

@@ -13,7 +13,8 @@ Reading is strict: :func:`parse_json` wants an object, and the ``from_dict`` of 
 document reads its keys with :func:`get_field` and the ``as_…`` helpers, which raise an
 :class:`~hardway.errors.InvalidImageError` naming the key, where it is and what it
 should have been. Writing leaves out empty fields (:func:`set_unless_empty`), as the
-spec's Go structs do with ``omitempty``.
+spec's Go structs do with ``omitempty``. :class:`Document` puts the two together for
+the whole documents (config, manifest, index): ``to_json()`` and ``from_json()``.
 
 >>> canonical_json({"b": 1, "a": None})
 b'{"a":null,"b":1}'
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from hardway.errors import InvalidImageError
 from hardway.image.digest import Digest, parse_digest
 
 __all__ = [
+    "Document",
     "as_digest",
     "as_string_map",
     "as_strings",
@@ -150,3 +152,39 @@ def set_unless_empty(doc: dict[str, Any], key: str, value: object) -> None:
     """
     if value:
         doc[key] = value
+
+
+class Document:
+    """A whole JSON document of an image — its config, a manifest, an index — as bytes.
+
+    A subclass is a dataclass with the spec's fields that turns itself into a dict
+    (``to_dict()``) and back (``from_dict(doc, where)``), and says what it is called in
+    error messages (:attr:`what`); this class adds the bytes on either side.
+
+    >>> from hardway.image.config import ImageConfig
+    >>> ImageConfig.from_json(b'{"architecture":"arm64","os":"linux",'
+    ...     b'"rootfs":{"type":"layers","diff_ids":[]}}').platform.architecture
+    'arm64'
+    >>> ImageConfig.from_json(b"[]")
+    Traceback (most recent call last):
+    hardway.errors.InvalidImageError: the image config is a JSON list, not an object
+    """
+
+    #: what the document is called in error messages
+    what: ClassVar[str] = "document"
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], where: str) -> Self:
+        raise NotImplementedError
+
+    def to_json(self) -> bytes:
+        """The document's bytes: :func:`canonical_json` of ``to_dict()``."""
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Self:
+        """The document in ``raw``; keep ``raw``: digests name it, not :meth:`to_json`."""
+        return cls.from_dict(parse_json(raw, cls.what), cls.what)

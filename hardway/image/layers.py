@@ -63,7 +63,13 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """What a manifest and a config need to know about one layer."""
+    """What a manifest and a config need to know about one layer.
+
+    >>> import io
+    >>> info = write_entries([Entry("etc/.wh.motd")], io.BytesIO(), compression="gzip")
+    >>> info.compression, info.digest != info.diff_id, info.media_type("docker")
+    ('gzip', True, 'application/vnd.docker.image.rootfs.diff.tar.gzip')
+    """
 
     digest: Digest  # sha256 of the bytes as stored (compressed)
     diff_id: Digest  # sha256 of the uncompressed tar
@@ -230,7 +236,16 @@ def write_entries(
     source_date_epoch: int | None = None,
     keep_owners: bool = False,
 ) -> LayerInfo:
-    """Write ``entries`` as one layer to ``out``; digest, diff_id and size in the same pass."""
+    """Write ``entries`` as one layer to ``out``; digest, diff_id and size in the same pass.
+
+    ``out`` is a path (written to a temporary file, renamed when complete) or a binary
+    stream; the options are :func:`write_layer`'s.
+
+    >>> import io
+    >>> plain = write_entries([Entry("etc/.wh.motd")], io.BytesIO(), compression="none")
+    >>> plain.size, plain.digest == plain.diff_id  # one header, two zero blocks, padding
+    (10240, True)
+    """
     codec = choose_codec(compression, level, implementation)
     limit = source_epoch(source_date_epoch)
     with _output(out) as fh:
@@ -265,6 +280,14 @@ def write_layer(
     ``level`` and ``implementation="isal"|"zlib"`` choose the compressor (the digest
     depends on them, the diff_id does not); ``keep_owners=True`` keeps uids and gids.
     ``source_date_epoch`` (default: the environment variable) clamps every mtime.
+
+    >>> import io, tempfile; tmp = tempfile.TemporaryDirectory(); d = Path(tmp.name)
+    >>> (d / "motd").write_text("hi\\n"); os.utime(d / "motd", (0, 0))
+    3
+    >>> one = write_layer(d, io.BytesIO(), source_date_epoch=0)
+    >>> one.diff_id == write_layer(d, io.BytesIO(), compression="zstd").diff_id  # same tar
+    True
+    >>> tmp.cleanup()
     """
     src = Path(src)
     if not src.is_dir():

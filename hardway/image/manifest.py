@@ -20,15 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from hardway.errors import InvalidImageError
 from hardway.image.descriptor import Descriptor
 from hardway.image.jsondoc import (
+    Document,
     as_string_map,
-    canonical_json,
     get_field,
-    parse_json,
     set_unless_empty,
 )
 from hardway.image.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
@@ -41,11 +40,18 @@ ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(Document):
     """An image manifest: OCI (``…oci.image.manifest.v1+json``) or Docker V2.2.
 
     Both formats have the same shape; only the media types differ.
+
+    >>> from hardway.image.mediatypes import DOCKER_CONFIG
+    >>> docker = Manifest(Descriptor.of(b"{}", DOCKER_CONFIG), media_type=DOCKER_MANIFEST)
+    >>> docker.format, Manifest.from_json(docker.to_json()) == docker
+    ('docker', True)
     """
+
+    what: ClassVar[str] = "manifest"
 
     config: Descriptor
     layers: tuple[Descriptor, ...] = ()
@@ -70,9 +76,6 @@ class Manifest:
         set_unless_empty(doc, "artifactType", self.artifact_type)
         return doc
 
-    def to_json(self) -> bytes:
-        return canonical_json(self.to_dict())
-
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], where: str = "manifest") -> Manifest:
         if not isinstance(doc, Mapping):
@@ -91,14 +94,17 @@ class Manifest:
             artifact_type=get_field(doc, "artifactType", str, where, ""),
         )
 
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> Manifest:
-        return cls.from_dict(parse_json(raw, "manifest"))
-
 
 @dataclass(frozen=True)
-class Index:
-    """An image index (OCI) or manifest list (Docker): one manifest per platform."""
+class Index(Document):
+    """An image index (OCI) or manifest list (Docker): one manifest per platform.
+
+    >>> arm = Descriptor.of(b"{}", OCI_MANIFEST, platform=Platform("arm64", "linux", "v8"))
+    >>> str(Index((arm,)).select(Platform.parse("linux/arm64")).platform)
+    'linux/arm64/v8'
+    """
+
+    what: ClassVar[str] = "index"
 
     manifests: tuple[Descriptor, ...] = ()
     media_type: str = OCI_INDEX
@@ -130,9 +136,6 @@ class Index:
         set_unless_empty(doc, "annotations", dict(self.annotations))
         return doc
 
-    def to_json(self) -> bytes:
-        return canonical_json(self.to_dict())
-
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], where: str = "index") -> Index:
         if not isinstance(doc, Mapping):
@@ -146,7 +149,3 @@ class Index:
             schema_version=get_field(doc, "schemaVersion", int, where),
             annotations=as_string_map(get_field(doc, "annotations", dict, where, {}), where),
         )
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> Index:
-        return cls.from_dict(parse_json(raw, "index"))

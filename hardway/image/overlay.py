@@ -79,5 +79,14 @@ def _overlay_children(directory: Path, prefix: str) -> list[Entry]:
 
 
 def overlay_layer(upper: Path, out: Path | BinaryIO, **kw: object) -> LayerInfo:
-    """Write an overlayfs upper directory as an OCI layer (see :func:`overlay_entries`)."""
+    """Write an overlayfs upper directory as an OCI layer (see :func:`overlay_entries`).
+
+    ``kw`` are :func:`~hardway.image.layers.write_entries`' options.
+
+    >>> import io, tempfile; tmp = tempfile.TemporaryDirectory(); d = Path(tmp.name)
+    >>> (d / "new").touch()
+    >>> overlay_layer(d, io.BytesIO(), compression="zstd").compression
+    'zstd'
+    >>> tmp.cleanup()
+    """
     return write_entries(overlay_entries(Path(upper)), out, **kw)

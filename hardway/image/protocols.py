@@ -39,6 +39,11 @@ class Layer(Protocol):
 
     ``digest``/``size`` name the blob as stored and shipped (usually compressed);
     ``diff_id`` names the uncompressed tar, as the config lists it.
+
+    >>> from hardway.image.random import random_image
+    >>> layer = random_image(64, 1, seed=1).layers()[0]
+    >>> isinstance(layer, Layer), layer.digest == layer.diff_id  # gzip: two names
+    (True, False)
     """
 
     digest: Digest
@@ -57,7 +62,13 @@ class Layer(Protocol):
 
 @runtime_checkable
 class Image(Protocol):
-    """A read-only image, wherever it lives (an OCI layout, a tarball, a registry)."""
+    """A read-only image, wherever it lives (an OCI layout, a tarball, a registry).
+
+    >>> from hardway.image.random import random_image
+    >>> image = random_image(64, 2, seed=1)
+    >>> image.digest() == sha256_digest(image.raw_manifest()), len(image.layers())
+    (True, 2)
+    """
 
     def raw_manifest(self) -> bytes: ...
 
@@ -79,12 +90,23 @@ class Image(Protocol):
 
 
 def with_platform(descriptor: Descriptor, config: ImageConfig) -> Descriptor:
-    """``descriptor`` with the platform of ``config``, ready for an index."""
+    """``descriptor`` with the platform of ``config``, ready for an index.
+
+    >>> entry = Descriptor.of(b"{}", "application/vnd.oci.image.manifest.v1+json")
+    >>> str(with_platform(entry, ImageConfig("arm64", "linux")).platform)
+    'linux/arm64'
+    """
     return replace(descriptor, platform=config.platform)
 
 
 def describe(images: Iterable[Image]) -> list[Descriptor]:
-    """Index entries for ``images``: each manifest's descriptor with its platform."""
+    """Index entries for ``images``: each manifest's descriptor with its platform.
+
+    >>> from hardway.image.random import random_image
+    >>> image = random_image(64, 1, seed=1)
+    >>> describe([image])[0].digest == image.digest()
+    True
+    """
     out = []
     for image in images:
         raw = image.raw_manifest()

@@ -146,7 +146,12 @@ class TarWriter:
     """A PAX tar stream, the same bytes as ``tarfile.open(mode="w", format=PAX_FORMAT)``
     with ``addfile`` for each member, without tarfile's per-member costs (a copy of each
     TarInfo, a list of all members, a file object per small file). ``sink`` is anything
-    with a ``write`` method: a file, or the layer writer's hashing compressor."""
+    with a ``write`` method: a file, or the layer writer's hashing compressor.
+
+    >>> import io; out = io.BytesIO(); TarWriter(out).close()
+    >>> len(out.getvalue()) == tarfile.RECORDSIZE  # an empty archive: one record of zeros
+    True
+    """
 
     def __init__(self, sink: BinaryIO) -> None:
         self._sink, self._offset = sink, 0
