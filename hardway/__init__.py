@@ -10,9 +10,10 @@ chapters               package
                        mountinfo, safe path resolution, atomic writes, sizes, state
 01–04 a container      :mod:`hardway.isolation` — rootfs and the chroot escape, namespaces and
                        their launcher child, veth, cgroups and limits, the runtime, runc
-05–06 an image         :mod:`hardway.image` — digests, compression, layers, whiteouts, safe
-                       unpacking, config/manifest/index, validation, OCI layout, docker
-                       save/load, mutate, random images
+05–06 an image         :mod:`hardway.image` — digests, compression, layer entries and their
+                       tar, diffs, overlayfs, whiteouts, safe unpacking, media types,
+                       platforms, descriptors, config/manifest/index, validation, OCI
+                       layout, docker save/load, mutate, random images
 07–08 a registry       :mod:`hardway.distribution` — references, the registry API client,
                        auth, retries, the image commands; beneath it
                        :mod:`hardway.distribution.server`, the course's own registry

@@ -29,7 +29,7 @@ COMMAND_HOMES = {
     "rootfs": "hardway.isolation.rootfs",
     "run": "hardway.isolation.runtime",
     "cleanup": "hardway.course.cleanup",
-    "layer": "hardway.image.layers",
+    "layer": "hardway.image.commands",
     **dict.fromkeys(
         ("image", "copy", "unpack", "pull", "inspect"), "hardway.distribution.commands"
     ),

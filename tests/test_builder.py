@@ -28,7 +28,7 @@ from hardway.distribution.progress import ProgressReader
 from hardway.distribution.registry import Registry
 from hardway.errors import ImageNotFoundError, LayerError
 from hardway.image.digest import sha256_digest
-from hardway.image.layers import tree_entries
+from hardway.image.entries import tree_entries
 from hardway.image.validate import validate_image
 
 SKOPEO = shutil.which("skopeo")

@@ -25,7 +25,8 @@ from hardway import cli
 from hardway.build.cache import Cache, key_of
 from hardway.errors import BadDigestError, DigestMismatchError, ImageNotFoundError
 from hardway.image.digest import Digest, sha256_digest
-from hardway.image.layers import LayerInfo, tree_entries, write_entries
+from hardway.image.entries import tree_entries
+from hardway.image.layers import LayerInfo, write_entries
 
 
 def test_doctests() -> None:

@@ -403,7 +403,7 @@ def test_write_example_names_the_examples_it_has(tmp_path) -> None:
 
 
 def test_an_empty_exec_form_clears_cmd_and_entrypoint() -> None:
-    from hardway.image.documents import ContainerConfig
+    from hardway.image.config import ContainerConfig
 
     base = ContainerConfig(cmd=("sh",), entrypoint=("top",))
     assert dockerbuild.configured(base, "CMD", "[]")[0].cmd is None

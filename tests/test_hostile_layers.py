@@ -36,7 +36,8 @@ from hardway.image import layout
 from hardway.image.apply import apply_layer, apply_layers, default_max_size
 from hardway.image.blobs import StoredImage
 from hardway.image.compression import EXPANSION_FLOOR, MAX_EXPANDED_SIZE, expansion_limit
-from hardway.image.documents import DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST, Descriptor
+from hardway.image.descriptor import Descriptor
+from hardway.image.mediatypes import DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST
 from hardway.image.random import random_image
 from hardway.image.unpack import unpack_image
 

@@ -1,6 +1,6 @@
-"""hardway.image.documents, hardway.image.validate, hardway.image.blobs and hardway.image.random:
-the documents of an
-image, their exact bytes, and the validator that lists every problem at once."""
+"""The documents of an image (hardway.image.mediatypes, jsondoc, platform, descriptor,
+config, manifest, protocols), their exact bytes, blobs, random images, and the validator
+that lists every problem at once."""
 
 from __future__ import annotations
 
@@ -12,14 +12,24 @@ import json
 import pytest
 
 import hardway.image.blobs
-import hardway.image.documents
+import hardway.image.config
+import hardway.image.descriptor
+import hardway.image.jsondoc
+import hardway.image.manifest
+import hardway.image.mediatypes
 import hardway.image.mutate
+import hardway.image.platform
+import hardway.image.protocols
 import hardway.image.random
 import hardway.image.validate
 from hardway.errors import DigestMismatchError, InvalidImageError
 from hardway.image.blobs import StoredImage, VerifyingReader
+from hardway.image.config import ContainerConfig, History, ImageConfig, RootFS, chain_ids, image_id
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import parse_digest, sha256_digest
-from hardway.image.documents import (
+from hardway.image.jsondoc import canonical_json
+from hardway.image.manifest import Index, Manifest
+from hardway.image.mediatypes import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
@@ -29,20 +39,10 @@ from hardway.image.documents import (
     OCI_LAYER_GZIP,
     OCI_LAYER_ZSTD,
     OCI_MANIFEST,
-    ContainerConfig,
-    Descriptor,
-    History,
-    ImageConfig,
-    Index,
-    Manifest,
-    Platform,
-    RootFS,
-    canonical_json,
-    chain_ids,
-    image_id,
     layer_media_type,
 )
 from hardway.image.mutate import append_layers, configure, convert, empty_image
+from hardway.image.platform import Platform
 from hardway.image.random import random_image
 from hardway.image.validate import (
     config_problems,
@@ -59,7 +59,13 @@ DIGEST = f"sha256:{HEX}"
 @pytest.mark.parametrize(
     "module",
     [
-        hardway.image.documents,
+        hardway.image.mediatypes,
+        hardway.image.jsondoc,
+        hardway.image.platform,
+        hardway.image.descriptor,
+        hardway.image.config,
+        hardway.image.manifest,
+        hardway.image.protocols,
         hardway.image.validate,
         hardway.image.blobs,
         hardway.image.random,

@@ -20,7 +20,7 @@ import pytest
 
 from hardway.cli import main
 from hardway.image import layout
-from hardway.image.documents import DOCKER_MANIFEST, OCI_MANIFEST
+from hardway.image.mediatypes import DOCKER_MANIFEST, OCI_MANIFEST
 from hardway.image.validate import validate_image
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,29 +20,35 @@ import shutil
 import stat
 import subprocess
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import zstandard
 
 import hardway.image.apply
+import hardway.image.commands
 import hardway.image.compression
+import hardway.image.diff
+import hardway.image.entries
 import hardway.image.layers
+import hardway.image.overlay
+import hardway.image.tarwriter
 import hardway.image.whiteouts
 from hardway import cli
 from hardway.errors import LayerError, UnsafeLayerError
-from hardway.image.compression import GZIP_HEADER, choose_codec
-from hardway.image.layers import (
+from hardway.image.apply import apply_layer, apply_layers
+from hardway.image.compression import (
     GZIP,
+    GZIP_HEADER,
     NONE,
     ZSTD,
-    apply_layer,
-    apply_layers,
+    choose_codec,
     detect_compression,
-    diff_layer,
-    overlay_layer,
-    write_layer,
 )
+from hardway.image.diff import diff_layer
+from hardway.image.layers import write_layer
+from hardway.image.overlay import overlay_layer
 from hardway.image.whiteouts import apply_names
 
 ROOT = os.geteuid() == 0
@@ -263,7 +269,7 @@ def test_media_types() -> None:
     assert info.media_type() == "application/vnd.oci.image.layer.v1.tar+zstd"
     with pytest.raises(LayerError, match="docker"):
         info.media_type("docker")
-    assert hardway.image.layers.MEDIA_TYPES[("docker", GZIP)].endswith("rootfs.diff.tar.gzip")
+    assert replace(info, compression=GZIP).media_type("docker").endswith("rootfs.diff.tar.gzip")
 
 
 def test_gnu_tar_reads_the_layer_and_extracts_the_same_tree(tree: Path, tmp_path: Path) -> None:
@@ -671,7 +677,17 @@ def test_cli_create_and_diff_print_json(tree: Path, tmp_path: Path, capsys) -> N
 
 @pytest.mark.parametrize(
     "module",
-    [hardway.image.layers, hardway.image.apply, hardway.image.compression, hardway.image.whiteouts],
+    [
+        hardway.image.entries,
+        hardway.image.tarwriter,
+        hardway.image.layers,
+        hardway.image.diff,
+        hardway.image.overlay,
+        hardway.image.commands,
+        hardway.image.apply,
+        hardway.image.compression,
+        hardway.image.whiteouts,
+    ],
 )
 def test_doctests(module) -> None:
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -26,15 +26,10 @@ from hardway.errors import (
 )
 from hardway.image import archive, layout
 from hardway.image.digest import sha256_digest
-from hardway.image.documents import (
-    ANNOTATION_REF_NAME,
-    DOCKER_LAYER_TAR,
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    Image,
-    Platform,
-)
+from hardway.image.manifest import ANNOTATION_REF_NAME
+from hardway.image.mediatypes import DOCKER_LAYER_TAR, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from hardway.image.platform import Platform
+from hardway.image.protocols import Image
 from hardway.image.random import random_image
 from hardway.image.validate import validate_image
 

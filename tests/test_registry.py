@@ -24,7 +24,7 @@ from hardway.distribution.registry import Registry
 from hardway.errors import DigestMismatchError, InvalidImageError
 from hardway.image import layout
 from hardway.image.digest import sha256_digest
-from hardway.image.documents import OCI_MANIFEST
+from hardway.image.mediatypes import OCI_MANIFEST
 from hardway.image.mutate import from_dir
 from hardway.image.random import random_image
 from hardway.image.validate import validate_image

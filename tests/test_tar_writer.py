@@ -1,9 +1,9 @@
 """The layer writer's own tar headers and stream are tarfile's, byte for byte.
 
-``hardway.image.layers`` writes tar headers itself (:func:`tar_header`) and compresses in a
-second thread: both are speed-ups only, so every layer must stay exactly what the
-tarfile-based writer produced — the digests the notebooks check depend on it. The
-reference below is that writer, kept here as the oracle.
+``hardway.image.tarwriter`` writes tar headers itself (:func:`tar_header`) and
+``hardway.image.layers`` compresses in a second thread: both are speed-ups only, so every
+layer must stay exactly what the tarfile-based writer produced — the digests the
+notebooks check depend on it. The reference below is that writer, kept here as the oracle.
 """
 
 from __future__ import annotations
@@ -23,15 +23,9 @@ import pytest
 import zstandard
 
 from hardway.errors import LayerError
-from hardway.image.layers import (
-    Entry,
-    source_epoch,
-    tar_header,
-    tar_info,
-    tree_entries,
-    write_entries,
-    write_layer,
-)
+from hardway.image.entries import Entry, tree_entries
+from hardway.image.layers import source_epoch, write_entries, write_layer
+from hardway.image.tarwriter import tar_header, tar_info
 from tests.test_layers import make_tree
 
 ROOT = os.geteuid() == 0

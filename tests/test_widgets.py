@@ -20,8 +20,10 @@ import hardway.widgets.nstable
 import hardway.widgets.view
 from hardway.distribution.registry import client_for, push
 from hardway.errors import UnsafeLayerError
-from hardway.image import layers, layout
-from hardway.image.documents import Index, Platform, describe
+from hardway.image import apply, diff, layers, layout
+from hardway.image.manifest import Index
+from hardway.image.platform import Platform
+from hardway.image.protocols import describe
 from hardway.image.random import random_image
 from hardway.isolation import cgroups
 from hardway.isolation.cgroups import Limits, Stats
@@ -85,7 +87,7 @@ def two_layers(tmp_path: Path) -> list[Path]:
         for path in tree.rglob("*"):
             os.utime(path, (1_700_000_000, 1_700_000_000), follow_symlinks=False)
     layers.write_layer(base, tmp_path / "base.tar.gz")
-    layers.diff_layer(base, upper, tmp_path / "change.tar", compression="none")
+    diff.diff_layer(base, upper, tmp_path / "change.tar", compression="none")
     return [tmp_path / "base.tar.gz", tmp_path / "change.tar"]
 
 
@@ -113,7 +115,7 @@ def test_layer_changes_follow_the_applied_tree(two_layers: list[Path], tmp_path:
     """What the explorer says is left equals what apply_layers really unpacks."""
     root = tmp_path / "root"
     root.mkdir()
-    layers.apply_layers(two_layers, root)
+    apply.apply_layers(two_layers, root)
     on_disk = {str(p.relative_to(root)) for p in root.rglob("*")}
     last = layer_changes(two_layers)[-1]
     assert {e.path for e in last.entries if e.status != "deleted"} == on_disk
@@ -136,7 +138,7 @@ def test_a_directory_replaced_by_a_file_loses_its_contents(tmp_path: Path, kind:
     """As apply_layers does: the lower directory goes, and everything under it."""
     lower = _tar(("d", tarfile.DIRTYPE, ""), ("d/x", tarfile.REGTYPE, ""))
     upper = _tar(("d", kind, "elsewhere" if kind == tarfile.SYMTYPE else ""))
-    layers.apply_layers([lower, upper], tmp_path)
+    apply.apply_layers([lower, upper], tmp_path)
     lower.seek(0), upper.seek(0)
     last = layer_changes([lower, upper])[-1]
     assert statuses(last) == {"d": "changed", "d/x": "deleted"}

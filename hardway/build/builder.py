@@ -37,10 +37,12 @@ from hardway.build.cache import Cache, key_of
 from hardway.errors import LayerError
 from hardway.image.blobs import StoredImage
 from hardway.image.compression import GZIP, choose_codec
+from hardway.image.config import History
 from hardway.image.digest import Digest
-from hardway.image.documents import History, Image
-from hardway.image.layers import Entry, source_epoch, tree_entries
+from hardway.image.entries import Entry, tree_entries
+from hardway.image.layers import source_epoch
 from hardway.image.mutate import append_layers, configure, convert, empty_image, timestamp
+from hardway.image.protocols import Image
 
 __all__ = [
     "BuildResult",

@@ -56,9 +56,11 @@ from typing import Any, BinaryIO
 
 from hardway.errors import BadDigestError, DigestMismatchError, ImageNotFoundError
 from hardway.image.blobs import BlobLayer, VerifyingReader
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest, parse_digest
-from hardway.image.documents import Descriptor, canonical_json
-from hardway.image.layers import Entry, LayerInfo, write_entries
+from hardway.image.entries import Entry
+from hardway.image.jsondoc import canonical_json
+from hardway.image.layers import LayerInfo, write_entries
 from hardway.sys.atomic import PREFIX, stale, temporary_file, write_atomic
 from hardway.sys.state import state_dir
 

@@ -11,7 +11,7 @@ instruction at a time, and each instruction turns the image so far into a new on
 * ``COPY`` and ``RUN`` change the *filesystem*: the step runs on an overlayfs mount
   whose lower directory is the image's unpacked root and whose upper directory starts
   empty, so afterwards the upper directory holds exactly the step's changes — and
-  :func:`hardway.image.layers.overlay_layer` turns it into the step's layer. ``RUN`` executes
+  :func:`hardway.image.overlay.overlay_layer` turns it into the step's layer. ``RUN`` executes
   in the chapter 04 runtime (every namespace, no network); the mount lives in a child's
   private mount namespace and disappears with it (:func:`_in_overlay`).
 
@@ -61,24 +61,20 @@ from hardway.build.dockerfile import (
 )
 from hardway.errors import BuildError, ContainerError, DockerfileError, HardwayError
 from hardway.image.blobs import StoredImage
+from hardway.image.config import ContainerConfig, History, ImageConfig, RootFS, image_id
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest
-from hardway.image.documents import (
+from hardway.image.entries import Entry
+from hardway.image.layers import LayerInfo, source_epoch
+from hardway.image.manifest import Manifest
+from hardway.image.mediatypes import (
     CONFIG_TYPES,
     MANIFEST_TYPES,
-    ContainerConfig,
-    Descriptor,
-    History,
-    Image,
-    ImageConfig,
-    Layer,
-    Manifest,
-    RootFS,
-    image_id,
     layer_compression,
     layer_media_type,
 )
-from hardway.image.layers import Entry, LayerInfo, source_epoch
 from hardway.image.mutate import empty_image, timestamp
+from hardway.image.protocols import Image, Layer
 from hardway.sys.trees import remove_tree
 
 __all__ = [
@@ -466,13 +462,14 @@ def _isolated(
     """Run *action* on top of *lower*; return the entries of its changes (a layer).
 
     ``overlay``: on an overlayfs mount, in a child's private mount namespace; the upper
-    directory is the change set (:func:`hardway.image.layers.overlay_entries`). ``snapshot``:
+    directory is the change set (:func:`hardway.image.overlay.overlay_entries`). ``snapshot``:
     on a copy of *lower* (``cp -a``), compared with *lower* afterwards
-    (:func:`hardway.image.layers.diff_entries`) — slower, but it needs no mount. Everything
+    (:func:`hardway.image.diff.diff_entries`) — slower, but it needs no mount. Everything
     privileged happens in a child (:func:`hardway.isolation.namespaces.call`), never in this
     process, which may be a Jupyter kernel.
     """
-    from hardway.image.layers import diff_entries, overlay_entries
+    from hardway.image.diff import diff_entries
+    from hardway.image.overlay import overlay_entries
     from hardway.isolation import namespaces
 
     if method == "snapshot":

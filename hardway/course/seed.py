@@ -80,7 +80,7 @@ class SeedResult:
 def base_image(workdir: Path | str):
     """The busybox base image, its rootfs and layer blob kept under ``workdir``.
 
-    :rtype: hardway.image.documents.StoredImage
+    :rtype: hardway.image.blobs.StoredImage
     """
     from hardway.image.mutate import from_dir
     from hardway.isolation.rootfs import build_busybox
@@ -179,8 +179,8 @@ def python_image(workdir: Path | str, cache=None):
     :rtype: hardway.image.blobs.StoredImage
     """
     from hardway.build.cache import Cache
-    from hardway.image.documents import History
-    from hardway.image.layers import tree_entries
+    from hardway.image.config import History
+    from hardway.image.entries import tree_entries
     from hardway.image.mutate import append_layers, configure, timestamp
 
     cache = cache if cache is not None else Cache()

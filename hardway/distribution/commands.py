@@ -29,8 +29,10 @@ from pathlib import Path
 
 from hardway.distribution.transports import read_image, write_image
 from hardway.errors import InvalidImageError
-from hardway.image.documents import Platform, image_id, layer_media_type
+from hardway.image.config import image_id
+from hardway.image.mediatypes import layer_media_type
 from hardway.image.mutate import from_dir
+from hardway.image.platform import Platform
 
 __all__ = ["register"]
 

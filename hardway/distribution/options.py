@@ -29,7 +29,7 @@ from typing import Any
 
 from hardway.distribution.credentials import Credentials
 from hardway.distribution.retry import RetryPolicy
-from hardway.image.documents import Platform
+from hardway.image.platform import Platform
 
 __all__ = ["Options", "current_options", "using"]
 

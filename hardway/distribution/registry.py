@@ -48,22 +48,20 @@ from hardway.distribution.reference import Reference, parse_reference
 from hardway.distribution.uploads import BlobUploads
 from hardway.errors import DigestMismatchError, InvalidImageError
 from hardway.image.blobs import StoredImage, read_verified
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest, parse_digest, sha256_digest
-from hardway.image.documents import (
+from hardway.image.jsondoc import parse_json
+from hardway.image.manifest import Index, Manifest
+from hardway.image.mediatypes import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     INDEX_TYPES,
     MANIFEST_TYPES,
     OCI_INDEX,
     OCI_MANIFEST,
-    Descriptor,
-    Image,
-    Index,
-    Manifest,
-    Platform,
-    host_platform,
-    parse_json,
 )
+from hardway.image.platform import Platform, host_platform
+from hardway.image.protocols import Image
 
 __all__ = ["ACCEPT", "Registry", "client_for", "pull", "push"]
 

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from hardway.errors import BadImageNameError
 from hardway.image import archive, layout
-from hardway.image.documents import Descriptor, Image, Platform
+from hardway.image.descriptor import Descriptor
 from hardway.image.mutate import convert
+from hardway.image.platform import Platform
+from hardway.image.protocols import Image
 
 __all__ = [
     "TRANSPORTS",

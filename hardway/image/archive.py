@@ -40,19 +40,13 @@ from typing import Any, BinaryIO
 from hardway.errors import ImageNotFoundError, InvalidImageError
 from hardway.image.blobs import StoredImage
 from hardway.image.compression import decompressed, detect_compression
+from hardway.image.config import ImageConfig, chain_ids
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest, sha256_digest
-from hardway.image.documents import (
-    CONFIG_TYPES,
-    MANIFEST_TYPES,
-    Descriptor,
-    Image,
-    ImageConfig,
-    Manifest,
-    canonical_json,
-    chain_ids,
-    layer_media_type,
-    parse_json,
-)
+from hardway.image.jsondoc import canonical_json, parse_json
+from hardway.image.manifest import Manifest
+from hardway.image.mediatypes import CONFIG_TYPES, MANIFEST_TYPES, layer_media_type
+from hardway.image.protocols import Image
 from hardway.sys.atomic import temporary_file
 
 __all__ = ["list_tags", "normalize_tag", "read_image", "write_image"]

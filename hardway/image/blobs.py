@@ -6,9 +6,8 @@ module does that checking while the bytes stream past (:class:`VerifyingReader`,
 1 GiB layer costs one buffer, not a gigabyte), stores blobs under ``blobs/<alg>/<hex>``
 atomically (a temporary file, then a rename: a crash never leaves half a blob under a
 good name), and builds :class:`StoredImage`, the one concrete
-:class:`~hardway.image.documents.Image`
-that every local format reads into: raw manifest bytes, raw config bytes, and a function
-that opens any other blob by digest.
+:class:`~hardway.image.protocols.Image` that every local format reads into: raw manifest
+bytes, raw config bytes, and a function that opens any other blob by digest.
 """
 
 from __future__ import annotations
@@ -25,14 +24,12 @@ from typing import BinaryIO
 
 from hardway.errors import DigestMismatchError, ImageNotFoundError, InvalidImageError
 from hardway.image.compression import decompressed
+from hardway.image.config import ImageConfig
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest, sha256_digest
-from hardway.image.documents import (
-    Descriptor,
-    ImageConfig,
-    Layer,
-    Manifest,
-    layer_compression,
-)
+from hardway.image.manifest import Manifest
+from hardway.image.mediatypes import layer_compression
+from hardway.image.protocols import Layer
 from hardway.sys.atomic import temporary_file
 
 __all__ = [
@@ -183,7 +180,7 @@ class BlobDir:
 
 @dataclass(frozen=True)
 class BlobLayer:
-    """A :class:`~hardway.image.documents.Layer` backed by a blob opener."""
+    """A :class:`~hardway.image.protocols.Layer` backed by a blob opener."""
 
     descriptor: Descriptor
     diff_id: Digest

@@ -26,22 +26,13 @@ from pathlib import Path
 
 from hardway.errors import ImageNotFoundError, InvalidImageError
 from hardway.image.blobs import BlobDir, StoredImage
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest
-from hardway.image.documents import (
-    ANNOTATION_REF_NAME,
-    INDEX_TYPES,
-    MANIFEST_TYPES,
-    OCI_INDEX,
-    Descriptor,
-    Image,
-    Index,
-    Manifest,
-    Platform,
-    canonical_json,
-    describe,
-    host_platform,
-    parse_json,
-)
+from hardway.image.jsondoc import canonical_json, parse_json
+from hardway.image.manifest import ANNOTATION_REF_NAME, Index, Manifest
+from hardway.image.mediatypes import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
+from hardway.image.platform import Platform, host_platform
+from hardway.image.protocols import Image, describe
 from hardway.sys.atomic import write_atomic
 
 __all__ = [

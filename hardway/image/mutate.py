@@ -5,8 +5,9 @@ Images are immutable: every change makes a new one. Appending a layer adds its
 descriptor to the manifest *and* its diff_id (plus a history entry) to the config;
 changing ``Env`` or ``Cmd`` makes a new config, so a new config digest, so a new
 manifest. Nothing here edits bytes in place: each function builds the new documents
-with :mod:`hardway.image.documents` and returns a new :class:`~hardway.image.blobs.StoredImage` that
-shares the old one's layer blobs, as go-containerregistry's ``mutate`` package does.
+(:mod:`hardway.image.config`, :mod:`hardway.image.manifest`) and returns a new
+:class:`~hardway.image.blobs.StoredImage` that shares the old one's layer blobs, as
+go-containerregistry's ``mutate`` package does.
 
 :func:`from_dir` is what ``python -m hardway image from-dir`` runs: one directory
 becomes one layer on top of a base image (or of nothing), with a config you choose.
@@ -23,22 +24,18 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hardway.errors import ImageNotFoundError
 from hardway.image.blobs import BlobLayer, StoredImage
+from hardway.image.config import History, ImageConfig, RootFS
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest
-from hardway.image.documents import (
+from hardway.image.manifest import Manifest
+from hardway.image.mediatypes import (
     CONFIG_TYPES,
     MANIFEST_TYPES,
-    Descriptor,
-    History,
-    Image,
-    ImageConfig,
-    Layer,
-    Manifest,
-    Platform,
-    RootFS,
-    host_platform,
     layer_compression,
     layer_media_type,
 )
+from hardway.image.platform import Platform, host_platform
+from hardway.image.protocols import Image, Layer
 
 if TYPE_CHECKING:  # layers imports image code; it is imported lazily below
     from hardway.image.layers import LayerInfo

@@ -25,23 +25,20 @@ import tarfile
 from hardway.errors import ImageNotFoundError
 from hardway.image.blobs import StoredImage
 from hardway.image.compression import choose_codec
+from hardway.image.config import History, ImageConfig, RootFS
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest, sha256_digest
-from hardway.image.documents import (
+from hardway.image.manifest import Index, Manifest
+from hardway.image.mediatypes import (
     CONFIG_TYPES,
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     MANIFEST_TYPES,
     OCI_INDEX,
     OCI_MANIFEST,
-    Descriptor,
-    History,
-    ImageConfig,
-    Index,
-    Manifest,
-    Platform,
-    RootFS,
     layer_media_type,
 )
+from hardway.image.platform import Platform
 
 __all__ = ["random_image", "random_index", "random_layer"]
 

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from hardway.image.apply import apply_layers
-from hardway.image.documents import Image
+from hardway.image.protocols import Image
 from hardway.sys.trees import remove_tree
 
 __all__ = ["unpack_image"]

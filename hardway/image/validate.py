@@ -8,8 +8,8 @@ and :func:`validate_image` raises one :class:`~hardway.errors.InvalidImageError`
 ``problems`` holds them all, like go-containerregistry's ``validate.Image``.
 
 The document checks work on parsed JSON (dicts), not on the dataclasses of
-:mod:`hardway.image.documents`: a document too broken to become a dataclass still gets a full
-report. What is checked:
+:mod:`hardway.image.config` and :mod:`hardway.image.manifest`: a document too broken to
+become a dataclass still gets a full report. What is checked:
 
 * every descriptor: ``mediaType``, a digest that follows the grammar, a size ≥ 0;
 * manifests and indexes: ``schemaVersion`` 2, a ``mediaType`` of their kind if there is
@@ -35,18 +35,18 @@ from typing import Any
 
 from hardway.errors import DigestMismatchError, HardwayError, InvalidImageError
 from hardway.image.digest import digest_problem
-from hardway.image.documents import (
+from hardway.image.jsondoc import parse_json
+from hardway.image.mediatypes import (
     CONFIG_TYPES,
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     INDEX_TYPES,
     MANIFEST_TYPES,
     OCI_INDEX,
-    Image,
     format_of,
     layer_compression,
-    parse_json,
 )
+from hardway.image.protocols import Image
 
 __all__ = [
     "config_problems",

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hardway.errors import ContainerError, IsolationError
-from hardway.image.documents import ContainerConfig, ImageConfig
+from hardway.image.config import ContainerConfig, ImageConfig
 from hardway.isolation import namespaces
 from hardway.isolation.cgroups import Group
 from hardway.isolation.limits import Limits
@@ -269,7 +269,7 @@ def run(
 
     :param argv: (optional) the command; replaces the image's ``Cmd`` (not its
         ``Entrypoint``); default: ``Entrypoint + Cmd``
-    :param config: (optional) an image config (:class:`~hardway.image.documents.ImageConfig`, its
+    :param config: (optional) an image config (:class:`~hardway.image.config.ImageConfig`, its
         ``config`` part, or either as a dict): ``Entrypoint``, ``Cmd``, ``Env``,
         ``WorkingDir``, ``User``
     :param hostname: (optional) default :data:`DEFAULT_HOSTNAME`

@@ -21,19 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from hardway.image.blobs import BlobDir
+from hardway.image.config import ImageConfig
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import sha256_digest
-from hardway.image.documents import (
-    ANNOTATION_REF_NAME,
-    INDEX_TYPES,
-    MANIFEST_TYPES,
-    Descriptor,
-    Image,
-    ImageConfig,
-    Index,
-    Manifest,
-    layer_compression,
-)
 from hardway.image.layout import read_index
+from hardway.image.manifest import ANNOTATION_REF_NAME, Index, Manifest
+from hardway.image.mediatypes import INDEX_TYPES, MANIFEST_TYPES, layer_compression
+from hardway.image.protocols import Image
 from hardway.widgets.view import View, escape, human_size, short_digest
 
 __all__ = ["Node", "image_map", "map_descriptor", "map_image", "map_layout", "map_reference"]

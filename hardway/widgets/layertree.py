@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 from hardway.image.apply import clean_name
 from hardway.image.compression import decompressed
-from hardway.image.documents import Image, Layer
+from hardway.image.protocols import Image, Layer
 from hardway.image.whiteouts import META_PREFIX, apply_names, is_opaque, whiteout_target
 from hardway.widgets.view import View, escape, human_size, short_digest
 
@@ -152,8 +152,8 @@ def layer_changes(
 ) -> list[LayerChanges]:
     """For each layer, lowest first: the tree after it, each path marked (see above).
 
-    *layers* is an :class:`~hardway.image.documents.Image` (its layers are read through their
-    verified streams), or layer files or streams, gzip, zstd or plain tar.
+    *layers* is an :class:`~hardway.image.protocols.Image` (its layers are read through
+    their verified streams), or layer files or streams, gzip, zstd or plain tar.
     """
     if hasattr(layers, "layers") and callable(layers.layers):
         layers = layers.layers()

@@ -3,7 +3,7 @@
 
 The checks of lab 05, layers. Every run draws fresh random inputs and compares the
 learner's answers with the helper's reference modules — and, for the tar order, with
-a tree built on disk and read back by :func:`hardway.image.layers.tree_entries`:
+a tree built on disk and read back by :func:`hardway.image.entries.tree_entries`:
 
 * 05.1 ``layer_ids(fileobj) -> (diff_id, digest, size)``: both names of a gzip layer in
   one pass over a stream, a chunk at a time;
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from hardway.course.grading import exercise, expect
 from hardway.image.compression import GZIP, choose_codec
-from hardway.image.layers import tree_entries
+from hardway.image.entries import tree_entries
 from hardway.image.whiteouts import apply_names
 from hardway.image.whiteouts import whiteouts_for as reference_whiteouts
 from hardway.sys.securejoin import resolve

@@ -2,8 +2,9 @@
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~
 
 The checks of lab 06, config and manifests. Each run builds fresh random layers and
-indexes, and compares the learner's documents with :mod:`hardway.image.documents`,
-:mod:`hardway.image.validate` and a real OCI layout read back by :mod:`hardway.image.layout`.
+indexes, and compares the learner's documents with :mod:`hardway.image.config`,
+:mod:`hardway.image.manifest`, :mod:`hardway.image.validate` and a real OCI layout read
+back by :mod:`hardway.image.layout`.
 
 * 06.1 ``image_config(layer_blobs, entrypoint, env) -> bytes``: a config whose
   ``rootfs.diff_ids`` name the *uncompressed* layers;
@@ -33,16 +34,11 @@ from typing import Any
 from hardway.course.grading import exercise, expect
 from hardway.errors import HardwayError
 from hardway.image import layout
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import sha256_digest
-from hardway.image.documents import (
-    ANNOTATION_REF_NAME,
-    OCI_CONFIG,
-    OCI_INDEX,
-    OCI_LAYER_GZIP,
-    OCI_MANIFEST,
-    Descriptor,
-    Platform,
-)
+from hardway.image.manifest import ANNOTATION_REF_NAME
+from hardway.image.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
+from hardway.image.platform import Platform
 from hardway.image.random import random_image, random_index
 from hardway.image.validate import config_problems, manifest_problems
 

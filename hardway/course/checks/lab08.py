@@ -2,8 +2,8 @@
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~
 
 The checks of lab 08, pulling an image. The pure exercises are compared with hardway's
-own client (:mod:`hardway.distribution.registry`, :mod:`hardway.image.documents`,
-:mod:`hardway.image.blobs`) on
+own client (:mod:`hardway.distribution.registry`, :mod:`hardway.image.mediatypes`,
+:mod:`hardway.image.manifest`, :mod:`hardway.image.blobs`) on
 fresh random inputs every run; the last one pulls a blob the check has just pushed to
 the course's real registry.
 
@@ -27,16 +27,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from hardway.course.grading import exercise, expect
+from hardway.image.descriptor import Descriptor
 from hardway.image.digest import sha256_digest
-from hardway.image.documents import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    Descriptor,
-    Index,
-    Platform,
-)
+from hardway.image.manifest import Index
+from hardway.image.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from hardway.image.platform import Platform
 from hardway.image.random import random_index
 
 __all__ = ["accept_listed", "blob_pulled", "chunks_verified", "manifest_checked", "platform_found"]

@@ -29,7 +29,7 @@ from hardway.build.cache import key_of
 from hardway.build.dockerbuild import configured
 from hardway.build.dockerfile import Instruction, command, expand, name_values
 from hardway.course.grading import exercise, expect
-from hardway.image.documents import ContainerConfig
+from hardway.image.config import ContainerConfig
 
 __all__ = [
     "config_applied",

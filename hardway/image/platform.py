@@ -1,0 +1,93 @@
+"""hardway.image.platform
+~~~~~~~~~~~~~~~~~~~~~~~
+
+An image is built for one platform: an operating system and a CPU architecture, in Go's
+names (``linux/amd64``, ``linux/arm64/v8``). The config says which; an index entry says
+it again, so that a client can pick the manifest for its machine without downloading
+every config. :class:`Platform` is that pair (plus a ``variant`` and the rarely used
+``os.version``/``os.features``), and :func:`host_platform` is this machine's.
+
+>>> Platform.parse("linux/arm64").matches(Platform("arm64", "linux"))
+True
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hardway.errors import InvalidImageError
+from hardway.image.jsondoc import as_strings, get_field, set_unless_empty
+
+__all__ = ["Platform", "host_platform"]
+
+
+_MACHINES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Where an image runs: ``os``/``architecture`` plus an optional ``variant`` (``v8``).
+
+    >>> Platform.parse("linux/arm64/v8")
+    Platform(architecture='arm64', os='linux', variant='v8', os_version='', os_features=())
+    >>> str(Platform("amd64", "linux"))
+    'linux/amd64'
+    """
+
+    architecture: str
+    os: str
+    variant: str = ""
+    os_version: str = ""
+    os_features: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """``os/arch[/variant]``, as in ``docker run --platform``."""
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise InvalidImageError(f"{text!r} is not a platform", fix="write os/arch[/variant]")
+        return cls(architecture=parts[1], os=parts[0], variant=parts[2] if parts[2:] else "")
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+    def matches(self, wanted: Platform) -> bool:
+        """True when this platform satisfies ``wanted``; an empty wanted variant matches any."""
+        return (
+            self.os == wanted.os
+            and self.architecture == wanted.architecture
+            and (not wanted.variant or self.variant == wanted.variant)
+            and (not wanted.os_version or self.os_version == wanted.os_version)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
+        set_unless_empty(doc, "os.version", self.os_version)
+        set_unless_empty(doc, "os.features", list(self.os_features))
+        set_unless_empty(doc, "variant", self.variant)
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], where: str = "platform") -> Platform:
+        features = get_field(doc, "os.features", list, where, [])
+        return cls(
+            architecture=get_field(doc, "architecture", str, where),
+            os=get_field(doc, "os", str, where),
+            variant=get_field(doc, "variant", str, where, ""),
+            os_version=get_field(doc, "os.version", str, where, ""),
+            os_features=as_strings(features, f"{where}: 'os.features'"),
+        )
+
+
+def host_platform() -> Platform:
+    """This machine's platform in Go's names (``x86_64`` is ``amd64``, ``aarch64`` ``arm64``).
+
+    >>> host_platform().os
+    'linux'
+    """
+    machine = _platform.machine()
+    variant = "v8" if machine == "aarch64" else ""
+    return Platform(_MACHINES.get(machine, machine), "linux", variant)
