@@ -106,7 +106,7 @@ def sweep_dead_sessions(tmpdir: str | None = None) -> list[int]:
             signalled.append(int(proc.name))
     # rmtree crosses mount points: a directory with a mount left in it is cleanup's
     # (it unmounts first), never deleted through the mount here
-    mounted = [Path(point) for point in leftovers._mount_points()]
+    mounted = [Path(point) for point in leftovers.mount_points()]
     for stale in Path(tmpdir or tempfile.gettempdir()).glob("hardway-pytest-*-*"):
         owner = _OWNED.search(f"/{stale.name}/")
         dead = owner and not Path(f"/proc/{owner[1]}").exists()

@@ -28,7 +28,7 @@ COMMAND_HOMES = {
     "grade": "hardway.course.autograde",
     "rootfs": "hardway.isolation.rootfs",
     "run": "hardway.isolation.runtime",
-    "cleanup": "hardway.course.leftovers",
+    "cleanup": "hardway.course.cleanup",
     "layer": "hardway.image.layers",
     **dict.fromkeys(
         ("image", "copy", "unpack", "pull", "inspect"), "hardway.distribution.commands"

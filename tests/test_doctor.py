@@ -197,7 +197,10 @@ def test_doctor_as_nobody_sees_the_unprivileged_machine() -> None:
     state = Path(tempfile.mkdtemp(prefix="hardway-doctor-nobody-"))
     os.chown(state, 65534, 65534)
     try:
-        code = "import json; from hardway.course import doctor; print(json.dumps(doctor.run().to_json()))"
+        code = (
+            "import json; from hardway.course import doctor; "
+            "print(json.dumps(doctor.run().to_json()))"
+        )
         done = subprocess.run(
             [python, "-c", code],
             user=65534,

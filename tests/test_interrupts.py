@@ -30,7 +30,7 @@ import pytest
 import requests
 
 import hardway.distribution.registry  # noqa: F401  (registers docker://)
-from hardway.course import leftovers
+from hardway.course import cleanup, leftovers
 from hardway.distribution.commands import unpack_image
 from hardway.distribution.server import local_registry, services
 from hardway.distribution.transports import read_image, write_image
@@ -505,7 +505,7 @@ def test_stale_temp_dirs_are_those_nobody_can_still_use(tmp_path: Path) -> None:
         held = temp / "hardway-03-held-by-a-live-kernel"
         held.mkdir()
         assert leftovers.stale_temp_dirs(temp) == sorted(stale)
-        removed = leftovers.cleanup(os.environ["HARDWAY_SESSION"], temp=temp)
+        removed = cleanup.cleanup(os.environ["HARDWAY_SESSION"], temp=temp)
         assert [r for r in removed if r.startswith("temporary")] == [
             f"temporary directory {p}" for p in sorted(stale)
         ]
@@ -569,7 +569,7 @@ def test_cleanup_unmounts_a_mount_whose_path_has_a_space(tmp_path: Path) -> None
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(point)], check=True)
     try:
         assert any(ascii(str(point)) in m for m in leftovers.snapshot().mounts)
-        removed = leftovers.cleanup(os.environ["HARDWAY_SESSION"])
+        removed = cleanup.cleanup(os.environ["HARDWAY_SESSION"])
         assert f"mount {str(point)!a}" in removed
         assert not any(ascii(str(point)) in m for m in leftovers.snapshot().mounts)
     finally:
@@ -605,7 +605,7 @@ def test_cleanup_finds_a_launcher_started_under_its_old_module_name(tmp_path: Pa
     try:
         wait_for("it to start", lambda: "hardway.launch" in proc.argv_of(child.pid))
         assert any(f"process {child.pid} " in p for p in leftovers.snapshot().processes)
-        assert f"process {child.pid}" in leftovers.cleanup(os.environ["HARDWAY_SESSION"])
+        assert f"process {child.pid}" in cleanup.cleanup(os.environ["HARDWAY_SESSION"])
         assert child.wait(timeout=10) == -signal.SIGKILL
     finally:
         child.kill()
@@ -631,7 +631,7 @@ def test_a_mount_merely_named_hardway_is_not_the_courses() -> None:
         subprocess.run(["mount", "-t", "tmpfs", "hardway-disk", str(outside)], check=True)
         try:
             assert not any(str(outside) in m for m in leftovers.snapshot().mounts)
-            assert f"mount {str(outside)!a}" not in leftovers.cleanup(
+            assert f"mount {str(outside)!a}" not in cleanup.cleanup(
                 os.environ["HARDWAY_SESSION"], dry_run=True, temp="/tmp"
             )
         finally:

@@ -20,7 +20,7 @@ import pytest
 
 import hardway.isolation.bundle
 import hardway.isolation.runtime
-from hardway.course import leftovers
+from hardway.course import cleanup, leftovers
 from hardway.errors import ContainerError, IsolationError
 from hardway.isolation import bundle, cgroups, runtime
 
@@ -154,12 +154,12 @@ def test_cleanup_removes_a_crashed_containers_cgroup_and_process() -> None:
     )
     group.add(stray.pid)
     session = os.environ.get("HARDWAY_SESSION")
-    removed = leftovers.cleanup(session)
+    removed = cleanup.cleanup(session)
     stray.wait(10)
     assert f"process {stray.pid}" in removed
     assert any(item.startswith("cgroup ") and group.name in item for item in removed)
     assert not any(d.exists() for d in group.directories)
-    assert leftovers.cleanup(session, dry_run=True) == []
+    assert cleanup.cleanup(session, dry_run=True) == []
 
 
 @needs_root

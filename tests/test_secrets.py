@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hardway.course import leftovers
+from hardway.course import cleanup, leftovers
 from hardway.distribution import registry as client
 from hardway.distribution.auth import BearerAuth, Credentials
 from hardway.distribution.errors import UnauthorizedError
@@ -233,6 +233,6 @@ def test_notebook_07_interrupted_midway_stops_its_token_registry_with_the_kernel
     assert new_services(own_registry) == []
     left = leftovers.stale_temp_dirs(temp)
     assert [p.name[:11] for p in left] == ["hardway-07-"], "its working directory is left"
-    removed = leftovers.cleanup(os.environ["HARDWAY_SESSION"], temp=temp)
+    removed = cleanup.cleanup(os.environ["HARDWAY_SESSION"], temp=temp)
     assert removed == [f"temporary directory {left[0]}"]
     assert list(temp.iterdir()) == []

@@ -19,8 +19,8 @@ directory. Everything the course creates carries a name to recognise it by:
 * temporary directories: ``hardway-*`` in the temporary directory (the notebooks'
   ``hardway-NN-…``, the labs' ``hardway-labNN-…``, a test run's ``hardway-pytest-PID-…``).
 
-:func:`cleanup` removes them (``python -m hardway cleanup``). The rules for what is
-still someone's: a registry stays while the process that started it lives, and always
+:mod:`hardway.course.cleanup` removes them (``python -m hardway cleanup``). The rules
+for what is still someone's: a registry stays while the process that started it lives, and always
 when it is the shared one on the default port or was started to stay (``registry
 start``, ``make lab``) — ``--registries`` (``make clean``) stops those too; a temporary
 directory stays while a process works in it or a kernel that may hold it lives
@@ -36,17 +36,13 @@ no session is counted either.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,18 +50,21 @@ from hardway.distribution.server.services import Service, owner_gone, services
 from hardway.errors import HardwayError
 from hardway.isolation import cgroups
 from hardway.isolation.namespaces import LAUNCHER_MODULES
-from hardway.sys import linux
 from hardway.sys.mountinfo import read_mountinfo
 from hardway.sys.proc import argv_of, environ_of, read_proc, runs_module, session_of, stat_of
 from hardway.sys.state import session_from_env
 
 __all__ = [
     "Snapshot",
-    "cleanup",
+    "cgroup_paths",
     "left_behind",
-    "register",
-    "services",
+    "links",
+    "mount_points",
+    "netns",
+    "process_ids",
+    "runc_containers",
     "snapshot",
+    "stale_services",
     "stale_temp_dirs",
 ]
 
@@ -101,7 +100,7 @@ def _launcher(argv: list[str]) -> bool:
     return runs_module(argv, LAUNCHER_MODULES)
 
 
-def _links(session: str | None) -> set[str]:
+def links(session: str | None) -> set[str]:
     found = set()
     for name in os.listdir("/sys/class/net"):
         if not name.startswith("hw-"):
@@ -132,7 +131,7 @@ def _course_mount(point: str) -> bool:
     return any(part.startswith(("hardway", "hw-")) for part in Path(point).parts)
 
 
-def _mount_points() -> dict[str, str]:
+def mount_points() -> dict[str, str]:
     """The course's mount points (:func:`_course_mount`), unescaped, each with its
     filesystem type, source and options."""
     return {
@@ -143,10 +142,10 @@ def _mount_points() -> dict[str, str]:
 
 
 def _mounts() -> set[str]:
-    return {f"mount {point!a} ({kind})" for point, kind in _mount_points().items()}
+    return {f"mount {point!a} ({kind})" for point, kind in mount_points().items()}
 
 
-def _netns() -> set[str]:
+def netns() -> set[str]:
     try:
         names = os.listdir("/run/netns")
     except OSError:
@@ -162,10 +161,10 @@ def snapshot(session: str | None = None) -> Snapshot:
     session = session if session is not None else session_from_env()
     return Snapshot(
         frozenset(_processes(session)),
-        frozenset(_links(session)),
+        frozenset(links(session)),
         frozenset(_mounts()),
-        frozenset(_netns()),
-        frozenset(f"cgroup {path}" for path in _cgroups(session)),
+        frozenset(netns()),
+        frozenset(f"cgroup {path}" for path in cgroup_paths(session)),
         frozenset(str(service) for service in services(session)),
     )
 
@@ -173,7 +172,7 @@ def snapshot(session: str | None = None) -> Snapshot:
 # --- registries and token services (chapters 07-08) ------------------------------------
 
 
-def _stale_services(session: str | None, everything: bool) -> list[Service]:
+def stale_services(session: str | None, everything: bool) -> list[Service]:
     """Registries to stop: those whose owner is gone; with ``everything``, all of them.
 
     The registry on the default port of the default state directory is the one the
@@ -189,18 +188,6 @@ def _stale_services(session: str | None, everything: bool) -> list[Service]:
     except (HardwayError, OSError):
         shared = None
     return [s for s in services(session) if s.root != shared and owner_gone(s.root)]
-
-
-def _stop_service(service: Service) -> None:
-    from hardway.distribution.server import local_registry
-    from hardway.distribution.server.modes import stop_token_service
-
-    if not service.root.is_dir():  # its state is gone (rm -rf .state): no pid file to use
-        os.kill(service.pid, signal.SIGTERM)
-    elif service.kind == "registry":
-        local_registry.stop_at(service.root)
-    else:
-        stop_token_service(service.root)
 
 
 # --- temporary directories ------------------------------------------------------------
@@ -250,7 +237,7 @@ def _in_use(temp: Path) -> set[Path]:
         maps = read_proc(f"/proc/{entry}/maps").decode(errors="replace").split()
         for target in [*_readlinks(links), *(m for m in maps if m.startswith("/"))]:
             used.add(_top(temp, target))
-    for point in _mount_points():
+    for point in mount_points():
         used.add(_top(temp, point))
     return used
 
@@ -311,14 +298,14 @@ def left_behind(before: Snapshot, after: Snapshot) -> list[str]:
     ]
 
 
-def _cgroups(session: str | None) -> list[Path]:
+def cgroup_paths(session: str | None) -> list[Path]:
     try:
         return cgroups.find_groups(session=session or "")
     except OSError:
         return []
 
 
-def _process_ids(session: str | None) -> list[int]:
+def process_ids(session: str | None) -> list[int]:
     mine = {os.getpid(), *_ancestors(os.getpid())}
     return sorted(
         int(entry.split()[1]) for entry in _processes(session) if int(entry.split()[1]) not in mine
@@ -333,133 +320,9 @@ def _ancestors(pid: int) -> list[int]:
     return found
 
 
-def _runc_containers(session: str | None) -> list[str]:
+def runc_containers(session: str | None) -> list[str]:
     if shutil.which("runc") is None:
         return []
     listed = subprocess.run(["runc", "list", "-q"], capture_output=True, text=True, check=False)
     names = listed.stdout.split() if listed.returncode == 0 else []
     return [n for n in names if n.startswith(cgroups.PREFIX) and cgroups.in_session(n, session)]
-
-
-def cleanup(
-    session: str | None = None,
-    *,
-    dry_run: bool = False,
-    registries: bool = False,
-    temp: Path | str | None = None,
-    failed: list[str] | None = None,
-) -> list[str]:
-    """Remove what a crashed kernel or test run left behind; say what was removed.
-
-    In this order: runc containers named ``hardway-…``; processes of the course
-    (``container=hardway``, the launcher), never this process or its ancestors; veth
-    host ends ``hw-…``; mounts inside ``hardway…``/``hw-…`` directories (deepest first); named
-    network namespaces; ``hardway-…`` cgroups (their processes are killed first);
-    registries and token services whose owner is gone
-    (:func:`~hardway.distribution.server.services.record_owner`); stale
-    ``hardway-*`` temporary directories (:func:`stale_temp_dirs`).
-
-    :param session: (optional) only this ``HARDWAY_SESSION``'s leftovers (never those of
-        no session or of another one); then no named netns, only mounts inside the
-        temporary directory, and temporary directories only when ``temp`` is given;
-        default: everything of the course's
-    :param dry_run: only list what would go
-    :param registries: stop every registry and token service of the course, also the
-        shared one on the default port and those started to stay (``make clean``)
-    :param temp: (optional) the temporary directory to look in; default
-        :func:`tempfile.gettempdir`
-    :param failed: (optional) gets ``"WHAT: why"`` for each thing that could not be
-        removed (say, without root); those are not in the list returned
-    """
-    removed: list[str] = []
-
-    def act(what: str, action: Callable[[], object]) -> None:
-        if not dry_run:
-            try:
-                action()
-            except (ProcessLookupError, FileNotFoundError):
-                pass  # gone by itself meanwhile: as good as removed
-            except (OSError, subprocess.SubprocessError, HardwayError) as exc:
-                if failed is not None:
-                    failed.append(f"{what}: {getattr(exc, 'strerror', None) or exc}")
-                return
-        removed.append(what)
-
-    for name in _runc_containers(session):
-        act(f"runc container {name}", lambda n=name: _runc_delete(n))
-    for pid in _process_ids(session):
-        act(f"process {pid}", lambda p=pid: os.kill(p, signal.SIGKILL))
-    for entry in sorted(_links(session)):
-        name = entry.split()[2]
-        act(f"network device {name}", lambda n=name: _ip("link", "delete", n))
-    inside = Path(temp or tempfile.gettempdir()).resolve()
-    points = sorted(_mount_points(), key=len, reverse=True)
-    for point in [p for p in points if session is None or Path(p).is_relative_to(inside)]:
-        act(f"mount {point!a}", lambda p=point: linux.umount2(p, linux.MNT_DETACH))
-    for entry in sorted(_netns()) if session is None else ():  # no owner to tell by
-        name = entry.rsplit(" ", 1)[1]
-        act(f"network namespace {name}", lambda n=name: _ip("netns", "delete", n))
-    for path in _cgroups(session):
-        act(f"cgroup {path}", lambda p=path: cgroups.remove_group(p))
-    for service in _stale_services(session, registries):
-        act(str(service), lambda s=service: _stop_service(s))
-    for path in stale_temp_dirs(temp) if session is None or temp is not None else ():
-        act(f"temporary directory {path}", lambda p=path: shutil.rmtree(p))
-    return removed
-
-
-def _runc_delete(name: str) -> None:
-    subprocess.run(["runc", "delete", "--force", name], capture_output=True, check=False)
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], capture_output=True, check=False)
-
-
-def _command(args: argparse.Namespace) -> int:
-    session = session_from_env() if args.this_session else None
-    # a session's temporary directories are only those in its own TMPDIR
-    temp = tempfile.gettempdir() if session is None or os.environ.get("TMPDIR") else None
-    failed: list[str] = []
-    removed = cleanup(
-        session, dry_run=args.dry_run, registries=args.registries, temp=temp, failed=failed
-    )
-    verb = "would remove" if args.dry_run else "removed"
-    for item in removed:
-        print(f"{verb} {item}")
-    print(f"{verb} {len(removed)} leftover(s)" if removed or failed else "nothing left over")
-    for item in failed:
-        print(f"could not remove {item}", file=sys.stderr)
-    if failed:
-        fix = (
-            "sudo .venv/bin/python -m hardway cleanup"
-            if os.geteuid()
-            else "see why above, then remove them by hand"
-        )
-        print(f"{len(failed)} leftover(s) remain; to fix: {fix}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "cleanup",
-        help="remove what crashed containers and kernels left (processes, veths, mounts, "
-        "cgroups, runc, registries, temp dirs)",
-        description="Find and remove what the course left behind: runc containers and "
-        "cgroups named hardway-…, the course's processes, hw-… veth devices, hardway "
-        "mounts and network namespaces, registries and token services whose notebook or "
-        "test run is gone, and hardway-* temporary directories nobody uses. The registry "
-        "on the default port, and those started with `registry start`, keep running "
-        "unless --registries. Prints what it removed.",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="only list what would go")
-    parser.add_argument(
-        "--registries",
-        action="store_true",
-        help="also stop every course registry and token service (make clean does)",
-    )
-    parser.add_argument(
-        "--this-session", action="store_true", help="only this HARDWAY_SESSION's leftovers"
-    )
-    parser.set_defaults(func=_command)

@@ -403,7 +403,7 @@ def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
 
 def stop_at(root: Path, *, timeout: float = 10.0) -> bool:
     """Stop the registry (and token service) whose state directory is ``root``, whatever
-    the state directory: :mod:`hardway.course.leftovers` stops those of finished test runs."""
+    the state directory: :mod:`hardway.course.cleanup` stops those of finished test runs."""
     paths = RegistryPaths(Path(root))
     if not paths.root.is_dir():
         return False
