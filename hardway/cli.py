@@ -23,7 +23,7 @@ __all__ = ["main"]
 #: tests/test_cli.py checks that every module's commands are here
 COMMAND_HOMES = {
     "doctor": "hardway.course.doctor",
-    "registry": "hardway.distribution.server.local_registry",
+    "registry": "hardway.course.seed",
     "labs": "hardway.course.labgen",
     "grade": "hardway.course.autograde",
     "rootfs": "hardway.isolation.rootfs",

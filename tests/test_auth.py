@@ -20,7 +20,10 @@ from hardway.distribution import registry as client
 from hardway.distribution.auth import BearerAuth, merge_scopes, parse_challenges
 from hardway.distribution.credentials import Credentials, load_credentials
 from hardway.distribution.errors import UnauthorizedError
-from hardway.distribution.server.tokenserver import decode_jwt, start_secured
+from hardway.distribution.server import local_registry
+from hardway.distribution.server.config import SERVICE
+from hardway.distribution.server.paths import RegistryPaths
+from hardway.distribution.server.tokenserver import decode_jwt
 from hardway.image.digest import sha256_digest
 from hardway.image.random import random_image
 
@@ -85,14 +88,12 @@ def test_config_json_auths_identity_tokens_and_credential_helpers(
 
 
 @pytest.fixture(scope="module", params=["basic", "token"])
-def secured(request, tmp_path_factory: pytest.TempPathFactory):
+def secured(request):
     from conftest import find_free_port
 
-    started = start_secured(
-        find_free_port(), request.param, directory=tmp_path_factory.mktemp(request.param)
-    )
+    started = local_registry.start_mode(find_free_port(), request.param)
     yield started
-    started.stop()
+    local_registry.stop(started.port)
 
 
 def test_round_trip_with_credentials_and_a_clear_error_without(
@@ -153,13 +154,21 @@ def test_token_mode_caches_tokens_and_grants_scopes(secured) -> None:
         # a new repository, then the mount source's pull scope: a re-challenge each
         assert reg.auth.tokens_fetched == 3
         assert reg.bytes_uploaded == sent, "every blob mounted from the first repository"
-    account, scopes, status = secured.token_service.log[-1]
-    assert (account, status) == ("learner", 200)
-    assert scopes[0].startswith("repository:cached2:") and "push" in scopes[0]
-    token = secured.token_service.issue("learner", ["repository:x:pull,push"])["token"]
-    claims = decode_jwt(token)
+    paths = RegistryPaths(secured.state)
+    status, account, scopes = paths.token_log.read_text().splitlines()[-1].split()[2:5]
+    assert (account, status) == ("learner", "200"), "the last answer of the token service"
+    assert scopes.startswith("repository:cached2:") and "push" in scopes
+    with requests.Session() as session:
+        session.trust_env = False
+        answer = session.get(
+            paths.token_realm.read_text().strip(),
+            params={"service": SERVICE, "scope": "repository:x:pull,push"},
+            auth=("learner", "containers"),
+            timeout=10,
+        )
+    claims = decode_jwt(answer.json()["token"])
     assert claims["access"] == [{"type": "repository", "name": "x", "actions": ["pull", "push"]}]
-    assert claims["aud"] == secured.token_service.service
+    assert claims["aud"] == SERVICE
 
 
 def test_merged_scopes_do_not_depend_on_the_order_a_registry_lists_them() -> None:

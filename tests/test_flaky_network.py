@@ -18,9 +18,11 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
 from faultproxy import Fault, FaultProxy, expired
 
 from hardway.distribution import registry as client
@@ -29,7 +31,14 @@ from hardway.distribution.errors import RegistryUnreachableError, RetriesExhaust
 from hardway.distribution.options import using
 from hardway.distribution.registry import Registry
 from hardway.distribution.retry import RetryPolicy, parse_retry_after, transient_status
-from hardway.distribution.server.tokenserver import SecuredRegistry, start_secured
+from hardway.distribution.server import local_registry
+from hardway.distribution.server.local_registry import RegistryStatus
+from hardway.distribution.server.paths import RegistryPaths
+from hardway.distribution.server.tokenserver import (
+    load_signing_key,
+    new_signing_key,
+    save_signing_key,
+)
 from hardway.image.digest import sha256_digest
 from hardway.image.random import random_image
 
@@ -39,14 +48,18 @@ FAST = {"attempts": 6, "backoff": 0.001, "backoff_max": 0.002, "retry_after_max"
 
 
 @pytest.fixture(scope="module")
-def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredRegistry]:
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The token service's private key, so that the proxy can re-sign its tokens."""
+    return save_signing_key(new_signing_key()[0], tmp_path_factory.mktemp("flaky") / "key.pem")
+
+
+@pytest.fixture(scope="module")
+def token_registry(signing_key: Path) -> Iterator[RegistryStatus]:
     from conftest import find_free_port
 
-    started = start_secured(
-        find_free_port(), "token", directory=tmp_path_factory.mktemp("flaky-token")
-    )
+    started = local_registry.start_mode(find_free_port(), "token", signing_key=signing_key)
     yield started
-    started.stop()
+    local_registry.stop(started.port)
 
 
 @pytest.fixture
@@ -57,13 +70,14 @@ def proxy(registry) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
-def token_proxy(token_registry: SecuredRegistry) -> Iterator[FaultProxy]:
+def token_proxy(token_registry: RegistryStatus, signing_key: Path) -> Iterator[FaultProxy]:
     """A fault proxy in front of the token-mode registry; it can expire tokens."""
-    service = token_registry.token_service
-    assert service is not None
+    key = load_signing_key(signing_key)
+    pem = RegistryPaths(token_registry.state).token_cert.read_bytes()
+    cert = x509.load_pem_x509_certificate(pem)  # the one the registry trusts
 
     def expire(token: str) -> str:
-        return expired(token, service.key, service.cert)
+        return expired(token, key, cert)
 
     with FaultProxy(token_registry.port, expire=expire) as started:
         yield started
@@ -498,7 +512,7 @@ def test_retries_run_out_on_a_manifest_get_name_the_request(proxy: FaultProxy) -
 
 
 def test_concurrent_pushes_of_the_same_image_both_succeed(
-    token_proxy: FaultProxy, token_registry: SecuredRegistry
+    token_proxy: FaultProxy, token_registry: RegistryStatus
 ) -> None:
     """Two clients push one image at once (same blobs, same tag), a third thread shares
     one client between two pushes (one token cache, refreshed under both): all succeed."""

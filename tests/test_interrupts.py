@@ -392,8 +392,8 @@ def test_sigkill_during_a_push_then_cleanup(
 
 KERNEL = """
 import sys, time
-from hardway.distribution.server import modes as registry_modes
-registry_modes.start_mode(int(sys.argv[1]), "token")
+from hardway.distribution.server import local_registry
+local_registry.start_mode(int(sys.argv[1]), "token")
 print("ready", flush=True)
 time.sleep(600)
 """

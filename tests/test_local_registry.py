@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import doctest
 import hashlib
+import json
 import os
 import re
 import socket
@@ -21,17 +22,10 @@ import pytest
 import requests
 
 from hardway.distribution.server import config as registry_config
-from hardway.distribution.server import local_registry, yamlish
-from hardway.distribution.server.local_registry import (
-    RegistryConfig,
-    RegistryPaths,
-    config_dict,
-    render_config,
-    start,
-    status,
-    stop,
-    to_yaml,
-)
+from hardway.distribution.server import local_registry, modes, paths, process
+from hardway.distribution.server.config import RegistryConfig, config_dict, render_config
+from hardway.distribution.server.local_registry import start, status, stop
+from hardway.distribution.server.paths import RegistryPaths
 from hardway.errors import (
     MissingToolError,
     PortInUseError,
@@ -106,10 +100,11 @@ def test_config_has_the_keys_distribution_reads() -> None:
     assert doc["log"]["level"] == "info"
     assert "auth" not in doc
     text = render_config(config, rootdirectory=Path("/srv/data"), secret="s3cret")
-    assert 'version: "0.1"\n' in text
-    assert '\nhttp:\n  addr: "127.0.0.1:5001"\n  secret: s3cret\n' in text
-    assert "    rootdirectory: /srv/data\n" in text
+    assert json.loads(text) == doc, "config.yml is the config as JSON (JSON is YAML)"
+    assert text.startswith('{\n  "version": "0.1",\n  "log": {\n') and text.endswith("}\n")
     assert text == render_config(config, rootdirectory=Path("/srv/data"), secret="s3cret")
+    other = render_config(config, rootdirectory=Path("/srv/other"), secret="s3cret")
+    assert other != text, "what start compares to decide on a restart"
 
 
 def test_config_auth_modes() -> None:
@@ -134,33 +129,41 @@ def test_config_auth_modes() -> None:
         RegistryConfig(port=70000)
 
 
-def test_to_yaml_quotes_what_yaml_would_misread() -> None:
-    doc = {"a": "no", "b": "10s", "c": "/plain/path", "d": 3, "e": True, "f": [], "g": {}}
-    doc["h"] = ['say "hi"', {"k": "v", "n": 1}]
-    assert to_yaml(doc) == (
-        'a: "no"\nb: "10s"\nc: /plain/path\nd: 3\ne: true\nf: []\ng: {}\n'
-        'h:\n  - "say \\"hi\\""\n  - k: v\n    "n": 1\n'
+def test_the_auth_mode_is_read_back_from_the_rendered_config() -> None:
+    htpasswd = RegistryConfig(port=5001, auth="htpasswd", htpasswd=Path("/h"))
+    token = RegistryConfig(
+        port=5001, auth="token", realm="http://127.0.0.1:5002/token", rootcertbundle=Path("/c")
     )
-    with pytest.raises(TypeError):
-        to_yaml({"x": None})
+    for config, mode in (
+        (RegistryConfig(port=5001), "none"),
+        (htpasswd, "basic"),
+        (token, "token"),
+    ):
+        assert config.mode == mode
+        text = render_config(config, rootdirectory=Path("/d"), secret="s")
+        assert registry_config.mode_of(text) == mode
+    # the config.yml of a registry started before the config was JSON: no mode, no error
+    yaml = 'version: "0.1"\nauth:\n  token:\n    realm: "http://127.0.0.1:1/token"\n'
+    assert registry_config.mode_of(yaml) == "unknown"
 
 
 def test_docstring_examples(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HARDWAY_STATE_DIR", str(tmp_path))
-    results = [doctest.testmod(m) for m in (local_registry, registry_config, yamlish)]
-    assert sum(r.attempted for r in results) >= 5
+    modules = (local_registry, registry_config, paths, process, modes)
+    results = [doctest.testmod(m) for m in modules]
+    assert sum(r.attempted for r in results) >= 7
     assert sum(r.failed for r in results) == 0
 
 
 def test_default_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HARDWAY_REGISTRY_PORT", raising=False)
-    assert local_registry.default_port() == 5000
+    assert registry_config.default_port() == 5000
     monkeypatch.setenv("HARDWAY_REGISTRY_PORT", "5123")
-    assert local_registry.default_port() == 5123
+    assert registry_config.default_port() == 5123
     assert RegistryConfig().port == 5123
     monkeypatch.setenv("HARDWAY_REGISTRY_PORT", "fivethousand")
     with pytest.raises(RegistryConfigError, match="fivethousand"):
-        local_registry.default_port()
+        registry_config.default_port()
 
 
 # --- the real registry -----------------------------------------------------------
@@ -183,6 +186,76 @@ def test_start_answers_v2_and_keeps_state_under_the_state_dir(local: int, tmp_pa
     assert os.getsid(started.pid) == started.pid  # its own session: Ctrl-C does not reach it
     assert str(started).startswith(f"registry: running on {started.url} (pid {started.pid}, ")
     assert status(local) == started
+
+
+def test_distribution_starts_from_a_json_config_yml(local: int) -> None:
+    """JSON is YAML: the real registry reads the JSON ``config.yml``, every section of it."""
+    started = start(config=RegistryConfig(port=local, log_level="debug"))
+    paths = RegistryPaths(started.state)
+    doc = json.loads(paths.config.read_text())
+    assert doc["http"]["addr"] == f"127.0.0.1:{local}" and doc["log"]["level"] == "debug"
+    response = http().get(f"{started.url}/v2/", timeout=5)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"  # from http.headers
+    log = paths.log.read_text()
+    assert "level=debug" in log, "log.level"
+    assert "service=registry" in log, "log.fields"
+
+
+#: the ``config.yml`` that versions before the JSON one wrote (YAML, by hand)
+OLD_YAML_CONFIG = """\
+# written by hardway.distribution.server.local_registry; rewritten on every start, do not edit
+version: "0.1"
+log:
+  level: info
+  formatter: text
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: {data}
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: "127.0.0.1:{port}"
+  secret: {secret}
+  headers:
+    X-Content-Type-Options:
+      - nosniff
+health:
+  storagedriver:
+    enabled: true
+    interval: "10s"
+    threshold: 3
+"""
+
+
+def test_a_registry_running_with_an_old_yaml_config_is_ours_and_restarts(local: int) -> None:
+    """A registry that an older checkout started with a YAML ``config.yml`` is still found
+    by its command line; the new config's different text means a restart, not an error."""
+    paths = RegistryPaths.for_port(local)
+    paths.data.mkdir(parents=True)
+    yaml = OLD_YAML_CONFIG.format(data=paths.data, port=local, secret="old-secret")
+    paths.config.write_text(yaml)
+    argv = [str(local_registry.binary()), "serve", str(paths.config)]
+    old = subprocess.Popen(argv, cwd=paths.root, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        paths.pid.write_text(f"{old.pid}\n")
+        deadline = time.monotonic() + 15
+        while not status(local).running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = status(local)
+        assert (before.running, before.pid, before.auth) == (True, old.pid, "unknown")
+        assert local_registry.ensure_running(local).pid == old.pid, "left alone"
+        after = start(local)
+        assert after.running and after.pid != old.pid and gone(old.pid)
+        assert json.loads(paths.config.read_text())["http"]["addr"] == f"127.0.0.1:{local}"
+        assert status(local).auth == "none"
+    finally:
+        old.kill()
+        old.wait()
 
 
 def test_start_twice_returns_the_same_registry(local: int) -> None:

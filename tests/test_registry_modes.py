@@ -66,7 +66,7 @@ def test_token_mode_round_trip_then_stop_leaves_nothing(free_port: int, capsys) 
 
 
 def test_switching_modes_restarts_and_stops_the_token_service(free_port: int) -> None:
-    from hardway.distribution.server.modes import start_mode
+    from hardway.distribution.server.local_registry import start_mode
 
     try:
         token = start_mode(free_port, "token")
@@ -79,6 +79,46 @@ def test_switching_modes_restarts_and_stops_the_token_service(free_port: int) ->
         assert client.push(image, ref, credentials=GOOD) == image.digest()
         none = start_mode(free_port, "none")
         assert none.auth == "none" and client.pull(ref).digest() == image.digest()
+    finally:
+        local_registry.stop(free_port)
+    assert _port_free(free_port)
+
+
+def test_token_mode_with_the_callers_users_rules_and_key(free_port: int, tmp_path: Path) -> None:
+    """What a test may ask of the one way to start token mode: its own users, rules and
+    signing key. Asked again the same way it is left alone; asked otherwise, restarted."""
+    from cryptography import x509
+
+    from hardway.distribution.server.local_registry import start_mode
+    from hardway.distribution.server.paths import RegistryPaths
+    from hardway.distribution.server.tokenserver import Rule, new_signing_key, save_signing_key
+
+    key, _ = new_signing_key()
+    setup = {
+        "users": {"tester": "pw-1"},
+        "acl": (Rule("*", "locked/*", ("pull",)), Rule("*", "*", ("pull", "push"))),
+        "signing_key": save_signing_key(key, tmp_path / "key.pem"),
+    }
+    tester, image = Credentials("tester", "pw-1"), random_image(500, 1, seed=703)
+    try:
+        first = start_mode(free_port, "token", **setup)
+        token_pid = token_service_pid(first.state)
+        again = start_mode(free_port, "token", **setup)
+        assert (again.pid, token_service_pid(again.state)) == (first.pid, token_pid)
+        cert = x509.load_pem_x509_certificate(RegistryPaths(first.state).token_cert.read_bytes())
+        assert cert.public_key() == key.public_key(), "the registry trusts the given key"
+        assert client.push(image, f"{first.host}/app:v1", credentials=tester) == image.digest()
+        with pytest.raises(UnauthorizedError):
+            client.push(image, f"{first.host}/locked/app:v1", credentials=tester)
+        with pytest.raises(UnauthorizedError):
+            client.pull(f"{first.host}/app:v1", credentials=GOOD)  # not a user here
+        rules = {**setup, "acl": (Rule("*", "*", ("pull", "push")),)}
+        assert start_mode(free_port, "token", **rules).pid != first.pid, "other rules"
+        assert not _alive(token_pid)
+        default = start_mode(free_port, "token")
+        assert client.pull(f"{default.host}/app:v1", credentials=GOOD).digest() == image.digest()
+        basic = start_mode(free_port, "basic", users={"tester": "pw-1"})
+        assert basic.pid != default.pid and start_mode(free_port, "basic").pid != basic.pid
     finally:
         local_registry.stop(free_port)
     assert _port_free(free_port)

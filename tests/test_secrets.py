@@ -1,9 +1,10 @@
 """Secrets: passwords and tokens never appear in reprs, exception messages, tracebacks,
 logs, the registry's log or a notebook's outputs.
 
-The registry is the real one in token mode, with the course's token service in this
-process, so the tokens it issues can be recorded and looked for by value; anything
-shaped like a JWT (``eyJ….eyJ….``) counts as a leak too.
+The registry is the real one in token mode, with the course's token service, started the
+way the course starts them; every token the client receives from the service is recorded
+and looked for by value, and anything shaped like a JWT (``eyJ….eyJ….``) counts as a
+leak too.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from hardway.distribution.auth import BearerAuth
 from hardway.distribution.credentials import Credentials
 from hardway.distribution.errors import UnauthorizedError
 from hardway.distribution.options import Options
-from hardway.distribution.server import services
-from hardway.distribution.server.tokenserver import Rule, SecuredRegistry, start_secured
+from hardway.distribution.server import local_registry, services
+from hardway.distribution.server.local_registry import RegistryStatus
+from hardway.distribution.server.paths import RegistryPaths
+from hardway.distribution.server.tokenserver import Rule
 from hardway.image.random import random_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,26 +54,29 @@ def leaks(text: str, issued: list[str], *passwords: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SecuredRegistry, list]]:
-    """A token-mode registry whose token service records every token it issues."""
+def secured() -> Iterator[tuple[RegistryStatus, list]]:
+    """A token-mode registry with the test's user; every token the client fetches from
+    its token service is recorded."""
     from conftest import find_free_port
 
-    started = start_secured(
-        find_free_port(), "token", users={"learner": SECRET}, directory=tmp_path_factory.mktemp("t")
-    )
-    service, issued = started.token_service, []
-    original = service.issue
-
-    def recording(account: str, scopes: list[str]) -> dict:
-        answer = original(account, scopes)
-        issued.append(answer["token"])
-        return answer
-
-    service.issue = recording
     # pushing to locked/… is not granted: a token without push, refused by the registry
-    service.acl = (Rule("*", "locked/*", ("pull",)), Rule("*", "*", ("pull", "push")))
-    yield started, issued
-    started.stop()
+    acl = (Rule("*", "locked/*", ("pull",)), Rule("*", "*", ("pull", "push")))
+    users = {"learner": SECRET}
+    started = local_registry.start_mode(find_free_port(), "token", users=users, acl=acl)
+    issued: list[str] = []
+    fetch = BearerAuth._fetch
+
+    def recording(self: BearerAuth, realm: str, service: str, scopes: list[str]):
+        token, lifetime = fetch(self, realm, service, scopes)
+        issued.append(token)
+        return token, lifetime
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(BearerAuth, "_fetch", recording)
+            yield started, issued
+    finally:
+        local_registry.stop(started.port)
 
 
 def test_reprs_and_strs_show_no_secret(secured) -> None:
@@ -126,15 +132,13 @@ def test_logs_show_no_password_and_no_token(secured, caplog: pytest.LogCaptureFi
         client.pull(f"{started.host}/app/logged:v1", credentials=Credentials("learner", SECRET))
     assert caplog.records, "urllib3 logs each request at DEBUG"
     assert not leaks(caplog.text, issued, SECRET)
-    server_log = (started_state(started) / "registry.log").read_text(errors="replace")
+    paths = RegistryPaths(started.state)
+    server_log = paths.log.read_text(errors="replace")
     assert "app/logged" in server_log, "the registry logged the requests"
     assert not leaks(server_log, issued, SECRET)
-
-
-def started_state(started: SecuredRegistry) -> Path:
-    from hardway.distribution.server.local_registry import RegistryPaths
-
-    return RegistryPaths.for_port(started.port).root
+    token_log = paths.token_log.read_text(errors="replace")
+    assert "repository:app/logged:" in token_log, "the token service logged its answers"
+    assert not leaks(token_log, issued, SECRET)
 
 
 def test_the_command_line_shows_no_password(secured) -> None:

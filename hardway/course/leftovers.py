@@ -179,7 +179,7 @@ def stale_services(session: str | None, everything: bool) -> list[Service]:
     learner's notebooks share: it stays unless ``everything``.
     """
     from hardway.distribution.server.config import default_port
-    from hardway.distribution.server.local_registry import RegistryPaths
+    from hardway.distribution.server.paths import RegistryPaths
 
     if everything:
         return services(session)

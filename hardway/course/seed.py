@@ -20,10 +20,16 @@ its extension modules, and the standard library minus what a container never nee
 layer is kept in the build cache (:mod:`hardway.build.cache`) under a key made of the host
 files' names, sizes, modes and times, so seeding again costs a directory walk, not a
 copy and a compression.
+
+``python -m hardway registry seed`` pushes both. This module composes the ``registry``
+command (:func:`register`): ``start|stop|status`` come from the registry's own floor
+(:func:`hardway.distribution.server.local_registry.register`), which cannot know about
+seed images, so ``seed`` is added here, one floor up.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import subprocess
@@ -46,6 +52,7 @@ __all__ = [
     "base_image",
     "python_files",
     "python_image",
+    "register",
     "seed_base_image",
     "seed_python_image",
     "write_example",
@@ -232,6 +239,28 @@ def seed_base_image(port: int | None = None, *, tag: str = "latest") -> SeedResu
     """
     with tempfile.TemporaryDirectory(prefix="hardway-seed-") as tmp:
         return _push(base_image(tmp), port, BASE_REPOSITORY, tag)
+
+
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from hardway.distribution.server import local_registry
+
+    local_registry.ensure_running(args.port, owned=False)
+    for seed in (seed_base_image, seed_python_image):
+        result = seed(args.port)
+        print(f"seeded {result.reference} ({result.digest}, {result.uploaded} blobs uploaded)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``registry start|stop|status|seed [--port N]`` to the ``python -m hardway`` CLI."""
+    from hardway.distribution.server import local_registry
+
+    seed = (
+        "seed",
+        _cmd_seed,
+        "push the base images hardway/busybox:latest and hardway/python:latest",
+    )
+    local_registry.register(subparsers, more=(seed,))
 
 
 # -- chapter 10's example build contexts ---------------------------------------------------

@@ -9,31 +9,48 @@ process and touches no file, so a notebook can show the config before
 :mod:`hardway.distribution.server.local_registry` runs a server with it. The port defaults to
 ``$HARDWAY_REGISTRY_PORT`` (:func:`default_port`), so notebooks, the CLI and tests agree.
 
+Why ``config.yml`` holds JSON: JSON is YAML (a YAML 1.2 parser reads any JSON document,
+and Distribution's reads ours), so the standard library writes it, the same inputs give
+the same bytes on every machine — :func:`~hardway.distribution.server.local_registry.start`
+compares the rendered text with the file on disk to decide whether to restart — and
+:func:`mode_of` reads it back with :func:`json.loads`.
+
 >>> RegistryConfig(port=5000).url
 'http://127.0.0.1:5000'
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hardway.distribution.server.yamlish import to_yaml
 from hardway.errors import RegistryConfigError
 
 __all__ = [
     "AUTH_MODES",
     "DEFAULT_PORT",
+    "ISSUER",
+    "MODES",
+    "SERVICE",
     "RegistryConfig",
     "config_dict",
     "default_port",
+    "mode_of",
     "render_config",
 ]
 
 DEFAULT_PORT = 5000
+#: Distribution's names of its auth modes
 AUTH_MODES = ("none", "htpasswd", "token")
+#: what ``registry start --auth`` accepts, and the Distribution auth each one becomes
+MODES = {"none": "none", "basic": "htpasswd", "token": "token"}
+#: the ``aud`` a token must carry (the registry's name) and the ``iss`` that signs it:
+#: the registry's config and the token service must agree on both
+SERVICE = "hardway-registry"
+ISSUER = "hardway-token-service"
 
 
 def default_port() -> int:
@@ -66,8 +83,8 @@ class RegistryConfig:
     htpasswd: Path | None = None
     #: token: the ``aud`` a token must carry, the ``iss`` that signed it, and the PEM
     #: certificates whose keys may sign tokens
-    service: str = "hardway-registry"
-    issuer: str = "hardway-token-service"
+    service: str = SERVICE
+    issuer: str = ISSUER
     rootcertbundle: Path | None = None
 
     def __post_init__(self) -> None:
@@ -95,6 +112,15 @@ class RegistryConfig:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def mode(self) -> str:
+        """The ``--auth`` name of this config's auth: ``none``, ``basic`` or ``token``.
+
+        >>> RegistryConfig(port=5000, auth="htpasswd", htpasswd=Path("/h")).mode
+        'basic'
+        """
+        return next(mode for mode, auth in MODES.items() if auth == self.auth)
 
 
 def config_dict(config: RegistryConfig, *, rootdirectory: Path, secret: str) -> dict[str, object]:
@@ -137,9 +163,32 @@ def config_dict(config: RegistryConfig, *, rootdirectory: Path, secret: str) -> 
 
 
 def render_config(config: RegistryConfig, *, rootdirectory: Path, secret: str) -> str:
-    """``config.yml`` text for ``config`` (pure: same inputs, same bytes)."""
-    header = (
-        "# written by hardway.distribution.server.local_registry; "
-        "rewritten on every start, do not edit\n"
-    )
-    return header + to_yaml(config_dict(config, rootdirectory=rootdirectory, secret=secret))
+    """``config.yml`` text for ``config``: :func:`config_dict` as indented JSON, keys in the
+    order Distribution's documentation lists them (pure: same inputs, same bytes).
+
+    >>> text = render_config(RegistryConfig(port=5001), rootdirectory=Path("/d"), secret="s")
+    >>> print(text[:32])
+    {
+      "version": "0.1",
+      "log": {
+    """
+    doc = config_dict(config, rootdirectory=rootdirectory, secret=secret)
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def mode_of(config_text: str) -> str:
+    """The ``--auth`` mode a rendered ``config.yml`` runs: ``none``, ``basic`` or ``token``;
+    ``unknown`` for a text that is not our JSON (a registry still running with a
+    ``config.yml`` written before it was JSON: the next
+    :func:`~hardway.distribution.server.local_registry.start` rewrites it).
+
+    >>> mode_of('{"auth": {"token": {"realm": "http://127.0.0.1:1/token"}}}')
+    'token'
+    >>> mode_of('{"version": "0.1"}'), mode_of('version: "0.1"\\nauth:\\n  htpasswd:\\n')
+    ('none', 'unknown')
+    """
+    try:
+        auth = json.loads(config_text).get("auth") or {}
+    except (ValueError, AttributeError):  # not JSON, or not a mapping
+        return "unknown"
+    return next((mode for mode, name in MODES.items() if name in auth), "none")

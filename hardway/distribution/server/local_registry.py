@@ -2,25 +2,23 @@
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 
 The course's own registry: the real CNCF Distribution server (Debian's
-``docker-registry``), started on 127.0.0.1 with a config this module writes, and its
-storage, pid file and log kept under the project-local state directory::
-
-    .state/registry/<port>/config.yml   the rendered Distribution config
-    .state/registry/<port>/data/        blobs and manifests, as the registry lays them out
-    .state/registry/<port>/registry.pid
-    .state/registry/<port>/registry.log
+``docker-registry``), started on 127.0.0.1 with a config this module writes
+(:mod:`~hardway.distribution.server.config`), and its storage, pid file and log kept under
+the project-local state directory (:mod:`~hardway.distribution.server.paths`).
 
 Why a real server rather than a fake: chapters 07–08 push and pull with nothing but
 HTTP, and only the reference implementation can tell a learner that their bytes are
 right. Why 127.0.0.1 only: with ``auth: none`` anyone who can reach the port may push
 and delete, so the registry never listens on a network interface. Why a pid file that is
 checked against ``/proc``: notebooks, the CLI and tests start and stop the same server
-from different processes, and a stale pid must never lead to killing a stranger.
+from different processes, and a stale pid must never lead to killing a stranger
+(:mod:`~hardway.distribution.server.process`).
 
-This module is the process's lifecycle: :func:`start`, :func:`status`, :func:`stop` and
-the ``registry`` command. What the server is told lives in :mod:`hardway.distribution.server.config`
-(:class:`RegistryConfig`, :func:`render_config`, :func:`default_port`), which is
-re-exported here, as is its YAML writer :func:`hardway.distribution.server.yamlish.to_yaml`.
+This module is the public API on top of the package: :func:`status`, :func:`start` with
+a :class:`~hardway.distribution.server.config.RegistryConfig`, :func:`start_mode` in one
+of the course's auth modes (:mod:`~hardway.distribution.server.modes`),
+:func:`ensure_running`, :func:`stop`, who owns a registry (:func:`claim`), and the
+``registry start|stop|status`` command.
 """
 
 from __future__ import annotations
@@ -29,28 +27,28 @@ import argparse
 import atexit
 import contextlib
 import errno
-import fcntl
 import os
-import secrets
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from hardway.distribution.server import modes, process
 from hardway.distribution.server.config import (
     DEFAULT_PORT,
+    MODES,
     RegistryConfig,
-    config_dict,
     default_port,
+    mode_of,
     render_config,
 )
+from hardway.distribution.server.paths import RegistryPaths, http_secret
 from hardway.distribution.server.services import OWNER_FILE, record_owner
-from hardway.distribution.server.yamlish import to_yaml
+from hardway.distribution.server.tokenserver import Rule
 from hardway.errors import (
     HardwayError,
     MissingToolError,
@@ -59,62 +57,20 @@ from hardway.errors import (
     RegistryServerError,
 )
 from hardway.sys.atomic import write_atomic
-from hardway.sys.proc import argv_of, terminate
-from hardway.sys.state import state_dir
+from hardway.sys.proc import argv_of
 
 __all__ = [
-    "RegistryConfig",
-    "RegistryPaths",
     "RegistryStatus",
     "binary",
-    "config_dict",
-    "default_port",
+    "claim",
     "ensure_running",
     "register",
-    "render_config",
     "start",
+    "start_mode",
     "status",
     "stop",
     "stop_at",
-    "to_yaml",
 ]
-
-#: children this Python process started, so that :func:`stop` can reap them (no zombies)
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
-
-# --- where things live -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RegistryPaths:
-    """The files of the registry on one port, under ``state_dir()/registry/<port>``."""
-
-    root: Path
-
-    @classmethod
-    def for_port(cls, port: int) -> RegistryPaths:
-        return cls(state_dir().resolve() / "registry" / str(port))
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yml"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def pid(self) -> Path:
-        return self.root / "registry.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "registry.log"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".lock"
 
 
 def _display(path: Path) -> str:
@@ -134,6 +90,11 @@ class RegistryStatus:
     state: Path
     #: ``none``, ``basic`` or ``token`` (see :mod:`hardway.distribution.server.modes`)
     auth: str = "none"
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``, the registry as image references name it."""
+        return self.url.removeprefix("http://")
 
     def __str__(self) -> str:
         if self.running:
@@ -170,46 +131,28 @@ def binary() -> Path:
 
 
 def _is_ours(pid: int, paths: RegistryPaths) -> bool:
-    """Is ``pid`` a registry serving *our* config? (A zombie has no cmdline: not ours.)"""
+    """Is ``pid`` a registry serving *our* config? (A zombie has no cmdline: not ours.)
+
+    Only the command line counts, not the config's text: a registry started with an
+    older config (another auth mode, the YAML of earlier versions) is still ours to stop.
+    """
     return argv_of(pid)[1:] == ["serve", str(paths.config)]
 
 
-def _read_pid(paths: RegistryPaths) -> int | None:
-    try:
-        text = paths.pid.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
 def _our_pid(paths: RegistryPaths) -> int | None:
-    pid = _read_pid(paths)
+    pid = process.read_pid(paths.pid)
     return pid if pid is not None and _is_ours(pid, paths) else None
-
-
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # an HTTP(S)_PROXY must not swallow requests to 127.0.0.1
-    return session
 
 
 def _answers(url: str, timeout: float = 0.5) -> bool:
     """Does a Distribution registry answer ``GET /v2/`` (200, or 401 when auth is on)?"""
     try:
-        with _session() as session:
+        with requests.Session() as session:
+            session.trust_env = False  # an HTTP(S)_PROXY must not swallow 127.0.0.1
             response = session.get(f"{url}/v2/", timeout=timeout)
     except requests.RequestException:
         return False
     return response.headers.get("Docker-Distribution-Api-Version") == "registry/2.0"
-
-
-@contextlib.contextmanager
-def _locked(paths: RegistryPaths) -> Iterator[None]:
-    """One start or stop at a time per port, across processes (notebook, CLI, tests)."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -261,83 +204,24 @@ def _port_in_use(host: str, port: int) -> PortInUseError:
     )
 
 
-def _http_secret() -> str:
-    """The registry's ``http.secret``: made once, then kept in the state directory."""
-    path = state_dir().resolve() / "registry" / "http.secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".http.secret.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32) + "\n")
-        with contextlib.suppress(FileExistsError):  # another process won the race: use theirs
-            os.link(tmp, path)
-        tmp.unlink()
-    return path.read_text().strip()
-
-
-def _log_tail(paths: RegistryPaths, offset: int, lines: int = 10) -> str:
-    with open(paths.log, "rb") as log:
-        log.seek(offset)
-        text = log.read().decode(errors="replace")
-    return "\n".join(f"    {line[:300]}" for line in text.splitlines()[-lines:])
-
-
-def _reap(pid: int) -> None:
-    if (child := _children.pop(pid, None)) is not None:
-        child.wait()
-        return
-    with contextlib.suppress(ChildProcessError):  # not our child: its parent reaps it
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _reap_finished() -> None:
-    """Reap children of ours that died on their own (a crash, a kill from elsewhere)."""
-    for pid, child in list(_children.items()):
-        if child.poll() is not None:
-            del _children[pid]
-
-
 def _stop_locked(paths: RegistryPaths, timeout: float) -> bool:
-    """SIGTERM, then SIGKILL, our registry; never a process that is not ours
-    (:func:`hardway.sys.proc.terminate` checks its command line through a pidfd)."""
-    pid = _read_pid(paths)
+    """SIGTERM, then SIGKILL, our registry; never a process that is not ours."""
     try:
-        ours = lambda p: _is_ours(p, paths)  # noqa: E731
-        stopped = pid is not None and terminate(pid, ours, timeout=timeout)
+        return process.stop(paths.pid, lambda pid: _is_ours(pid, paths), timeout=timeout)
     except TimeoutError:
+        pid = process.read_pid(paths.pid)
         raise RegistryServerError(
             f"the registry (pid {pid}) did not exit, even after SIGKILL",
             fix=f"ps -o pid,stat,cmd -p {pid}   (a process stuck in state D waits on I/O)",
         ) from None
-    if not stopped:
-        paths.pid.unlink(missing_ok=True)
-        return False
-    _reap(pid)
-    paths.pid.unlink(missing_ok=True)
-    return True
 
 
 def _spawn(exe: Path, paths: RegistryPaths) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the server in its own session, so Ctrl-C in a terminal or the end of this
-    Python process does not take it down; ``REGISTRY_*`` variables are dropped because
+    """Start the server detached; ``REGISTRY_*`` variables are dropped because
     Distribution would let them override the config file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    with open(paths.log, "ab") as log:
-        offset = log.seek(0, os.SEEK_END)
-        child = subprocess.Popen(
-            [str(exe), "serve", str(paths.config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            close_fds=True,
-            start_new_session=True,
-            cwd=paths.root,
-            env=env,
-        )
-    _children[child.pid] = child
-    write_atomic(paths.pid, f"{child.pid}\n".encode())
-    return child, offset
+    argv = [str(exe), "serve", str(paths.config)]
+    return process.spawn(argv, log=paths.log, pid_file=paths.pid, env=env)
 
 
 # --- the lifecycle ---------------------------------------------------------------
@@ -358,8 +242,6 @@ def status(port: int | None = None) -> RegistryStatus:
 
 
 def _auth_mode(paths: RegistryPaths) -> str:
-    from hardway.distribution.server.modes import mode_of
-
     with contextlib.suppress(OSError):
         return mode_of(paths.config.read_text())
     return "none"
@@ -400,18 +282,15 @@ def start(
             fix=f"create {needed} first, or start with RegistryConfig(auth='none')",
         )
     paths = RegistryPaths.for_port(config.port)
-    mode = {"htpasswd": "basic"}.get(config.auth, config.auth)
-    _reap_finished()
+    process.reap_finished()
     if config.auth != "token":  # a detached token service of an earlier `--auth token`
-        from hardway.distribution.server.modes import stop_token_service
-
-        stop_token_service(paths.root)
-    with _locked(paths):
-        text = render_config(config, rootdirectory=paths.data, secret=_http_secret())
+        modes.stop_token_service(paths.root)
+    with paths.locked():
+        text = render_config(config, rootdirectory=paths.data, secret=http_secret())
         if (pid := _our_pid(paths)) is not None:
             same = paths.config.read_text() == text
             if same and _answers(config.url, timeout=2.0):
-                return RegistryStatus(config.port, True, pid, config.url, paths.root, mode)
+                return RegistryStatus(config.port, True, pid, config.url, paths.root, config.mode)
             _stop_locked(paths, timeout=10.0)
         paths.pid.unlink(missing_ok=True)  # stale: its pid is dead or someone else's
         if not _port_free(config.host, config.port):
@@ -420,17 +299,11 @@ def start(
         write_atomic(paths.config, text.encode(), mode=0o600)  # it holds the secret
         claim(paths.root, owned=owned)
         child, offset = _spawn(exe, paths)
-        deadline = time.monotonic() + timeout
-        while (code := child.poll()) is None and time.monotonic() < deadline:
-            if _answers(config.url):
-                return RegistryStatus(config.port, True, child.pid, config.url, paths.root, mode)
-            time.sleep(0.05)
-        if code is None:
-            child.kill()
-        child.wait()
-        _children.pop(child.pid, None)
+        ready, code = process.wait_ready(child, lambda: _answers(config.url), timeout)
+        if ready:
+            return RegistryStatus(config.port, True, child.pid, config.url, paths.root, config.mode)
         paths.pid.unlink(missing_ok=True)
-        tail = _log_tail(paths, offset)
+        tail = process.log_tail(paths.log, offset)
         if "address already in use" in tail:
             raise _port_in_use(config.host, config.port)
         why = f"exited with status {code}" if code is not None else f"did not answer in {timeout}s"
@@ -438,6 +311,45 @@ def start(
             f"the registry on {config.url} {why}; the end of {_display(paths.log)}:\n{tail}",
             fix=f"less {paths.log}   (then: python -m hardway registry start --port {config.port})",
         )
+
+
+def start_mode(
+    port: int | None = None,
+    auth: str = "none",
+    *,
+    users: dict[str, str] | None = None,
+    acl: tuple[Rule, ...] | None = None,
+    signing_key: Path | None = None,
+    timeout: float = 15.0,
+    owned: bool = True,
+) -> RegistryStatus:
+    """Start the registry on ``port`` in ``auth`` mode, as ``registry start --auth`` does
+    (idempotent: the same mode, set up the same way, running is left alone; anything
+    else is stopped first, token service included).
+
+    The options are :class:`~hardway.distribution.server.modes.Mode`'s: ``auth`` is
+    ``"none"``, ``"basic"`` (htpasswd) or ``"token"`` (with the course's token service, as
+    a detached process); ``users``, ``acl`` and ``signing_key`` let a caller (a test)
+    choose its own, and default to the course's user, "anyone may do anything" and a
+    fresh key.
+
+    :param owned: this process owns them (see :func:`start`)
+    """
+    mode = modes.Mode(auth, users=users, acl=acl, signing_key=signing_key)
+    port = default_port() if port is None else port
+    paths = RegistryPaths.for_port(port)
+    current = status(port)
+    if current.running and current.auth == auth and mode.runs_in(paths):
+        return current
+    stop(port)  # stops the token service too
+    paths.root.mkdir(parents=True, exist_ok=True)
+    claim(paths.root, owned=owned)  # before a token service starts: cleanup knows whose
+    config = mode.prepare(paths, port)
+    try:
+        return start(port, timeout=timeout, config=config, owned=owned)
+    except BaseException:
+        modes.stop_token_service(paths.root)
+        raise
 
 
 #: state directories of registries this process owns, stopped when it exits
@@ -492,14 +404,12 @@ def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
 def stop_at(root: Path, *, timeout: float = 10.0) -> bool:
     """Stop the registry (and token service) whose state directory is ``root``, whatever
     the state directory: :mod:`hardway.course.cleanup` stops those of finished test runs."""
-    from hardway.distribution.server.modes import stop_token_service
-
     paths = RegistryPaths(Path(root))
     if not paths.root.is_dir():
         return False
-    with _locked(paths):
+    with paths.locked():
         stopped = _stop_locked(paths, timeout)
-    stop_token_service(paths.root)  # after the registry, which asks it nothing more
+    modes.stop_token_service(paths.root)  # after the registry, which asks it nothing more
     return stopped
 
 
@@ -513,8 +423,6 @@ def _port_arg(text: str) -> int:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    from hardway.distribution.server.modes import start_mode
-
     current = start_mode(args.port, args.auth, owned=False)
     print(current)
     print(current.url)
@@ -537,18 +445,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if current.running else 3  # LSB: 3 = program is not running
 
 
-def _cmd_seed(args: argparse.Namespace) -> int:
-    from hardway.course.seed import seed_base_image, seed_python_image
-
-    ensure_running(args.port, owned=False)
-    for seed in (seed_base_image, seed_python_image):
-        result = seed(args.port)
-        print(f"seeded {result.reference} ({result.digest}, {result.uploaded} blobs uploaded)")
-    return 0
+#: an action of the ``registry`` command: its name, what runs it, its one-line help
+Action = tuple[str, Callable[[argparse.Namespace], int], str]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``registry start|stop|status|seed [--port N]`` to the ``python -m hardway`` CLI."""
+def register(subparsers: argparse._SubParsersAction, more: tuple[Action, ...] = ()) -> None:
+    """Add ``registry start|stop|status [--port N]`` to the ``python -m hardway`` CLI,
+    and the actions ``more`` that a floor above adds (``registry seed``:
+    :func:`hardway.course.seed.register`)."""
     parser = subparsers.add_parser(
         "registry",
         help="start, stop or check the course's local registry",
@@ -560,11 +464,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("start", _cmd_start, "start it (or leave it running) and print its URL"),
         ("stop", _cmd_stop, "stop it; stopping a stopped registry is fine"),
         ("status", _cmd_status, "print its state; exit status 3 when it is not running"),
-        (
-            "seed",
-            _cmd_seed,
-            "push the base images hardway/busybox:latest and hardway/python:latest",
-        ),
+        *more,
     ):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument(
@@ -576,7 +476,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "start":
             action.add_argument(
                 "--auth",
-                choices=("none", "basic", "token"),
+                choices=tuple(MODES),
                 default="none",
                 help="none; basic (htpasswd, user learner); token (with the course's token "
                 "service as a detached process)",

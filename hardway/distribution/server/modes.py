@@ -1,71 +1,140 @@
 """hardway.distribution.server.modes
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 
-The course's registry in its three auth modes, as ``registry start --auth none|basic|token``
-starts it. ``none`` is Distribution with no ``auth`` section. ``basic`` is its
-``htpasswd`` mode with the course's user (``learner``/``containers``). ``token`` is its
+What each of the registry's three auth modes needs besides the registry, as
+``registry start --auth none|basic|token`` starts it
+(:func:`hardway.distribution.server.local_registry.start_mode`). ``none`` needs nothing:
+Distribution with no ``auth`` section. ``basic`` is its ``htpasswd`` mode, which needs
+the file of users (the course's: ``learner``/``containers``). ``token`` is its
 ``auth: token`` mode: the registry checks JWTs signed by the course's token service
-(:mod:`hardway.distribution.server.tokenserver`), which runs as a *detached* process of its own, so
-that it
-outlives the shell or notebook that started it, just as the registry does.
+(:mod:`hardway.distribution.server.tokenserver`), which checks the same users and runs
+as a *detached* process of its own, so that it outlives the shell or notebook that
+started it, just as the registry does. A :class:`Mode` is one of them as the course
+sets it up — with its users, and the token service's rules and key — and writes and
+starts what it needs (:meth:`Mode.prepare`).
 
 Why a separate process with a pid file rather than a thread: ``registry start`` returns
 at once, and ``registry stop`` (maybe from another terminal) must be able to find and end
-the token service. Its files sit next to the registry's::
+the token service. Its files sit next to the registry's
+(:class:`~hardway.distribution.server.paths.RegistryPaths`): ``htpasswd``, ``token.pem``
+and ``tokenserver.realm|pid|log``.
 
-    .state/registry/<port>/htpasswd           the course's user (bcrypt)
-    .state/registry/<port>/token.pem          the certificate the registry trusts
-    .state/registry/<port>/tokenserver.realm  the URL it listens on, written once it does
-    .state/registry/<port>/tokenserver.pid
-    .state/registry/<port>/tokenserver.log
-
->>> mode_of("auth:\\n  token:\\n    realm: http://127.0.0.1:1/token\\n")
-'token'
+>>> Mode("token")  # the users' passwords are never shown
+Mode(name='token', acl=None, signing_key=None)
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import sys
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from hardway.distribution.server import process
+from hardway.distribution.server.config import MODES, RegistryConfig
+from hardway.distribution.server.paths import RegistryPaths
 from hardway.distribution.server.services import TOKEN_SERVICE_MODULES
+from hardway.distribution.server.tokenserver import (
+    DEFAULT_USERS,
+    Rule,
+    check_htpasswd,
+    write_htpasswd,
+)
 from hardway.errors import RegistryConfigError, RegistryServerError
-from hardway.sys.proc import argv_of, runs_module, terminate
+from hardway.sys.proc import argv_of, runs_module
 
-__all__ = ["MODES", "mode_of", "start_mode", "stop_token_service", "token_service_pid"]
-
-#: what ``--auth`` accepts, and the Distribution auth each one becomes
-MODES = {"none": "none", "basic": "htpasswd", "token": "token"}
+__all__ = ["Mode", "stop_token_service", "token_service_pid"]
 
 
-def mode_of(config_text: str) -> str:
-    """The ``--auth`` mode a rendered ``config.yml`` runs: ``none``, ``basic`` or ``token``."""
-    lines = config_text.splitlines()
-    if "auth:" not in lines:
-        return "none"
-    if "  htpasswd:" in lines:
-        return "basic"
-    return "token" if "  token:" in lines else "none"
+@dataclass(frozen=True)
+class Mode:
+    """An auth mode as the course sets it up beside the registry.
+
+    :param name: ``"none"``, ``"basic"`` (htpasswd) or ``"token"``
+    :param users: (optional) user → password for basic and token mode, written to the
+        htpasswd file (bcrypt); default the course's user, ``learner``
+    :param acl: (optional) token mode: the :class:`~.tokenserver.Rule` s that say who may
+        do what; default any user, anything
+    :param signing_key: (optional) token mode: a PEM private key to sign tokens with;
+        default a fresh one each start
+    """
+
+    name: str
+    #: a secret, so never in the repr
+    users: dict[str, str] | None = field(default=None, repr=False)
+    acl: tuple[Rule, ...] | None = None
+    signing_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in MODES:
+            raise RegistryConfigError(f"auth={self.name!r} is not one of {tuple(MODES)}")
+        if self.users is None:
+            object.__setattr__(self, "users", dict(DEFAULT_USERS))
+
+    def prepare(self, paths: RegistryPaths, port: int) -> RegistryConfig:
+        """Write what this mode needs in ``paths`` (and start the token service, for
+        ``token``); return the config of a registry on ``port`` in this mode."""
+        if self.name == "none":
+            return RegistryConfig(port=port)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        htpasswd = write_htpasswd(paths.htpasswd, self.users)
+        if self.name == "basic":
+            return RegistryConfig(port=port, auth="htpasswd", htpasswd=htpasswd)
+        realm = _start_token_service(paths, self._token_argv(paths))
+        return RegistryConfig(port=port, auth="token", realm=realm, rootcertbundle=paths.token_cert)
+
+    def runs_in(self, paths: RegistryPaths) -> bool:
+        """Is what runs beside the registry in ``paths`` what :meth:`prepare` sets up:
+        these users, and (token mode) a token service with these rules and key?"""
+        if self.name == "none":
+            return True
+        if not check_htpasswd(paths.htpasswd, self.users):
+            return False
+        if self.name == "basic":
+            return True
+        pid = token_service_pid(paths.root)
+        return pid is not None and argv_of(pid)[3:] == self._token_argv(paths)[3:]
+
+    def _token_argv(self, paths: RegistryPaths) -> list[str]:
+        argv = [sys.executable, "-m", TOKEN_SERVICE_MODULES[0], "serve"]
+        argv += ["--htpasswd", str(paths.htpasswd), "--cert", str(paths.token_cert)]
+        argv += ["--realm-file", str(paths.token_realm)]
+        if self.signing_key is not None:
+            argv += ["--key", str(Path(self.signing_key).resolve())]
+        for rule in self.acl or ():
+            argv += ["--rule", str(rule)]
+        return argv
 
 
-def _files(root: Path) -> dict[str, Path]:
-    names = ("htpasswd", "token.pem", "tokenserver.realm", "tokenserver.pid", "tokenserver.log")
-    return {name.removeprefix("tokenserver."): root / name for name in names}
+def _start_token_service(paths: RegistryPaths, argv: list[str], timeout: float = 15.0) -> str:
+    """Spawn the token service detached; return its realm URL once it listens."""
+    paths.token_realm.unlink(missing_ok=True)
+
+    def realm() -> str:
+        with contextlib.suppress(OSError):
+            return paths.token_realm.read_text().strip()
+        return ""
+
+    child, _ = process.spawn(argv, log=paths.token_log, pid_file=paths.token_pid)
+    ready, code = process.wait_ready(child, lambda: bool(realm()), timeout)
+    if ready:
+        return realm()
+    paths.token_pid.unlink(missing_ok=True)
+    raise RegistryServerError(
+        f"the token service did not start (exit status {code}); see {paths.token_log}",
+        fix=f"less {paths.token_log}",
+    )
 
 
 def token_service_pid(root: Path) -> int | None:
     """The pid of the token service of the registry whose state is ``root``, if it runs."""
-    files = _files(root)
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(files["pid"].read_text().strip())
-        argv = argv_of(pid)
-        if runs_module(argv, TOKEN_SERVICE_MODULES) and str(files["htpasswd"]) in argv:
-            return pid
-    return None
+    paths = RegistryPaths(root)
+    pid = process.read_pid(paths.token_pid)
+    if pid is None:
+        return None
+    argv = argv_of(pid)
+    ours = runs_module(argv, TOKEN_SERVICE_MODULES) and str(paths.htpasswd) in argv
+    return pid if ours else None
 
 
 def stop_token_service(root: Path, timeout: float = 5.0) -> bool:
@@ -73,100 +142,15 @@ def stop_token_service(root: Path, timeout: float = 5.0) -> bool:
 
     As for the registry, the signal goes through a pidfd opened before the pid is checked.
     """
-    files = _files(root)
+    paths = RegistryPaths(root)
+
+    def ours(pid: int) -> bool:
+        return token_service_pid(root) == pid
+
     try:
-        pid = int(files["pid"].read_text().strip())
-    except (OSError, ValueError):
-        files["pid"].unlink(missing_ok=True)
-        return False
-    try:
-        stopped = terminate(pid, lambda p: token_service_pid(root) == p, timeout=timeout)
+        return process.stop(paths.token_pid, ours, timeout=timeout)
     except TimeoutError:
-        stopped = True  # stuck in the kernel: nothing more a signal can do
+        return True  # stuck in the kernel: nothing more a signal can do
     finally:
-        files["pid"].unlink(missing_ok=True)
-        files["realm"].unlink(missing_ok=True)
-    if stopped:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # our child (CLI, tests): reap it
-    return stopped
-
-
-def _start_token_service(root: Path, *, owned: bool, timeout: float = 15.0) -> str:
-    """Spawn the token service (``python -m …tokenserver serve``) detached; return its
-    realm URL."""
-    files = _files(root)
-    files["realm"].unlink(missing_ok=True)
-    argv = [sys.executable, "-m", TOKEN_SERVICE_MODULES[0], "serve"]
-    argv += ["--htpasswd", str(files["htpasswd"]), "--cert", str(files["token.pem"])]
-    argv += ["--realm-file", str(files["realm"])]
-    from hardway.distribution.server.local_registry import claim
-
-    claim(root, owned=owned)
-    with open(files["log"], "ab") as log:
-        child = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=root,
-        )
-    files["pid"].write_text(f"{child.pid}\n")
-    deadline = time.monotonic() + timeout
-    while child.poll() is None and time.monotonic() < deadline:
-        if files["realm"].is_file() and (realm := files["realm"].read_text().strip()):
-            return realm
-        time.sleep(0.05)
-    code = child.poll()
-    if code is None:
-        child.kill()
-    child.wait()
-    files["pid"].unlink(missing_ok=True)
-    raise RegistryServerError(
-        f"the token service did not start (exit status {code}); see {files['log']}",
-        fix=f"less {files['log']}",
-    )
-
-
-def start_mode(
-    port: int | None = None, auth: str = "none", *, timeout: float = 15.0, owned: bool = True
-):
-    """Start the registry on ``port`` in ``auth`` mode (idempotent: the same mode running
-    is left alone; another mode is stopped first, token service included).
-
-    :param auth: ``"none"``, ``"basic"`` (htpasswd) or ``"token"``
-    :param owned: this process owns them (see
-    :func:`hardway.distribution.server.local_registry.start`)
-    :rtype: hardway.distribution.server.local_registry.RegistryStatus
-    """
-    from hardway.distribution.server import local_registry
-    from hardway.distribution.server.config import RegistryConfig, default_port
-    from hardway.distribution.server.tokenserver import DEFAULT_USERS, write_htpasswd
-
-    if auth not in MODES:
-        raise RegistryConfigError(f"auth={auth!r} is not one of {tuple(MODES)}")
-    port = default_port() if port is None else port
-    current = local_registry.status(port)
-    root = current.state
-    alive = token_service_pid(root) is not None
-    if current.running and current.auth == auth and (auth != "token" or alive):
-        return current
-    local_registry.stop(port)  # stops the token service too
-    if auth == "none":
-        return local_registry.start(port, timeout=timeout, owned=owned)
-    root.mkdir(parents=True, exist_ok=True)
-    htpasswd = write_htpasswd(_files(root)["htpasswd"], DEFAULT_USERS)
-    if auth == "basic":
-        config = RegistryConfig(port=port, auth="htpasswd", htpasswd=htpasswd)
-        return local_registry.start(port, timeout=timeout, config=config, owned=owned)
-    realm = _start_token_service(root, owned=owned)
-    # service and issuer: RegistryConfig's defaults are TokenService's
-    config = RegistryConfig(
-        port=port, auth="token", realm=realm, rootcertbundle=_files(root)["token.pem"]
-    )
-    try:
-        return local_registry.start(port, timeout=timeout, config=config, owned=owned)
-    except BaseException:
-        stop_token_service(root)
-        raise
+        paths.token_pid.unlink(missing_ok=True)
+        paths.token_realm.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardway.sys.atomic import write_atomic
 from hardway.sys.proc import argv_of, read_proc, runs_module, session_of, start_tick, stat_of
 from hardway.sys.state import session_from_env
 
@@ -51,9 +52,7 @@ def record_owner(root: Path, owner: int | None) -> None:
     only ``cleanup --registries`` (``make clean``) stops it.
     """
     text = "detached\n" if owner is None else f"{owner} {start_tick(owner)}\n"
-    tmp = root / f".{OWNER_FILE}.{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, root / OWNER_FILE)
+    write_atomic(root / OWNER_FILE, text.encode())
 
 
 def owner_gone(root: Path) -> bool:

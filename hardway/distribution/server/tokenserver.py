@@ -12,8 +12,11 @@ a password.
 This module is that token service, small enough to read: users come from an htpasswd
 file (bcrypt, the same file Distribution's ``htpasswd`` mode reads), a tiny ACL says who
 may do what, and tokens are ES256 JWTs (RS256 with an RSA key) whose header carries the
-certificate (``x5c``), as Distribution 2.8 expects. :func:`start_secured` starts the
-course's registry in ``basic`` or ``token`` mode with it, for notebook 07 and the tests.
+certificate (``x5c``), as Distribution 2.8 expects. ``registry start --auth token``
+(:func:`hardway.distribution.server.local_registry.start_mode`) runs it as a process of
+its own (:func:`main`), with its files next to the registry's
+(:mod:`hardway.distribution.server.modes`); ``tools/room_registry.py`` serves it in a
+thread of its own process.
 
 >>> claims = {"sub": "learner"}
 >>> key, cert = new_signing_key()
@@ -31,10 +34,11 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import bcrypt
@@ -44,19 +48,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-if TYPE_CHECKING:
-    from hardway.distribution.server.config import RegistryConfig
+from hardway.distribution.server.config import ISSUER, SERVICE, RegistryConfig
+from hardway.sys.atomic import write_atomic
 
 __all__ = [
     "DEFAULT_USERS",
     "Rule",
-    "SecuredRegistry",
     "TokenService",
+    "check_htpasswd",
     "decode_jwt",
     "hash_password",
+    "load_signing_key",
     "new_signing_key",
+    "save_signing_key",
     "sign_jwt",
-    "start_secured",
     "write_htpasswd",
 ]
 
@@ -95,6 +100,17 @@ def _read_htpasswd(path: Path) -> dict[str, str]:
     return {user: hashed.strip() for user, hashed in lines}
 
 
+def check_htpasswd(path: Path | str, users: dict[str, str]) -> bool:
+    """Does the htpasswd file ``path`` hold exactly ``users``, with these passwords?"""
+    try:
+        known = _read_htpasswd(Path(path))
+    except OSError:
+        return False
+    return known.keys() == users.keys() and all(
+        _check_password(known[user], password) for user, password in users.items()
+    )
+
+
 # --- keys and JWTs ----------------------------------------------------------------------------
 
 
@@ -105,9 +121,30 @@ def new_signing_key(kind: str = "ec") -> tuple[Any, x509.Certificate]:
         if kind == "ec"
         else rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hardway-token-service")])
+    return key, _certificate(key)
+
+
+def save_signing_key(key: Any, path: Path | str) -> Path:
+    """Write ``key`` to ``path`` as unencrypted PEM (mode 0600), for ``serve --key``."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_atomic(path, pem, mode=0o600)
+    return Path(path)
+
+
+def load_signing_key(path: Path | str) -> Any:
+    """The private key in the PEM file ``path`` (unencrypted), to sign tokens with."""
+    return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+
+
+def _certificate(key: Any) -> x509.Certificate:
+    """A self-signed certificate for ``key``: what the registry's ``rootcertbundle`` holds."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -117,7 +154,6 @@ def new_signing_key(kind: str = "ec") -> tuple[Any, x509.Certificate]:
         .not_valid_after(now + datetime.timedelta(days=3650))
         .sign(key, hashes.SHA256())
     )
-    return key, cert
 
 
 def _b64(data: bytes) -> str:
@@ -158,6 +194,21 @@ class Rule:
     repository: str
     actions: tuple[str, ...]
 
+    def __str__(self) -> str:
+        return f"{self.account}:{self.repository}:{','.join(self.actions)}"
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        """The rule ``ACCOUNT:REPOSITORY:ACTION,…`` (what ``str()`` gives).
+
+        >>> Rule.parse("*:locked/*:pull")
+        Rule(account='*', repository='locked/*', actions=('pull',))
+        >>> str(Rule.parse(":public/*:pull"))
+        ':public/*:pull'
+        """
+        account, repository, actions = text.split(":")
+        return cls(account, repository, tuple(actions.split(",")))
+
 
 #: logged-in users may push and pull everything; anonymous users nothing
 DEFAULT_ACL = (Rule("*", "*", ("pull", "push", "delete")),)
@@ -169,24 +220,28 @@ class TokenService:
     :param htpasswd: users and bcrypt hashes
     :param acl: (optional) :class:`Rule` s; the first matching rule per scope grants
     :param lifetime: (optional) seconds a token lives (``expires_in``)
+    :param key: (optional) the private key that signs tokens; default: a fresh P-256 key
+    :param on_answer: (optional) called with ``(account, scopes, status)`` for every
+        request answered (``""``: anonymous)
     """
 
     def __init__(
         self,
         htpasswd: Path | str,
         *,
-        service: str = "hardway-registry",
-        issuer: str = "hardway-token-service",
+        service: str = SERVICE,
+        issuer: str = ISSUER,
         acl: tuple[Rule, ...] = DEFAULT_ACL,
         lifetime: int = 300,
-        key_kind: str = "ec",
+        key: Any = None,
+        on_answer: Callable[[str, list[str], int], None] | None = None,
     ) -> None:
         self.htpasswd = Path(htpasswd)
         self.service, self.issuer, self.acl, self.lifetime = service, issuer, acl, lifetime
-        self.key, self.cert = new_signing_key(key_kind)
+        self.key = ec.generate_private_key(ec.SECP256R1()) if key is None else key
+        self.cert = _certificate(self.key)
+        self.on_answer = on_answer
         self._server: ThreadingHTTPServer | None = None
-        #: every request answered, as ``(account, scopes, status)``
-        self.log: list[tuple[str, list[str], int]] = []
 
     def write_cert(self, path: Path | str) -> Path:
         """The registry's ``rootcertbundle``: the certificate whose key signs our tokens."""
@@ -197,8 +252,6 @@ class TokenService:
     def registry_config(self, port: int, cert: Path | str) -> RegistryConfig:
         """The config of a registry on ``port`` that trusts this (started) service: its
         realm, service and issuer, and our certificate, written to ``cert``."""
-        from hardway.distribution.server.config import RegistryConfig
-
         return RegistryConfig(
             port=port,
             auth="token",
@@ -277,7 +330,8 @@ class TokenService:
                     )
                 else:
                     status, body = 200, service.issue(account, scopes)
-                service.log.append((account or "", scopes, status))
+                if service.on_answer is not None:
+                    service.on_answer(account or "", scopes, status)
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -307,73 +361,19 @@ class TokenService:
             self._server = None
 
 
-# --- the course's registry with auth -----------------------------------------------------------
-
-
-@dataclass
-class SecuredRegistry:
-    """A running registry in ``basic`` or ``token`` mode (and its token service)."""
-
-    url: str
-    host: str
-    port: int
-    auth: str
-    #: user → password: a secret, so never in the repr
-    users: dict[str, str] = field(repr=False)
-    token_service: TokenService | None
-
-    def stop(self) -> None:
-        from hardway.distribution.server import local_registry
-
-        local_registry.stop(self.port)
-        if self.token_service is not None:
-            self.token_service.stop()
-
-
-def start_secured(
-    port: int, auth: str, *, users: dict[str, str] | None = None, directory: Path | str
-) -> SecuredRegistry:
-    """Start the course's registry on ``port`` with ``auth`` = ``"basic"`` or ``"token"``.
-
-    ``directory`` keeps the htpasswd file and the token certificate.
-    """
-    from hardway.distribution.server import local_registry
-    from hardway.distribution.server.config import RegistryConfig
-
-    users = dict(DEFAULT_USERS if users is None else users)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    htpasswd = write_htpasswd(directory / "htpasswd", users)
-    service = None
-    if auth == "basic":
-        config = RegistryConfig(port=port, auth="htpasswd", htpasswd=htpasswd)
-    elif auth == "token":
-        service = TokenService(htpasswd)
-        service.start()
-        config = service.registry_config(port, directory / "token.pem")
-    else:
-        raise ValueError(f"auth must be 'basic' or 'token', not {auth!r}")
-    try:
-        status = local_registry.start(port, config=config)
-    except BaseException:
-        if service is not None:
-            service.stop()
-        raise
-    return SecuredRegistry(status.url, f"127.0.0.1:{port}", port, auth, users, service)
-
-
 # --- as a process of its own (``registry start --auth token``) ---------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hardway.distribution.server.tokenserver serve --htpasswd F --cert F --realm-file
-    F``.
+    """``python -m hardway.distribution.server.tokenserver serve --htpasswd F --cert F
+    --realm-file F [--key F] [--rule ACCOUNT:REPOSITORY:ACTIONS …]``.
 
     Writes the certificate, starts listening on a free port of 127.0.0.1, then writes the
-    realm URL to ``--realm-file`` (the starter waits for it) and serves until SIGTERM.
+    realm URL to ``--realm-file`` (the starter waits for it) and serves until SIGTERM,
+    printing one line per request answered: its status, account and scopes (a token or
+    a password, never).
     """
     import argparse
-    import os
 
     parser = argparse.ArgumentParser(prog="python -m hardway.distribution.server.tokenserver")
     parser.add_argument("action", choices=["serve"])
@@ -381,16 +381,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert", type=Path, required=True)
     parser.add_argument("--realm-file", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--key", type=load_signing_key, help="PEM private key to sign with")
+    parser.add_argument("--rule", type=Rule.parse, action="append", help="default: '*:*:…'")
     args = parser.parse_args(argv)
-    service = TokenService(args.htpasswd)
+    acl = tuple(args.rule) if args.rule else DEFAULT_ACL
+    service = TokenService(args.htpasswd, acl=acl, key=args.key, on_answer=_print_answer)
     service.write_cert(args.cert)
     realm = service.start(port=args.port)
-    tmp = args.realm_file.with_name(f".{args.realm_file.name}.{os.getpid()}")
-    tmp.write_text(realm + "\n")
-    os.replace(tmp, args.realm_file)
+    write_atomic(args.realm_file, f"{realm}\n".encode())
     print(f"token service: listening on {realm}", flush=True)
     threading.Event().wait()
     return 0
+
+
+def _print_answer(account: str, scopes: list[str], status: int) -> None:
+    print(f"token service: {status} {account or '(anonymous)'} {' '.join(scopes)}", flush=True)
 
 
 if __name__ == "__main__":
