@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import shutil
 import tempfile
 import threading
@@ -24,14 +23,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from hardway.build.cache import Cache
+from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.image.digest import sha256_digest
 
 __all__ = ["key_from_metadata", "lru_order", "parallel_uploads", "sharded_path", "writes_atomic"]
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 def _tmp() -> Path:
@@ -59,7 +55,7 @@ def _tree(root: Path, rng: random.Random) -> list[Path]:
 )
 def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
     """layer_key(directory, settings) sees every metadata change and reads no content."""
-    rng = _rng()
+    rng = fresh_rng()
     work = _tmp()
     try:
         files = _tree(work / "src", rng)
@@ -121,7 +117,7 @@ def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
 )
 def sharded_path(shard_path: Callable[[Path, str], Path]) -> None:
     """shard_path(root, digest) is where the cache keeps a blob."""
-    rng = _rng()
+    rng = fresh_rng()
     root = Path(f"/cache-{rng.randint(0, 9999)}")
     for _ in range(4):
         digest = str(sha256_digest(rng.randbytes(16)))
@@ -140,7 +136,7 @@ def sharded_path(shard_path: Callable[[Path, str], Path]) -> None:
 )
 def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
     """write_blob(root, chunks) stores the blob whole, or not at all."""
-    rng = _rng()
+    rng = fresh_rng()
     work = _tmp()
     try:
         cache = Cache(work)
@@ -194,7 +190,7 @@ def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
 )
 def lru_order(prune_order: Callable[[dict[str, tuple[int, int]], int], list[str]]) -> None:
     """prune_order({digest: (last_used, size)}, max_bytes) matches Cache.prune."""
-    rng = _rng()
+    rng = fresh_rng()
     work = _tmp()
     try:
         cache = Cache(work)
@@ -229,7 +225,7 @@ def parallel_uploads(
 ) -> None:
     """upload_missing(digests, has, upload, jobs) uploads each missing blob once, in
     parallel, never more than ``jobs`` at a time, and raises an upload's failure."""
-    rng = _rng()
+    rng = fresh_rng()
     digests = [str(sha256_digest(rng.randbytes(8))) for _ in range(rng.randint(8, 12))]
     present = set(rng.sample(digests, 3))
     jobs = rng.randint(2, 4)
