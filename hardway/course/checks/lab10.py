@@ -3,7 +3,7 @@
 
 The checks of lab 10, Dockerfile the hard way. Every exercise is a pure function,
 compared with hardway's own builder (:mod:`hardway.build.dockerfile`,
-:mod:`hardway.build.dockerbuild`) on fresh random inputs every run:
+:mod:`hardway.build.runconfig`) on fresh random inputs every run:
 
 * 10.1 ``logical_lines(text) -> [(line, text)]``: comments and blank lines dropped,
   continuation lines joined;
@@ -25,8 +25,8 @@ from typing import Any
 
 from hardway.build import dockerfile as reference
 from hardway.build.cache import key_of
-from hardway.build.dockerbuild import configured
 from hardway.build.dockerfile import Instruction, command, expand, name_values
+from hardway.build.runconfig import configured
 from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.image.documents import ContainerConfig
