@@ -114,8 +114,8 @@ def test_10_5_accepts_a_hand_written_config_and_rejects_a_kept_cmd() -> None:
     assert _status("10.5", apply_instruction=keeps_cmd) == "failed"
 
 
-def test_every_check_draws_fresh_inputs() -> None:
-    """The labs' checks share one source of randomness, seeded anew on every call."""
+def test_the_helpers_the_checks_share() -> None:
+    """One source of randomness, seeded anew on every call; one scratch directory."""
     import doctest
 
     from hardway.course import checks

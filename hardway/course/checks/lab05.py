@@ -23,11 +23,10 @@ import hashlib
 import io
 import random
 import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from hardway.course.checks import fresh_rng
+from hardway.course.checks import fresh_rng, scratch
 from hardway.course.grading import exercise, expect
 from hardway.image.compression import GZIP, choose_codec
 from hardway.image.layers import tree_entries
@@ -150,7 +149,7 @@ def _random_paths(rng: random.Random) -> list[str]:
 
 def _order_on_disk(paths: list[str]) -> list[str]:
     """Build the files in a temporary directory, and let the reference walk them."""
-    with tempfile.TemporaryDirectory(prefix="hardway-05-") as tmp:
+    with scratch("05") as tmp:
         for path in paths:
             (Path(tmp) / path).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / path).touch()

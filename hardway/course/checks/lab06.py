@@ -24,12 +24,11 @@ import io
 import json
 import random
 import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hardway.course.checks import fresh_rng
+from hardway.course.checks import fresh_rng, scratch
 from hardway.course.grading import exercise, expect
 from hardway.errors import HardwayError
 from hardway.image import layout
@@ -273,7 +272,7 @@ def _ref(entry: object) -> object:
 def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
     """tag_manifest(index, manifest_bytes, tag) gives an index.json that skopeo reads."""
     rng = fresh_rng()
-    with tempfile.TemporaryDirectory(prefix="hardway-lab06-") as tmp:
+    with scratch("06") as tmp:
         path = Path(tmp) / "layout"
         old, new = (random_image(100, 1, seed=rng.getrandbits(32)) for _ in range(2))
         layout.write_image(old, path, tag="stable")

@@ -17,21 +17,16 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from hardway.build.cache import Cache
-from hardway.course.checks import fresh_rng
+from hardway.course.checks import fresh_rng, scratch
 from hardway.course.grading import exercise, expect
 from hardway.image.digest import sha256_digest
 
 __all__ = ["key_from_metadata", "lru_order", "parallel_uploads", "sharded_path", "writes_atomic"]
-
-
-def _tmp() -> Path:
-    return Path(tempfile.mkdtemp(prefix="hardway-lab09-"))
 
 
 def _tree(root: Path, rng: random.Random) -> list[Path]:
@@ -56,8 +51,7 @@ def _tree(root: Path, rng: random.Random) -> list[Path]:
 def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
     """layer_key(directory, settings) sees every metadata change and reads no content."""
     rng = fresh_rng()
-    work = _tmp()
-    try:
+    with scratch("09") as work:
         files = _tree(work / "src", rng)
         settings = {"compression": "gzip", "source_date_epoch": rng.randint(1, 2**31)}
         key = layer_key(work / "src", dict(settings))
@@ -105,8 +99,6 @@ def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
             layer_key(work / "src", other) != before,
             "other settings (compression) should give another key: they change the bytes",
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @exercise(
@@ -137,8 +129,7 @@ def sharded_path(shard_path: Callable[[Path, str], Path]) -> None:
 def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
     """write_blob(root, chunks) stores the blob whole, or not at all."""
     rng = fresh_rng()
-    work = _tmp()
-    try:
+    with scratch("09") as work:
         cache = Cache(work)
         chunks = [rng.randbytes(rng.randint(1, 5000)) for _ in range(rng.randint(3, 6))]
         digest = str(sha256_digest(b"".join(chunks)))
@@ -178,8 +169,6 @@ def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
             not list((work / "tmp").glob("*")),
             "an interrupted write left its temporary file behind: remove it in a finally",
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @exercise(
@@ -191,8 +180,7 @@ def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
 def lru_order(prune_order: Callable[[dict[str, tuple[int, int]], int], list[str]]) -> None:
     """prune_order({digest: (last_used, size)}, max_bytes) matches Cache.prune."""
     rng = fresh_rng()
-    work = _tmp()
-    try:
+    with scratch("09") as work:
         cache = Cache(work)
         blobs: dict[str, tuple[int, int]] = {}
         for _ in range(rng.randint(4, 8)):
@@ -209,8 +197,6 @@ def lru_order(prune_order: Callable[[dict[str, tuple[int, int]], int], list[str]
             f"with the limit {limit}, remove {[w[7:15] for w in want]}, in that order, "
             f"not {[str(g)[7:15] for g in got]}",
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @exercise(
