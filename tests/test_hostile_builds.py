@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -164,3 +165,18 @@ def test_copy_from_a_stage_follows_its_links_inside_that_stage(tmp_path, outside
     (ctx / "Dockerfile").write_text(dockerfile)
     root = built_root(ctx, tmp_path, method)
     assert (root / "got" / "conf").read_text() == "from the context\n"
+
+
+def test_copy_refuses_special_files_instead_of_waiting_on_them(tmp_path, method) -> None:
+    """A FIFO or a socket in the context (alone, or in a copied tree) fails the step at
+    once: a FIFO would wait for a writer forever."""
+    ctx = tmp_path / "ctx"
+    (ctx / "tree").mkdir(parents=True)
+    os.mkfifo(ctx / "pipe")
+    os.mkfifo(ctx / "tree" / "pipe")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(ctx / "sock"))
+        for source in ("pipe", "tree/", "sock"):
+            (ctx / "Dockerfile").write_text(f"FROM scratch\nCOPY {source} /got/\n")
+            with pytest.raises(BuildError, match="COPY copies files, directories and symlinks"):
+                built_root(ctx, tmp_path, method)

@@ -33,7 +33,7 @@ from hardway.sys.securejoin import close_dir, open_dir, resolve_at
 __all__ = ["copy_in", "glob", "lookup", "make_workdir"]
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-#: a FIFO opens at once (and is then refused) instead of waiting for a writer
+#: should a FIFO take a file's place after the check, it opens at once, not when written to
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -49,9 +49,9 @@ def _root(root: str | os.PathLike[str]) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def _dir(root_fd: int, path: str, **create: object) -> Iterator[int]:
-    """Directory *path* inside the root, open (``create=True, owner=…``: made if missing)."""
-    fd, _ = open_dir(root_fd, path, **create)  # type: ignore[arg-type]
+def _dir(root_fd: int, path: str, *, create: bool = False, mode: int = 0o755) -> Iterator[int]:
+    """Directory *path* inside the root, open (with *create*, made if missing)."""
+    fd, _ = open_dir(root_fd, path, create=create, mode=mode)
     try:
         yield fd
     finally:
@@ -177,7 +177,7 @@ def copy_in(root: str, item: Mapping, owner: tuple[int, int], chmod: str | None)
             head, _, name = dest.rpartition("/")
             parent, _ = open_dir(root_fd, head, create=True, owner=owner)
         try:
-            _copy_file(os.open(item["source"], _OPEN_FILE), parent, name, owner, mode)
+            _copy_file(_open_regular(item["source"]), parent, name, owner, mode)
         finally:
             close_dir(parent)
 
@@ -202,10 +202,8 @@ def _copy_tree(
             _make_room(dest, name)
             os.symlink(os.readlink(name, dir_fd=source), name, dir_fd=dest)
             os.chown(name, *owner, dir_fd=dest, follow_symlinks=False)
-        elif stat.S_ISREG(st.st_mode):
-            _copy_file(os.open(name, _OPEN_FILE, dir_fd=source), dest, name, owner, mode)
         else:
-            raise _not_copyable(name)
+            _copy_file(_open_regular(name, source), dest, name, owner, mode)
 
 
 def _subdirectory(
@@ -232,8 +230,12 @@ def _subdirectory(
     return open_dir(root_fd, f"{rel}/{name}", create=True, owner=owner)
 
 
-def _not_copyable(name: str) -> ValueError:
-    return ValueError(f"{name}: COPY copies files, directories and symlinks, not this")
+def _open_regular(name: str, dir_fd: int | None = None) -> int:
+    """Open the regular file *name* for reading; anything else (a FIFO, a socket, a
+    device) is refused, not waited on or read forever."""
+    if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        raise ValueError(f"{name}: COPY copies files, directories and symlinks, not this")
+    return os.open(name, _OPEN_FILE, dir_fd=dir_fd)
 
 
 def _make_room(dest: int, name: str) -> None:
@@ -251,8 +253,6 @@ def _copy_file(source: int, dest: int, name: str, owner: tuple[int, int], mode: 
     file or link there."""
     with open(source, "rb") as src:
         st = os.fstat(src.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise _not_copyable(name)
         _make_room(dest, name)
         with open(os.open(name, _CREATE_FILE, 0o600, dir_fd=dest), "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
