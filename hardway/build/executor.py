@@ -102,7 +102,7 @@ class Executor:
         self.total = 0
         self.number = 0
 
-    def _fail(self, inst: Instruction | Stage, message: str, fix: str | None = None):
+    def _fail(self, inst: Instruction | Stage, message: str, fix: str | None = None) -> BuildError:
         return BuildError(
             f"{self.df.path}, line {inst.line}: {message}",
             fix=fix,
@@ -193,7 +193,13 @@ class Executor:
         self.out(f"Step {self.number}/{self.total} : {text}")
 
     def _report(
-        self, text: str, keyword: str, *, cached: bool, state: ImageState, layer=None
+        self,
+        text: str,
+        keyword: str,
+        *,
+        cached: bool,
+        state: ImageState,
+        layer: LayerInfo | None = None,
     ) -> None:
         if cached:
             self.out(" ---> Using cache")
@@ -321,7 +327,16 @@ class Executor:
             )
         return items, copy_content(items)
 
-    def _filesystem_step(self, stage, inst, text, items, env) -> LayerInfo | None:
+    def _filesystem_step(
+        self,
+        stage: StageState,
+        inst: Instruction,
+        text: str,
+        items: Sequence[CopyItem],
+        env: Mapping[str, str],
+    ) -> LayerInfo | None:
+        """Do ``RUN``, ``COPY`` or ``WORKDIR``'s directory; the step's layer, or ``None``
+        when ``WORKDIR``'s directory was there already."""
         config = stage.state.config.config
         if inst.keyword == "RUN":
             extra = {k: v for k, v in known(stage.args).items() if k not in config.env_dict()}
@@ -381,7 +396,15 @@ class Executor:
             raise self._fail(inst, f"--chmod={mode}: not an octal mode", "write e.g. --chmod=644")
         return mode
 
-    def _configured(self, stage, inst, text, env, history, layer) -> ImageState:
+    def _configured(
+        self,
+        stage: StageState,
+        inst: Instruction,
+        text: str,
+        env: Mapping[str, str],
+        history: str,
+        layer: LayerInfo | None,
+    ) -> ImageState:
         """The state after *inst*: its config changes, its history entry, its layer."""
         state = stage.state
         pairs = name_values(inst, env, self.df.path) if inst.keyword in ("ENV", "LABEL") else ()
