@@ -45,7 +45,7 @@ def main() -> None:
             "written": r.bytes_written,
             "digest": str(r.digest),
         }
-        for r in result.layers
+        for r in result.reports
     ]
     args.report.write_text(json.dumps(rows, indent=1) + "\n")
 

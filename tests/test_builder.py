@@ -94,9 +94,9 @@ def test_unchanged_rebuild_is_a_full_hit_and_pushes_no_blob_bytes(registry, tmp_
     root = project(tmp_path / "p")
     cache = Cache(tmp_path / "cache")
     first = build(sources(root), cache=cache, settings=SETTINGS, cmd=["python", "app.py"])
-    assert [r.cached for r in first.layers] == [False, False, False]
-    assert first.layers[0].bytes_read == 600_000
-    assert first.bytes_written == sum(r.size for r in first.layers)
+    assert [r.cached for r in first.reports] == [False, False, False]
+    assert first.reports[0].bytes_read == 600_000
+    assert first.bytes_written == sum(r.size for r in first.reports)
     repo = f"build/{uuid.uuid4().hex[:8]}"
     reg, wire = counted(registry)
     with reg:
@@ -107,7 +107,7 @@ def test_unchanged_rebuild_is_a_full_hit_and_pushes_no_blob_bytes(registry, tmp_
         assert counts["POST upload"] == 4 and counts["PUT upload"] == 4
 
         again = build(sources(root), cache=cache, settings=SETTINGS, cmd=["python", "app.py"])
-        assert [r.cached for r in again.layers] == [True, True, True]
+        assert [r.cached for r in again.reports] == [True, True, True]
         assert again.bytes_read == 0 and again.bytes_written == 0
         assert again.digest == first.digest
         wire.seen.clear()
@@ -127,12 +127,12 @@ def test_one_changed_file_rebuilds_and_reuploads_one_layer(registry, tmp_path: P
         reg.write_image(first.image, repo, "v1", jobs=4)
         (root / "src" / "app.py").write_text("print('hello v2, longer')\n")
         second = build(sources(root), cache=cache, settings=SETTINGS)
-        assert [r.cached for r in second.layers] == [True, True, False]
-        app = second.layers[2]
+        assert [r.cached for r in second.reports] == [True, True, False]
+        app = second.reports[2]
         assert app.bytes_read == len("print('hello v2, longer')\n") + len(
             "def add(a, b):\n    return a + b\n"
         )
-        assert second.bytes_written == app.size and app.digest != first.layers[2].digest
+        assert second.bytes_written == app.size and app.digest != first.reports[2].digest
         wire.seen.clear()
         reg.write_image(second.image, repo, "v2", jobs=4)
         counts, sent = wire.summary()
@@ -158,7 +158,7 @@ def test_builds_are_reproducible_across_caches_and_mtimes(tmp_path: Path) -> Non
     three = build(sources(a), cache=Cache(tmp_path / "c1"), settings=unclamped)
     four = build(sources(b), cache=Cache(tmp_path / "c1"), settings=unclamped)
     assert three.digest != four.digest  # real mtimes differ, so do the layers
-    assert [r.cached for r in four.layers] == [False, False, False]
+    assert [r.cached for r in four.reports] == [False, False, False]
     validate_image(one.image)
 
 
@@ -236,7 +236,7 @@ def test_interrupting_a_layer_write_leaves_the_cache_consistent(tmp_path: Path) 
         cache.write_layer(interrupted())
     assert cache.usage().blobs == 0 and list(cache.tmp_dir.iterdir()) == []
     result = build(sources(root), cache=cache, settings=SETTINGS)
-    assert not any(r.cached for r in result.layers)
+    assert not any(r.cached for r in result.reports)
 
 
 @pytest.mark.parametrize("jobs", [1, 4])
@@ -277,7 +277,7 @@ def test_a_failed_blob_upload_never_puts_the_manifest(registry, tmp_path: Path) 
     root = project(tmp_path / "p")
     cache = Cache(tmp_path / "cache")
     result = build(sources(root), cache=cache, settings=SETTINGS)
-    cache.blob_path(result.layers[1].digest).unlink()  # pruned before the push
+    cache.blob_path(result.reports[1].digest).unlink()  # pruned before the push
     repo = f"build/{uuid.uuid4().hex[:8]}"
     with Registry(f"127.0.0.1:{registry.port}") as reg:
         with pytest.raises(ImageNotFoundError):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hardway.build import dockerbuild
+from hardway.build import capture, copyplan, runconfig
 from hardway.build.cache import Cache
 from hardway.build.dockerbuild import build
 from hardway.course import leftovers
@@ -46,13 +46,13 @@ def seeded(registry, tmp_path_factory) -> str:
 def executions(monkeypatch) -> list[str]:
     """Every filesystem step that really ran (RUN, COPY, WORKDIR), by kind."""
     ran: list[str] = []
-    real = dockerbuild._isolated
+    real = capture.changes
 
     def counting(lower, work, action, *args, **kwargs):
         ran.append(action["kind"])
         return real(lower, work, action, *args, **kwargs)
 
-    monkeypatch.setattr(dockerbuild, "_isolated", counting)
+    monkeypatch.setattr(capture, "changes", counting)
     return ran
 
 
@@ -91,7 +91,7 @@ def test_rebuild_is_a_full_cache_hit_that_runs_nothing(seeded, tmp_path, executi
     again = build(ctx, cache=cache, out=lines.append)
     assert executions == ["mkdir", "run", "copy"]  # nothing ran the second time
     assert again.digest == first.digest
-    assert again.cache_hits == len(again.steps) - 1 == 6
+    assert again.cache_hits == len(again.reports) - 1 == 6
     assert lines.count(" ---> Using cache") == 6
     assert lines[0] == "Step 1/7 : FROM hardway/busybox"
 
@@ -114,10 +114,10 @@ def test_a_changed_file_misses_from_its_copy_on(seeded, tmp_path, executions) ->
     (ctx / "app" / "main.txt").write_text("v2\n")
     second = build(ctx, cache=cache, out=quiet)
     assert executions == ["mkdir", "run", "copy", "copy"]
-    assert [s.cached for s in second.steps] == [False, True, True, True, True, False, False]
+    assert [s.cached for s in second.reports] == [False, True, True, True, True, False, False]
     assert second.digest != first.digest
     (ctx / "app" / "main.txt").chmod(0o600)  # a mode is content too
-    assert not build(ctx, cache=cache, out=quiet).steps[5].cached
+    assert not build(ctx, cache=cache, out=quiet).reports[5].cached
 
 
 def test_a_changed_base_image_misses_every_step(seeded, tmp_path, executions) -> None:
@@ -373,10 +373,10 @@ def test_tree_hash_sees_what_copy_copies_and_not_times(tmp_path) -> None:
     (top / "sub").mkdir(parents=True)
     (top / "sub" / "f").write_text("x")
     (top / "link").symlink_to("sub/f")
-    seen = {dockerbuild.tree_hash(top)}
+    seen = {copyplan.tree_hash(top)}
 
     def changed() -> bool:
-        new = dockerbuild.tree_hash(top)
+        new = copyplan.tree_hash(top)
         fresh = new not in seen
         seen.add(new)
         return fresh
@@ -406,9 +406,9 @@ def test_an_empty_exec_form_clears_cmd_and_entrypoint() -> None:
     from hardway.image.config import ContainerConfig
 
     base = ContainerConfig(cmd=("sh",), entrypoint=("top",))
-    assert dockerbuild.configured(base, "CMD", "[]")[0].cmd is None
-    assert dockerbuild.configured(base, "ENTRYPOINT", "[]")[0].entrypoint is None
-    assert dockerbuild.configured(base, "CMD", "[ ]")[0].cmd is None
+    assert runconfig.configured(base, "CMD", "[]")[0].cmd is None
+    assert runconfig.configured(base, "ENTRYPOINT", "[]")[0].entrypoint is None
+    assert runconfig.configured(base, "CMD", "[ ]")[0].cmd is None
 
 
 def test_cli_holds_the_cache_lock_until_the_image_is_written(tmp_path, monkeypatch) -> None:
@@ -613,10 +613,16 @@ def test_sigint_to_the_cli_leaves_nothing(seeded, tmp_path) -> None:
     _cache_is_consistent(Cache(tmp_path / "cache"))
 
 
-def test_doctests() -> None:
+@pytest.mark.parametrize(
+    "module",
+    ["capture", "copyplan", "dockerbuild", "executor", "inroot", "result", "runconfig", "stage",
+     "stepkey"],
+)  # fmt: skip
+def test_doctests(module: str) -> None:
     import doctest
+    import importlib
 
-    assert doctest.testmod(dockerbuild).failed == 0
+    assert doctest.testmod(importlib.import_module(f"hardway.build.{module}")).failed == 0
 
 
 def test_python_seed_is_cached_and_reproducible(registry, tmp_path, monkeypatch) -> None:

@@ -112,3 +112,13 @@ def test_10_5_accepts_a_hand_written_config_and_rejects_a_kept_cmd() -> None:
         return new
 
     assert _status("10.5", apply_instruction=keeps_cmd) == "failed"
+
+
+def test_the_helpers_the_checks_share() -> None:
+    """One source of randomness, seeded anew on every call; one scratch directory."""
+    import doctest
+
+    from hardway.course import checks
+
+    assert doctest.testmod(checks).failed == 0
+    assert checks.fresh_rng().getstate() != checks.fresh_rng().getstate()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import hardway.sys.securejoin
-from hardway.sys.securejoin import open_dir, resolve
+from hardway.sys.securejoin import open_dir, resolve, resolve_at
 
 _libc = ctypes.CDLL(None, use_errno=True)
 SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64 (generic syscall table)
@@ -124,7 +124,11 @@ def test_open_dir_matches_openat2_resolve_in_root(tmp_path: Path, seed: int) -> 
 @needs_openat2
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("follow_last", [True, False])
-def test_pure_resolve_matches_the_kernel(tmp_path: Path, seed: int, follow_last: bool) -> None:
+@pytest.mark.parametrize("reader", ["names", "descriptors"])
+def test_pure_resolve_matches_the_kernel(
+    tmp_path: Path, seed: int, follow_last: bool, reader: str
+) -> None:
+    """:func:`resolve` with links read by name, and :func:`resolve_at` (by descriptors)."""
     lookups = _random_tree(tmp_path, random.Random(100 + seed))
 
     def readlink(rel: str) -> str | None:
@@ -133,6 +137,12 @@ def test_pure_resolve_matches_the_kernel(tmp_path: Path, seed: int, follow_last:
 
     flags = os.O_PATH | (0 if follow_last else os.O_NOFOLLOW)
     root_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+
+    def ours(path: str) -> str:
+        if reader == "descriptors":
+            return resolve_at(root_fd, path, follow_last=follow_last)
+        return resolve(path, readlink, follow_last=follow_last)
+
     compared = 0
     try:
         for path in lookups:
@@ -141,13 +151,13 @@ def test_pure_resolve_matches_the_kernel(tmp_path: Path, seed: int, follow_last:
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     with pytest.raises(OSError, match="symbolic links"):
-                        resolve(path, readlink, follow_last=follow_last)
+                        ours(path)
                 continue  # ENOENT/ENOTDIR: the pure version does not look at files
             try:
                 want = _relative(kfd, tmp_path)
             finally:
                 os.close(kfd)
-            assert resolve(path, readlink, follow_last=follow_last) == want, path
+            assert ours(path) == want, path
             compared += 1
     finally:
         os.close(root_fd)
@@ -167,6 +177,11 @@ def test_open_dir_creates_missing_directories_but_not_through_files(tmp_path: Pa
             open_dir(root_fd, "f/x", create=True)
         with pytest.raises(FileNotFoundError):
             open_dir(root_fd, "nothing/here")
+        if os.geteuid() == 0:  # giving a directory away needs root
+            os.close(open_dir(root_fd, "abs/owned/too", create=True, owner=(1000, 50))[0])
+            made = [(tmp_path / "deep" / p).lstat() for p in ("owned", "owned/too")]
+            assert [(st.st_uid, st.st_gid) for st in made] == [(1000, 50)] * 2
+            assert (tmp_path / "deep").lstat().st_uid == 0, "an existing one is left alone"
     finally:
         os.close(root_fd)
 

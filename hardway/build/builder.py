@@ -34,8 +34,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from hardway.build.cache import Cache, key_of
+from hardway.build.result import BuildResult
 from hardway.errors import LayerError
-from hardway.image.blobs import StoredImage
 from hardway.image.compression import GZIP, choose_codec
 from hardway.image.config import History
 from hardway.image.digest import Digest
@@ -45,7 +45,7 @@ from hardway.image.mutate import append_layers, configure, convert, empty_image,
 from hardway.image.protocols import Image
 
 __all__ = [
-    "BuildResult",
+    "LayerBuildResult",
     "LayerReport",
     "LayerSource",
     "Settings",
@@ -107,30 +107,29 @@ class LayerReport:
     bytes_read: int  # file content read from disk (0 on a cache hit)
     bytes_written: int  # compressed bytes written to the cache (0 on a cache hit)
 
+    @property
+    def ran(self) -> bool:
+        """The layer was built (not taken from the cache)."""
+        return not self.cached
+
 
 @dataclass(frozen=True)
-class BuildResult:
-    """The image and, per layer source, what the build did."""
-
-    image: StoredImage
-    layers: tuple[LayerReport, ...]
-
-    @property
-    def digest(self) -> Digest:
-        return self.image.digest()
+class LayerBuildResult(BuildResult[LayerReport]):
+    """A :class:`~hardway.build.result.BuildResult` with a report per layer source, which
+    also says what the build read and wrote."""
 
     @property
     def bytes_read(self) -> int:
-        return sum(layer.bytes_read for layer in self.layers)
+        return sum(layer.bytes_read for layer in self.reports)
 
     @property
     def bytes_written(self) -> int:
-        return sum(layer.bytes_written for layer in self.layers)
+        return sum(layer.bytes_written for layer in self.reports)
 
     def table(self) -> str:
         """One line per layer: ``name  cached|built  read  written  digest``."""
         lines = []
-        for r in self.layers:
+        for r in self.reports:
             how = "cached" if r.cached else "built"
             lines.append(
                 f"{r.name:<14} {how:<6} read {r.bytes_read:>9} B  written "
@@ -256,7 +255,7 @@ def build(
     settings: Settings = Settings(),
     fmt: str = "oci",
     **config: Any,
-) -> BuildResult:
+) -> LayerBuildResult:
     """Build ``base`` (default: nothing, ``FROM scratch``) plus one layer per source.
 
     ``config`` is :func:`hardway.image.mutate.configure`'s (``entrypoint``, ``cmd``, ``env``,
@@ -279,4 +278,4 @@ def build(
             )
     image: Image = empty_image(fmt=fmt) if base is None else convert(base, fmt)
     image = append_layers(image, layers, history=history)
-    return BuildResult(configure(image, created=created, **config), tuple(reports))
+    return LayerBuildResult(configure(image, created=created, **config), tuple(reports))

@@ -47,6 +47,7 @@ __all__ = [
     "empty_image",
     "file_layer",
     "from_dir",
+    "from_layers",
     "timestamp",
     "with_config",
 ]
@@ -106,6 +107,20 @@ def _rebuild(
 
 def _retype(media_type: str, fmt: str) -> str:
     return layer_media_type(fmt, layer_compression(media_type) or "gzip")
+
+
+def from_layers(raw_config: bytes, layers: Sequence[Layer], *, fmt: str = "oci") -> StoredImage:
+    """The image made of the config bytes *raw_config* (kept as they are, so the image ID
+    is theirs) and *layers*, with ``fmt``'s (``"oci"`` or ``"docker"``) media types."""
+    descriptors = tuple(Descriptor(_retype(x.media_type, fmt), x.digest, x.size) for x in layers)
+    config = Descriptor.of(raw_config, CONFIG_TYPES[fmt])
+    manifest = Manifest(config, descriptors, MANIFEST_TYPES[fmt])
+    blobs = {layer.digest: layer for layer in layers}
+
+    def opener(digest: Digest) -> BinaryIO:
+        return blobs[digest].compressed()
+
+    return StoredImage(manifest.to_json(), raw_config, opener)
 
 
 def empty_image(platform: Platform | None = None, *, fmt: str = "oci") -> StoredImage:

@@ -16,20 +16,16 @@ from __future__ import annotations
 import gzip
 import io
 import random
-import secrets
 import tarfile
 import zlib
 from collections.abc import Callable
 
+from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.image.digest import digest_problem, sha256_digest
 from hardway.image.digest import parse_digest as reference_parse
 
 __all__ = ["digest_string", "layer_digests", "parse_digests"]
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 def _show(data: bytes) -> str:
@@ -49,7 +45,7 @@ def _short(value: object) -> str:
 )
 def digest_string(digest_of: Callable[[bytes], str]) -> None:
     """digest_of(data) returns 'sha256:' and the 64 hex characters of the hash."""
-    rng = _rng()
+    rng = fresh_rng()
     for data in (b"", rng.randbytes(rng.randint(1, 64)), rng.randbytes(rng.randint(1, 1 << 17))):
         want = str(sha256_digest(data))
         got = digest_of(data)
@@ -91,7 +87,7 @@ def layer_digests(
     diff_id_and_digest: Callable[[bytes], tuple[str, str]],
 ) -> None:
     """gzip_layer compresses reproducibly; diff_id_and_digest names both forms."""
-    tar = _random_tar(_rng())
+    tar = _random_tar(fresh_rng())
     gz = gzip_layer(tar)
     expect(isinstance(gz, bytes), f"gzip_layer(tar) returned a {type(gz).__name__}, not bytes")
     expect(gz[:2] == b"\x1f\x8b", "gzip_layer(tar) is not gzip data (gzip starts with 1f 8b)")
@@ -171,7 +167,7 @@ def _reason(text: str) -> str:
 )
 def parse_digests(parse_digest: Callable[[str], tuple[str, str]]) -> None:
     """parse_digest(s) returns (algorithm, encoded) and raises ValueError on bad input."""
-    good, bad = _good_and_bad(_rng())
+    good, bad = _good_and_bad(fresh_rng())
     for text in good:
         want = reference_parse(text)
         try:

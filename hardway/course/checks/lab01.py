@@ -23,16 +23,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.errors import ContainerError, HardwayError, PrivilegeError
 from hardway.isolation import rootfs
 from hardway.isolation.namespaces import Isolation, call, run
 
 __all__ = ["add_binary_runs", "applet_links_relative", "ldd_parsed", "pivot_stops_escape"]
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 def _short(value: object, limit: int = 160) -> str:
@@ -67,7 +64,7 @@ def _fake_ldd(rng: random.Random) -> str:
 )
 def ldd_parsed(parse_ldd: Callable[[str], list[str]]) -> None:
     """parse_ldd(text) lists the library files of ldd's output, loader included."""
-    rng = _rng()
+    rng = fresh_rng()
     samples = [_fake_ldd(rng) for _ in range(3)]
     samples += ["\tnot a dynamic executable\n", _real_ldd("/usr/bin/ls")]
     for text in samples:
@@ -100,7 +97,7 @@ def _real_ldd(program: str) -> str:
 )
 def applet_links_relative(applet_links: Callable[[str], dict[str, str]]) -> None:
     """applet_links(listing) maps each applet path to a relative link to bin/busybox."""
-    rng = _rng()
+    rng = fresh_rng()
     folders = ["bin", "sbin", "usr/bin", "usr/sbin", ""]
     names = {f"{rng.choice(folders)}/{_libname(rng)[3:8]}".lstrip("/") for _ in range(12)}
     names.add("usr/bin/[")
@@ -143,7 +140,7 @@ def add_binary_runs(add_binary: Callable[[Path, str], list[str]]) -> None:
     """add_binary(root, program) copies a program and its libraries so it runs in root."""
     programs = ("/usr/bin/ls", "/usr/bin/cat", "/usr/bin/id", "/usr/bin/uname")
     candidates = [p for p in programs if os.path.isfile(p)]
-    program = _rng().choice(candidates)
+    program = fresh_rng().choice(candidates)
     top = _public_tmp("01-3")
     try:
         root = top / "root"

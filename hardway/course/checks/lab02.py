@@ -16,11 +16,11 @@ namespaces of a running container.
 from __future__ import annotations
 
 import os
-import random
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.errors import ContainerError, HardwayError
 from hardway.isolation import namespaces
@@ -28,10 +28,6 @@ from hardway.isolation.namespaces import KINDS, Isolation, call, start
 from hardway.sys import linux
 
 __all__ = ["flags_chosen", "id_maps_written", "inodes_compared", "namespaces_entered"]
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 @exercise(
@@ -42,7 +38,7 @@ def _rng() -> random.Random:
 )
 def flags_chosen(clone_flags: Callable[[Sequence[str]], int]) -> None:
     """clone_flags(features) returns the CLONE_NEW* bits that isolate those features."""
-    rng = _rng()
+    rng = fresh_rng()
     features = list(namespaces.FEATURES)
     for size in (1, 3, len(features)):
         wanted = rng.sample(features, size)
@@ -81,7 +77,7 @@ def id_maps_written(
     id_map_text: Callable[[int, int, int], str], host_id: Callable[[str, int], int | None]
 ) -> None:
     """id_map_text writes a rootless uid_map; host_id translates through any map."""
-    rng = _rng()
+    rng = fresh_rng()
     uid, start, count = rng.randint(1000, 60000), rng.randint(1, 9) * 100000, 65536
     text = id_map_text(uid, start, count)
     expect(isinstance(text, str), f"id_map_text returned a {type(text).__name__}, not a str")
@@ -113,7 +109,7 @@ def inodes_compared(
     shared_namespaces: Callable[[Mapping[str, int], Mapping[str, int]], list[str]],
 ) -> None:
     """shared_namespaces(a, b) lists the kinds two processes share, from real inodes."""
-    rng = _rng()
+    rng = fresh_rng()
     fake = {k: rng.randint(4026531800, 4026599999) for k in KINDS}
     other = {k: v if rng.random() < 0.5 else v + 1 for k, v in fake.items()}
     got = shared_namespaces(fake, other)
@@ -149,7 +145,7 @@ def probe_enter(enter: Callable[[int, Sequence[str]], None], pid: int, kinds: li
 )
 def namespaces_entered(enter: Callable[[int, Sequence[str]], None]) -> None:
     """enter(pid, kinds) joins those namespaces of a running container, like nsenter."""
-    rng = _rng()
+    rng = fresh_rng()
     hostname = f"lab02-{secrets.token_hex(3)}"
     kinds = ["mnt", *rng.sample(["uts", "ipc", "net", "cgroup"], 3)]  # mnt first: a trap
     spec = Isolation({"pid", "mnt", "uts", "ipc", "net", "cgroup"}, hostname=hostname, proc=True)

@@ -12,19 +12,14 @@ The checks of lab 03, cgroups. Fresh random inputs, compared with
 
 from __future__ import annotations
 
-import random
-import secrets
 from collections.abc import Callable
 
+from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.isolation import limits
 from hardway.sys import sizes
 
 __all__ = ["cpu_translated", "events_parsed", "sizes_parsed"]
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 @exercise(
@@ -35,7 +30,7 @@ def _rng() -> random.Random:
 )
 def sizes_parsed(parse_size: Callable[[str], int]) -> None:
     """parse_size reads sizes with binary units, in either case."""
-    rng = _rng()
+    rng = fresh_rng()
     for unit in ("", "k", "K", "m", "M", "g", "G"):
         text = f"{rng.randint(1, 900)}{unit}"
         got, want = parse_size(text), sizes.parse_size(text)
@@ -51,7 +46,7 @@ def sizes_parsed(parse_size: Callable[[str], int]) -> None:
 )
 def cpu_translated(cpu_settings: Callable[[float | None, int], tuple]) -> None:
     """cpu_settings(cpus, period) gives v1's (quota, period) and v2's cpu.max line."""
-    rng = _rng()
+    rng = fresh_rng()
     for _ in range(5):
         cpus, period = (
             rng.choice([0.25, 0.5, 1.0, 1.5, 2.0, 3.75]),
@@ -75,7 +70,7 @@ def cpu_translated(cpu_settings: Callable[[float | None, int], tuple]) -> None:
 )
 def events_parsed(parse_keyed: Callable[[str], dict[str, int]]) -> None:
     """parse_keyed reads a flat-keyed cgroup file into {key: int}."""
-    rng = _rng()
+    rng = fresh_rng()
     keys = ["low", "high", "max", "oom", "oom_kill", "nr_periods", "nr_throttled"]
     values = {k: rng.randint(0, 10**9) for k in rng.sample(keys, 5)}
     text = "".join(f"{k} {v}\n" for k, v in values.items())

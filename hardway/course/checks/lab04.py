@@ -15,19 +15,15 @@ does):
 from __future__ import annotations
 
 import random
-import secrets
 import string
 from collections.abc import Callable
 
+from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.isolation import bundle, runtime
 from hardway.sys import linux
 
 __all__ = ["argv_built", "env_merged", "process_written", "users_resolved"]
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 def _word(rng: random.Random, size: int = 6) -> str:
@@ -43,7 +39,7 @@ def _word(rng: random.Random, size: int = 6) -> str:
 )
 def argv_built(command_line: Callable[..., list[str]]) -> None:
     """command_line follows Docker's rules for Entrypoint, Cmd and an override."""
-    rng = _rng()
+    rng = fresh_rng()
     entry = [f"/{_word(rng)}", f"--{_word(rng, 3)}"]
     cmd, override = [_word(rng)], [_word(rng), _word(rng)]
     script = f"echo {_word(rng)} && {_word(rng)}"
@@ -73,7 +69,7 @@ def argv_built(command_line: Callable[..., list[str]]) -> None:
 )
 def env_merged(merge_env: Callable[..., list[str]]) -> None:
     """merge_env lists the image's Env with the overrides applied, as K=V entries."""
-    rng = _rng()
+    rng = fresh_rng()
     names = [_word(rng, 4).upper() for _ in range(5)]
     image_env = [f"{name}={_word(rng)}" for name in names[:4]] + [f"URL=a=b{_word(rng, 2)}"]
     overrides = {names[1]: _word(rng), names[4]: _word(rng)}
@@ -93,7 +89,7 @@ def env_merged(merge_env: Callable[..., list[str]]) -> None:
 )
 def users_resolved(user_ids: Callable[[str, str, str], tuple[int, int]]) -> None:
     """user_ids resolves User ('name', 'uid', 'uid:gid', 'name:group') against /etc text."""
-    rng = _rng()
+    rng = fresh_rng()
     name, other, group_name = _word(rng), _word(rng), _word(rng)
     uid, gid, other_uid, group_gid = rng.sample(range(100, 60000), 4)
     passwd = (
@@ -126,7 +122,7 @@ def users_resolved(user_ids: Callable[[str, str, str], tuple[int, int]]) -> None
 )
 def process_written(process_section: Callable[..., dict]) -> None:
     """process_section writes the process object of an OCI config.json."""
-    rng = _rng()
+    rng = fresh_rng()
     caps = rng.sample(linux.DOCKER_DEFAULT_CAPS, rng.randint(2, 6))
     args = (
         [_word(rng), f"--{_word(rng)}"],

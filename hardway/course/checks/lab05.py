@@ -22,12 +22,11 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-import secrets
 import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from hardway.course.checks import fresh_rng, scratch
 from hardway.course.grading import exercise, expect
 from hardway.image.compression import GZIP, choose_codec
 from hardway.image.entries import tree_entries
@@ -39,10 +38,6 @@ __all__ = ["after_layers", "layer_names", "resolved_paths", "tar_orders", "white
 
 #: the largest read a streaming reader may ask for
 MAX_READ = 4 << 20
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 def _short(value: object) -> str:
@@ -106,7 +101,7 @@ def _gzip(data: bytes, rng: random.Random) -> bytes:
 )
 def layer_names(layer_ids: Callable[[object], tuple[str, str, int]]) -> None:
     """layer_ids(fileobj) returns (diff_id, digest, size) of a gzip layer, reading once."""
-    rng = _rng()
+    rng = fresh_rng()
     tar = _random_tar(rng)
     gz = _gzip(tar, rng)
     reader = _StreamOnly(gz)
@@ -154,7 +149,7 @@ def _random_paths(rng: random.Random) -> list[str]:
 
 def _order_on_disk(paths: list[str]) -> list[str]:
     """Build the files in a temporary directory, and let the reference walk them."""
-    with tempfile.TemporaryDirectory(prefix="hardway-05-") as tmp:
+    with scratch("05") as tmp:
         for path in paths:
             (Path(tmp) / path).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / path).touch()
@@ -171,7 +166,7 @@ def _order_on_disk(paths: list[str]) -> list[str]:
 )
 def tar_orders(tar_order: Callable[[list[str]], list[str]]) -> None:
     """tar_order(paths) lists a layer's entries, parents first, in a reproducible order."""
-    rng = _rng()
+    rng = fresh_rng()
     for paths in (["bin/sh", "a-b", "a/b"], _random_paths(rng), _random_paths(rng)):
         given = list(paths)
         got = tar_order(given)
@@ -212,7 +207,7 @@ def _random_change(rng: random.Random) -> tuple[set[str], set[str]]:
 )
 def whiteout_names(whiteouts_for: Callable[[set[str], set[str]], list[str]]) -> None:
     """whiteouts_for(lower, upper) returns the fewest whiteouts, sorted."""
-    rng = _rng()
+    rng = fresh_rng()
     cases = [({"etc/motd", "etc/hosts"}, {"etc/hosts"}), ({"a/b/c", "a/d", "e"}, {"a/d"})]
     cases += [_random_change(rng) for _ in range(4)]
     for lower, upper in cases:
@@ -270,7 +265,7 @@ def _random_layer(rng: random.Random) -> tuple[set[str], list[str]]:
 )
 def after_layers(after_layer: Callable[[set[str], list[str]], set[str]]) -> None:
     """after_layer(lower, layer) gives the paths left once a layer is applied."""
-    rng = _rng()
+    rng = fresh_rng()
     cases = [
         ({"a", "a/x", "a/y", "b"}, ["a/.wh..wh..opq", "a/z", ".wh.b"]),
         ({"d", "d/old"}, ["d/new", "d/.wh..wh..opq"]),
@@ -318,7 +313,7 @@ def _random_links(rng: random.Random) -> dict[str, str]:
 )
 def resolved_paths(resolve_in_root: Callable[[str, dict[str, str]], str]) -> None:
     """resolve_in_root(path, links) follows symlinks as if the root were '/'."""
-    rng = _rng()
+    rng = fresh_rng()
     fixed = {"etc": "/host/etc", "bin": "usr/bin", "usr/bin": "../sbin", "up": "../../.."}
     cases = [(p, fixed) for p in ("etc/passwd", "bin/sh", "up/up/x", "../../x", "a/./b/")]
     for _ in range(3):

@@ -24,13 +24,12 @@ import gzip
 import io
 import json
 import random
-import secrets
 import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hardway.course.checks import fresh_rng, scratch
 from hardway.course.grading import exercise, expect
 from hardway.errors import HardwayError
 from hardway.image import layout
@@ -43,10 +42,6 @@ from hardway.image.random import random_image, random_index
 from hardway.image.validate import config_problems, manifest_problems
 
 __all__ = ["config_of_layers", "digest_of_config", "index_entry", "manifest_of", "platform_pick"]
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 def _short(value: object) -> str:
@@ -91,7 +86,7 @@ def config_of_layers(
     image_config: Callable[[list[bytes], list[str], dict[str, str]], bytes],
 ) -> None:
     """image_config(...) writes a config whose diff_ids name the uncompressed layers."""
-    rng = _rng()
+    rng = fresh_rng()
     tars, blobs = _layers(rng)
     entrypoint = ["/bin/app", f"--seed={rng.getrandbits(16)}"]
     env = {"PATH": "/usr/bin:/bin", f"K{rng.getrandbits(16)}": "a=b c"}
@@ -141,7 +136,7 @@ def config_of_layers(
 )
 def manifest_of(oci_manifest: Callable[[bytes, list[bytes]], bytes]) -> None:
     """oci_manifest(config_bytes, layer_blobs) points at the config and the gzip blobs."""
-    rng = _rng()
+    rng = fresh_rng()
     tars, blobs = _layers(rng)
     image = random_image(rng.randint(1, 200), len(blobs), seed=rng.getrandbits(32))
     config_bytes = image.raw_config()
@@ -187,7 +182,7 @@ def _unusual_bytes(rng: random.Random) -> bytes:
 )
 def digest_of_config(image_id: Callable[[bytes], str]) -> None:
     """image_id(config_bytes) is the digest of those exact bytes."""
-    rng = _rng()
+    rng = fresh_rng()
     for data in (_unusual_bytes(rng), random_image(16, 1, seed=rng.getrandbits(32)).raw_config()):
         want = str(sha256_digest(data))
         got = image_id(data)
@@ -214,7 +209,7 @@ def digest_of_config(image_id: Callable[[bytes], str]) -> None:
 )
 def platform_pick(pick_platform: Callable[[bytes, str], str]) -> None:
     """pick_platform(index_bytes, "os/arch[/variant]") returns the right manifest digest."""
-    rng = _rng()
+    rng = fresh_rng()
     for _ in range(4):
         index, chosen = random_index(rng)
         raw = index.to_json()
@@ -272,8 +267,8 @@ def _ref(entry: object) -> object:
 )
 def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
     """tag_manifest(index, manifest_bytes, tag) gives an index.json that skopeo reads."""
-    rng = _rng()
-    with tempfile.TemporaryDirectory(prefix="hardway-lab06-") as tmp:
+    rng = fresh_rng()
+    with scratch("06") as tmp:
         path = Path(tmp) / "layout"
         old, new = (random_image(100, 1, seed=rng.getrandbits(32)) for _ in range(2))
         layout.write_image(old, path, tag="stable")

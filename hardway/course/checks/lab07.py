@@ -19,13 +19,13 @@ check asks the registry, with ``HEAD``, whether the blob really arrived.
 from __future__ import annotations
 
 import random
-import secrets
 import string
 from collections.abc import Callable
 from urllib.parse import urljoin
 
 import requests
 
+from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.distribution.auth import parse_challenges
 from hardway.distribution.reference import parse_reference
@@ -41,10 +41,6 @@ __all__ = [
 ]
 
 ACTION_ORDER = ("push", "pull", "delete")
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 def _word(rng: random.Random, n: int = 6) -> str:
@@ -79,7 +75,7 @@ def _header(rng: random.Random) -> str:
 )
 def challenge_parsed(parse_challenge: Callable[[str], tuple[str, dict[str, str]]]) -> None:
     """parse_challenge(header) gives the scheme and parameters of the first challenge."""
-    rng = _rng()
+    rng = fresh_rng()
     for _ in range(4):
         header = _header(rng)
         want = parse_challenges(header)[0]
@@ -111,7 +107,7 @@ def challenge_parsed(parse_challenge: Callable[[str], tuple[str, dict[str, str]]
 )
 def reference_normalized(normalize: Callable[[str], str]) -> None:
     """normalize(text) spells out registry, repository and tag (or digest)."""
-    rng = _rng()
+    rng = fresh_rng()
     digest = str(sha256_digest(rng.randbytes(8)))
     cases = [
         _word(rng),
@@ -137,7 +133,7 @@ def reference_normalized(normalize: Callable[[str], str]) -> None:
 )
 def scope_built(scope_for: Callable[[str, list[str]], str]) -> None:
     """scope_for(repository, actions) is the token scope with push before pull."""
-    rng = _rng()
+    rng = fresh_rng()
     for _ in range(4):
         name = "/".join(_word(rng) for _ in range(rng.randint(1, 3)))
         chosen = rng.sample(ACTION_ORDER, rng.randint(1, 3))
@@ -156,7 +152,7 @@ def scope_built(scope_for: Callable[[str, list[str]], str]) -> None:
 )
 def upload_location(next_upload_url: Callable[[str, str], str]) -> None:
     """next_upload_url(current, location) resolves relative and absolute Locations."""
-    rng = _rng()
+    rng = fresh_rng()
     base = f"http://127.0.0.1:{rng.randint(1024, 65535)}"
     uuid = f"{rng.getrandbits(128):032x}"
     current = f"{base}/v2/{_word(rng)}/blobs/uploads/?_state={_word(rng, 12)}"
@@ -179,7 +175,7 @@ def upload_location(next_upload_url: Callable[[str, str], str]) -> None:
 )
 def chunk_range(content_range: Callable[[int, int], str]) -> None:
     """content_range(offset, length) is 'first-last' for one chunk."""
-    rng = _rng()
+    rng = fresh_rng()
     for offset, length in [(0, 1), (0, rng.randint(2, 9999)), (rng.randint(1, 1 << 30), 4096)]:
         want = f"{offset}-{offset + length - 1}"
         got = content_range(offset, length)
@@ -197,7 +193,7 @@ def upload_works(upload_blob: Callable[[str, str, bytes], str]) -> None:
     """upload_blob(registry_url, repository, data) stores the blob; the registry says so."""
     from hardway.distribution.server import local_registry
 
-    rng = _rng()
+    rng = fresh_rng()
     url = local_registry.ensure_running().url
     repository = f"lab07/check-{_word(rng, 8)}"
     data = rng.randbytes(rng.randint(100, 5000))

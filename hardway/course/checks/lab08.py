@@ -21,11 +21,11 @@ from __future__ import annotations
 import io
 import json
 import random
-import secrets
 import string
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.image.descriptor import Descriptor
 from hardway.image.digest import sha256_digest
@@ -37,10 +37,6 @@ from hardway.image.random import random_index
 __all__ = ["accept_listed", "blob_pulled", "chunks_verified", "manifest_checked", "platform_found"]
 
 MANIFEST_KINDS = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 def _word(rng: random.Random, n: int = 6) -> str:
@@ -96,7 +92,7 @@ def _manifest(rng: random.Random, kind: str) -> bytes:
 )
 def manifest_checked(checked_manifest: Callable[[bytes, str, str], dict]) -> None:
     """checked_manifest(body, content_type, digest) returns the document or raises."""
-    rng = _rng()
+    rng = fresh_rng()
     for kind in rng.sample(MANIFEST_KINDS, 4):
         body = _manifest(rng, kind)
         digest = str(sha256_digest(body))
@@ -150,7 +146,7 @@ def _consume(verify_chunks: Callable, source: Iterable[bytes], digest: str, size
 )
 def chunks_verified(verify_chunks: Callable[[Iterable[bytes], str, int], Iterator[bytes]]) -> None:
     """verify_chunks passes good blobs on and stops bad ones: long, short, or wrong."""
-    rng = _rng()
+    rng = fresh_rng()
     data = rng.randbytes(rng.randint(3000, 9000))
     digest, size, chunk = str(sha256_digest(data)), len(data), rng.randint(100, 700)
     got = _consume(verify_chunks, _Source(data, chunk), digest, size)
@@ -185,7 +181,7 @@ def chunks_verified(verify_chunks: Callable[[Iterable[bytes], str, int], Iterato
 )
 def platform_found(manifest_for: Callable[[dict, str], dict]) -> None:
     """manifest_for(index, "os/arch[/variant]") returns that platform's descriptor."""
-    rng = _rng()
+    rng = fresh_rng()
     for _ in range(3):
         index, chosen = random_index(rng)
         index = index.to_dict()
@@ -225,7 +221,7 @@ def blob_pulled(pull_blob: Callable[[str, str, str, int], bytes]) -> None:
     from hardway.distribution.registry import Registry
     from hardway.distribution.server import local_registry
 
-    rng = _rng()
+    rng = fresh_rng()
     running = local_registry.ensure_running()
     url = running.url
     repository = f"lab08/check-{_word(rng, 8)}"

@@ -16,26 +16,17 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from hardway.build.cache import Cache
+from hardway.course.checks import fresh_rng, scratch
 from hardway.course.grading import exercise, expect
 from hardway.image.digest import sha256_digest
 
 __all__ = ["key_from_metadata", "lru_order", "parallel_uploads", "sharded_path", "writes_atomic"]
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
-
-
-def _tmp() -> Path:
-    return Path(tempfile.mkdtemp(prefix="hardway-lab09-"))
 
 
 def _tree(root: Path, rng: random.Random) -> list[Path]:
@@ -59,9 +50,8 @@ def _tree(root: Path, rng: random.Random) -> list[Path]:
 )
 def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
     """layer_key(directory, settings) sees every metadata change and reads no content."""
-    rng = _rng()
-    work = _tmp()
-    try:
+    rng = fresh_rng()
+    with scratch("09") as work:
         files = _tree(work / "src", rng)
         settings = {"compression": "gzip", "source_date_epoch": rng.randint(1, 2**31)}
         key = layer_key(work / "src", dict(settings))
@@ -109,8 +99,6 @@ def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
             layer_key(work / "src", other) != before,
             "other settings (compression) should give another key: they change the bytes",
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @exercise(
@@ -121,7 +109,7 @@ def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
 )
 def sharded_path(shard_path: Callable[[Path, str], Path]) -> None:
     """shard_path(root, digest) is where the cache keeps a blob."""
-    rng = _rng()
+    rng = fresh_rng()
     root = Path(f"/cache-{rng.randint(0, 9999)}")
     for _ in range(4):
         digest = str(sha256_digest(rng.randbytes(16)))
@@ -140,9 +128,8 @@ def sharded_path(shard_path: Callable[[Path, str], Path]) -> None:
 )
 def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
     """write_blob(root, chunks) stores the blob whole, or not at all."""
-    rng = _rng()
-    work = _tmp()
-    try:
+    rng = fresh_rng()
+    with scratch("09") as work:
         cache = Cache(work)
         chunks = [rng.randbytes(rng.randint(1, 5000)) for _ in range(rng.randint(3, 6))]
         digest = str(sha256_digest(b"".join(chunks)))
@@ -182,8 +169,6 @@ def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
             not list((work / "tmp").glob("*")),
             "an interrupted write left its temporary file behind: remove it in a finally",
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @exercise(
@@ -194,9 +179,8 @@ def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
 )
 def lru_order(prune_order: Callable[[dict[str, tuple[int, int]], int], list[str]]) -> None:
     """prune_order({digest: (last_used, size)}, max_bytes) matches Cache.prune."""
-    rng = _rng()
-    work = _tmp()
-    try:
+    rng = fresh_rng()
+    with scratch("09") as work:
         cache = Cache(work)
         blobs: dict[str, tuple[int, int]] = {}
         for _ in range(rng.randint(4, 8)):
@@ -213,8 +197,6 @@ def lru_order(prune_order: Callable[[dict[str, tuple[int, int]], int], list[str]
             f"with the limit {limit}, remove {[w[7:15] for w in want]}, in that order, "
             f"not {[str(g)[7:15] for g in got]}",
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @exercise(
@@ -229,7 +211,7 @@ def parallel_uploads(
 ) -> None:
     """upload_missing(digests, has, upload, jobs) uploads each missing blob once, in
     parallel, never more than ``jobs`` at a time, and raises an upload's failure."""
-    rng = _rng()
+    rng = fresh_rng()
     digests = [str(sha256_digest(rng.randbytes(8))) for _ in range(rng.randint(8, 12))]
     present = set(rng.sample(digests, 3))
     jobs = rng.randint(2, 4)

@@ -3,7 +3,7 @@
 
 The checks of lab 10, Dockerfile the hard way. Every exercise is a pure function,
 compared with hardway's own builder (:mod:`hardway.build.dockerfile`,
-:mod:`hardway.build.dockerbuild`) on fresh random inputs every run:
+:mod:`hardway.build.runconfig`) on fresh random inputs every run:
 
 * 10.1 ``logical_lines(text) -> [(line, text)]``: comments and blank lines dropped,
   continuation lines joined;
@@ -19,15 +19,15 @@ from __future__ import annotations
 import copy
 import json
 import random
-import secrets
 import string
 from collections.abc import Callable
 from typing import Any
 
 from hardway.build import dockerfile as reference
 from hardway.build.cache import key_of
-from hardway.build.dockerbuild import configured
 from hardway.build.dockerfile import Instruction, command, expand, name_values
+from hardway.build.runconfig import configured
+from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.image.config import ContainerConfig
 
@@ -38,10 +38,6 @@ __all__ = [
     "lines_joined",
     "variables_substituted",
 ]
-
-
-def _rng() -> random.Random:
-    return random.Random(secrets.randbits(64))
 
 
 def _word(rng: random.Random, n: int = 5) -> str:
@@ -81,7 +77,7 @@ def _dockerfile(rng: random.Random) -> str:
 )
 def lines_joined(logical_lines: Callable[[str], list]) -> None:
     """logical_lines(text) gives (first line number, joined text) per instruction."""
-    rng = _rng()
+    rng = fresh_rng()
     for _ in range(5):
         text = _dockerfile(rng)
         want = reference.logical_lines(text)
@@ -98,7 +94,7 @@ def lines_joined(logical_lines: Callable[[str], list]) -> None:
 )
 def forms_told_apart(run_argv: Callable[[str], list]) -> None:
     """run_argv(args) is the exec form's list, or ['/bin/sh', '-c', args]."""
-    rng = _rng()
+    rng = fresh_rng()
     words = [_word(rng) for _ in range(3)]
     cases = [
         json.dumps(words),
@@ -124,7 +120,7 @@ def forms_told_apart(run_argv: Callable[[str], list]) -> None:
 )
 def variables_substituted(substitute: Callable[[str, dict], str]) -> None:
     """substitute(word, env) replaces $VAR, ${VAR} and ${VAR:-default}."""
-    rng = _rng()
+    rng = fresh_rng()
     env = {_word(rng).upper(): _word(rng) for _ in range(3)}
     env["EMPTY"] = ""
     names = [*env, "UNSET_" + _word(rng).upper()]
@@ -148,7 +144,7 @@ def variables_substituted(substitute: Callable[[str, dict], str]) -> None:
 )
 def keys_chained(cache_keys: Callable[[str, list], list]) -> None:
     """cache_keys(base, steps) chains key_of({'parent': …, 'step': …}) along the steps."""
-    rng = _rng()
+    rng = fresh_rng()
     base = f"sha256:{rng.getrandbits(256):064x}"
     steps = [f"/bin/sh -c #(nop)  ENV {_word(rng).upper()}={_word(rng)}" for _ in range(3)]
     steps.insert(rng.randint(0, 3), f"/bin/sh -c {_word(rng)} > /{_word(rng)}")
@@ -192,7 +188,7 @@ def _reference(config: dict[str, Any], keyword: str, args: str) -> dict[str, Any
 )
 def config_applied(apply_instruction: Callable[[dict, str, str], dict]) -> None:
     """apply_instruction(config, keyword, args) changes the config as Docker's builder does."""
-    rng = _rng()
+    rng = fresh_rng()
     key = _config(rng)["Env"][1].split("=")[0]
     cases = [
         ("ENV", f"{key}={_word(rng)}"),
