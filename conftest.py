@@ -39,7 +39,13 @@ from hardway.course import leftovers
 from hardway.distribution.server import local_registry
 from hardway.errors import HardwayError
 
-_EXPORTED = ("HARDWAY_STATE_DIR", "HARDWAY_REGISTRY_PORT", "HARDWAY_SESSION", "TMPDIR")
+_EXPORTED = (
+    "HARDWAY_STATE_DIR",
+    "HARDWAY_REGISTRY_PORT",
+    "HARDWAY_SESSION",
+    "HARDWAY_PROGRESS",
+    "TMPDIR",
+)
 #: the session registry: saved environment, temporary directory, port, status or error
 _session: dict[str, object] = {}
 #: the snapshot of what the course may create, taken at session start, and the session id
@@ -66,6 +72,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     os.environ["HARDWAY_STATE_DIR"] = tmp
     os.environ["HARDWAY_REGISTRY_PORT"] = str(port)
     os.environ["HARDWAY_SESSION"] = _leftover_state["session"] = uuid.uuid4().hex
+    # nobody watches a test: a transfer slower than the bar's delay (a loaded machine)
+    # would otherwise draw a progress bar into a notebook output that nbval compares
+    os.environ["HARDWAY_PROGRESS"] = "0"
     _leftover_state["before"] = leftovers.snapshot()
     _session.update(saved=saved, tmp=tmp, port=port, temp=temp)
     atexit.register(_stop_session_registry)
