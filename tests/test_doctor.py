@@ -28,6 +28,7 @@ from hardway.course.doctor import Check, Report
 from hardway.course.probes import ProbeResult
 from hardway.errors import MissingToolError
 from hardway.isolation import cgroups
+from hardway.sys.importable import importable_for
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024**3
@@ -196,19 +197,28 @@ def test_doctor_as_nobody_sees_the_unprivileged_machine() -> None:
         pytest.skip("no Python 3.11 that uid 65534 can run")
     state = Path(tempfile.mkdtemp(prefix="hardway-doctor-nobody-"))
     os.chown(state, 65534, 65534)
+    code = (
+        "import json; from hardway.course import doctor; print(json.dumps(doctor.run().to_json()))"
+    )
     try:
-        code = "import json; from hardway.course import doctor; print(json.dumps(doctor.run().to_json()))"
-        done = subprocess.run(
-            [python, "-c", code],
-            user=65534,
-            group=65534,
-            extra_groups=[],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd="/",
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HARDWAY_STATE_DIR": str(state)},
-        )
+        # the checkout may be out of nobody's reach (in /root, or any 0700 directory)
+        with importable_for(65534, 65534) as path:
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": str(path),
+                "HARDWAY_STATE_DIR": str(state),
+            }
+            done = subprocess.run(
+                [python, "-c", code],
+                user=65534,
+                group=65534,
+                extra_groups=[],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd="/",
+                env=env,
+            )
     finally:
         shutil.rmtree(state)
     assert done.returncode == 0, done.stderr
