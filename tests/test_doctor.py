@@ -27,6 +27,7 @@ from hardway import cli
 from hardway.course import doctor, probes
 from hardway.course.doctor import Check, Report
 from hardway.course.probes import ProbeResult
+from hardway.distribution.server.services import Service
 from hardway.errors import MissingToolError
 from hardway.isolation import cgroups
 from hardway.sys.importable import importable_for
@@ -489,9 +490,16 @@ def _status(running: bool, port: int = 5000):
 
 def test_registry_check() -> None:
     assert doctor.check_registry(status=_status(True)).status == "ok"
-    down = doctor.check_registry(status=_status(False))
+    down = doctor.check_registry(status=_status(False), others=lambda port: [])
     assert down.status == "warn" and down.fix == "make registry"
     assert "→ fix: make registry" in rendered(down)
+    theirs = Service("registry", 42, 5000, Path("/srv/other/registry/5000"))
+    shared = doctor.check_registry(status=_status(False), others=lambda port: [theirs])
+    assert shared.status == "ok" and shared.fix is None
+    assert shared.detail == (
+        "the course's registry of the state directory /srv/other (pid 42) runs at "
+        "http://127.0.0.1:5000: the course uses it as it is"
+    )
 
     def missing(port=None):
         raise MissingToolError("docker-registry is not installed", fix="sudo apt-get install x")

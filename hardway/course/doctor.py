@@ -416,17 +416,24 @@ def check_veth(
     )
 
 
-def check_registry(port: int | None = None, status: Callable[..., Any] | None = None) -> Check:
-    """Is the course's local registry answering? (``warn`` if not: only 07–08 need it)."""
+def check_registry(
+    port: int | None = None,
+    status: Callable[..., Any] | None = None,
+    others: Callable[[int], Sequence[Any]] | None = None,
+) -> Check:
+    """Is the course's local registry answering? (``warn`` if not: only 07–08 need it).
+
+    The course's registry of another checkout on the port serves the course as well
+    (*others*: default :func:`hardway.distribution.server.services.registries_on`).
+    """
     fix = "make registry" if port is None else f"make registry REGISTRY_PORT={port}"
     try:
-        if status is None:
-            from hardway.distribution.server import (
-                local_registry,  # lazily: the registry is its own chapter
-            )
+        # lazily: the registry is its own chapter
+        from hardway.distribution.server import local_registry, services
 
-            status = local_registry.status
+        status = status or local_registry.status
         found = status(port=port)
+        theirs = [] if found.running else (others or services.registries_on)(found.port)
     except HardwayError as exc:
         return Check("registry", "warn", exc.message, fix=exc.fix or fix)
     except Exception as exc:  # a broken helper must not break the preflight
@@ -435,6 +442,9 @@ def check_registry(port: int | None = None, status: Callable[..., Any] | None = 
         )
     if found.running:
         return Check("registry", "ok", f"running at {found.url}")
+    if theirs:
+        whose = services.describe(theirs[0])
+        return Check("registry", "ok", f"{whose} runs at {found.url}: the course uses it as it is")
     return Check("registry", "warn", f"not running (expected at {found.url})", fix=fix)
 
 
