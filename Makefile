@@ -10,6 +10,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# JupyterLab reads every settings/overrides.d/*.json of its app directory
+# ({sys.prefix}/share/jupyter/lab) as the defaults of its settings: the course's turn off
+# the news prompt and the update check, so that a room of learners sees only the course
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/hardway.json
 
 REGISTRY_PORT ?= $(or $(HARDWAY_REGISTRY_PORT),5000)
 LAB_PORT ?= 8888
@@ -31,7 +35,7 @@ setup: debs venv  ## install what is missing: Debian packages and the .venv
 debs:
 	@tools/install-debs.sh
 
-venv: $(STAMP)
+venv: $(STAMP) $(LAB_OVERRIDES)
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -44,11 +48,16 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $@
 	@echo "setup: $(VENV) ready"
 
+$(LAB_OVERRIDES): tools/jupyterlab-overrides.json | $(STAMP)
+	@install -D -m 644 $< $@
+
+# the URL JupyterLab prints (and `/`) opens notebook 00, also through an SSH tunnel
 lab: setup registry  ## install, start the registry, open JupyterLab on the course
 	@echo "JupyterLab is starting: open the URL it prints. Ctrl-C stops it;"
 	@echo "the registry keeps running until 'make registry-stop'."
 	HARDWAY_REGISTRY_PORT=$(REGISTRY_PORT) $(VENV)/bin/jupyter lab --ip=127.0.0.1 \
-	    --port=$(LAB_PORT) --ServerApp.root_dir=$(CURDIR) $(ALLOW_ROOT) $(LAB_ARGS) \
+	    --port=$(LAB_PORT) --ServerApp.root_dir=$(CURDIR) $(ALLOW_ROOT) \
+	    --LabApp.default_url=/lab/tree/notebooks/00-welcome.ipynb $(LAB_ARGS) \
 	    notebooks/00-welcome.ipynb
 
 test: setup  ## install, then run every test and every notebook (nbval), and the browser test

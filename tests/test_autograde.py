@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,9 +21,12 @@ from nbformat.v4 import new_code_cell, new_output
 
 from hardway.cli import main
 from hardway.course.autograde import (
+    NotebookGrade,
     _parse,
     classroom_document,
     find_submissions,
+    format_room,
+    format_summary,
     grade_notebook,
     lab_of,
 )
@@ -105,6 +110,109 @@ def test_a_solution_scores_full_marks(solution: Path, tmp_path: Path) -> None:
     assert sum(t["score"] for t in document["tests"]) == full
     assert all(t["status"] == "pass" for t in document["tests"])
     assert re.search(rf"^  total +{full}/{full} *$", result.stdout, re.M), result.stdout
+
+
+# --- a machine that cannot serve a check -------------------------------------------------
+
+PUSH_SOLUTION, PUSH_LAB = ROOT / "solutions" / "07-push.ipynb", ROOT / "labs" / "07-push.ipynb"
+
+
+def grade_with(state: Path, port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m hardway grade`` as in a checkout whose state is ``state``, the course's
+    registry expected on ``port``."""
+    env = {**os.environ, "HARDWAY_STATE_DIR": str(state), "HARDWAY_REGISTRY_PORT": str(port)}
+    return subprocess.run(
+        [sys.executable, "-m", "hardway", "grade", *args],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_another_checkouts_registry_on_the_port_changes_no_grade(
+    tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instructor's ``/opt/course`` holds the port with its registry; a learner's clone
+    (its own state directory, nothing running) grades the solutions of 07 and 08."""
+    from hardway.distribution.server import local_registry
+
+    monkeypatch.setenv("HARDWAY_STATE_DIR", str(tmp_path / "opt-course" / ".state"))
+    theirs = local_registry.start(free_port, owned=False)
+    try:
+        out = tmp_path / "out.json"
+        solutions = [str(PUSH_SOLUTION), str(ROOT / "solutions" / "08-pull.ipynb")]
+        result = grade_with(tmp_path / "clone-state", free_port, *solutions, "--json", str(out))
+        assert result.returncode == 0, result.stdout + result.stderr
+        document = json.loads(out.read_text(encoding="utf-8"))
+        full = max_points("07") + max_points("08")
+        assert (document["status"], document["score"], document["max_score"]) == (
+            "pass",
+            full,
+            full,
+        )
+        assert "not graded" not in result.stdout and "PortInUseError" not in result.stdout
+        assert local_registry.status(free_port).pid == theirs.pid, "still theirs, untouched"
+        assert not (
+            tmp_path / "clone-state" / "registry" / str(free_port) / "registry.pid"
+        ).exists()
+    finally:
+        local_registry.stop_at(theirs.state)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", [PUSH_SOLUTION, PUSH_LAB], ids=["solution", "blank lab"])
+def test_a_registry_that_cannot_be_used_leaves_its_exercise_not_graded(
+    notebook: Path, tmp_path: Path, free_port: int
+) -> None:
+    """Another program holds the registry's port: 07.6 is not graded, with the reason and
+    its fix — not 0 points, not a bug in the check — and the other exercises are graded."""
+    out, table = tmp_path / "out.json", tmp_path / "grades.csv"
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", free_port))
+        squatter.listen()
+        result = grade_with(
+            tmp_path / "state", free_port, str(notebook), "--json", str(out), "--csv", str(table)
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bug in the course's check" not in result.stdout + result.stderr
+    document = json.loads(out.read_text(encoding="utf-8"))
+    tests = {t["name"].split()[0]: t for t in document["tests"]}
+    upload = tests.pop("07.6")
+    assert (upload["status"], upload["score"], upload["max_score"]) == ("error", None, 2)
+    assert upload["message"].startswith("⏸ 07.6 not graded (2 points): the course's registry")
+    assert f"in use by pid {os.getpid()}" in upload["message"] and "To fix: " in upload["message"]
+    solved = notebook == PUSH_SOLUTION
+    assert all(t["status"] == ("pass" if solved else "fail") for t in tests.values())
+    assert document["status"] == "error", "an incomplete grade is not a pass"
+    assert document["max_score"] == max_points("07") - 2
+    assert sum(t["score"] or 0 for t in document["tests"]) == (
+        document["max_score"] if solved else 0
+    )
+    row = re.search(r"^  07\.6 +not graded +–/2 +the course's registry", result.stdout, re.M)
+    assert row, result.stdout
+    points = document["max_score"] if solved else 0
+    total = rf"^  total +{points}/{document['max_score']} +\(2 more not graded: 07\.6\)$"
+    assert re.search(total, result.stdout, re.M), result.stdout
+    with table.open(encoding="utf-8", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["points"], row["max_points"], row["not_graded"]) == (str(points), "6", "07.6")
+
+
+def test_the_room_tables_mark_what_could_not_be_graded() -> None:
+    results = (
+        Result("07.5", "passed", 1, 1, "passed"),
+        Result("07.6", "not graded", 0, 2, "the registry could not be used"),
+    )
+    ann = NotebookGrade(Path("ann/07-push.ipynb"), "07", results, "ann")
+    bo = NotebookGrade(Path("bo/07-push.ipynb"), "07", (results[0],), "bo")
+    assert (ann.points, ann.max_points, ann.not_graded, ann.status) == (1, 1, ("07.6",), "error")
+    room = format_room([ann, bo]).splitlines()
+    assert room[1].split() == ["ann", "1/1*", "1/1"] and room[2].split() == ["bo", "1/1", "1/1"]
+    assert room[-1].startswith("* some exercises could not be graded")
+    summary = format_summary([ann, bo]).splitlines()
+    assert summary[1].endswith("ann/07-push.ipynb  (2 more not graded: 07.6)")
+    assert summary[2].endswith("bo/07-push.ipynb")
+    (test,) = [t for t in ann.to_classroom()["tests"] if t["name"].startswith("07.6")]
+    assert test["score"] is None and test["status"] == "error"
 
 
 # --- learners' mistakes -------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The course in a real browser: JupyterLab started the way ``make lab`` starts it, a
 chapter with a widget opened in headless Chromium (Debian's, driven by Playwright), every
-cell run, and the page checked — a widget rendered, no cell errored — with a screenshot
+cell run, and the page checked — a widget rendered, no cell errored, no news prompt (the
+quiet defaults `make setup` ships with the .venv) — with a screenshot
 left in ``test-output/browser/`` for a person to look at.
 
 Skipped, with the reason, when Playwright or Chromium is missing (``make setup`` installs
@@ -37,15 +38,17 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 JUPYTER = Path(sys.executable).parent / "jupyter"
-#: every cell in the page (no virtual scrolling), no autosave, no news pop-up
+#: every cell in the page (no virtual scrolling), no autosave. Nothing about news or
+#: updates: the quiet defaults must come from the overrides `make setup` ships with the .venv
 SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {
         "autosave": False,
         "autoStartDefaultKernel": True,  # no "Select Kernel" dialog
     },
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
 }
+#: JupyterLab's question on a first start, unless its settings say "never"
+NEWS_PROMPT = "Would you like to get notified about official Jupyter news?"
 
 playwright = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is not installed (make setup installs it)"
@@ -80,8 +83,7 @@ def lab(tmp_path: Path, free_port: int, registry) -> Iterator[tuple[str, str]]:
     argv = [
         str(JUPYTER), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={free_port}",
         f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
-        "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-        "jupyterlab.NeverCheckForUpdate",
+        "--ServerApp.port_retries=0",
     ]  # fmt: skip
     with (tmp_path / "jupyter.log").open("wb") as log:
         server = subprocess.Popen(
@@ -184,6 +186,11 @@ def test_chapter_runs_in_the_browser_and_shows_its_widget(lab: tuple[str, str]) 
             assert widget.is_visible(), "the layer explorer did not render"
             assert page.locator(".jupyter-widgets").first.is_visible()
             assert deleted.is_visible(), "the second tab does not strike out etc/motd"
+            # the page is long restored: a news prompt would be on screen by now
+            assert page.get_by_text(NEWS_PROMPT).count() == 0, "JupyterLab asks about news"
+            assert page.locator(".jp-toast-message, .Toastify__toast").count() == 0, page.locator(
+                ".Toastify"
+            ).inner_text()
             errors = page.locator(
                 '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
             ).all_inner_texts()

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,8 +27,10 @@ from hardway import cli
 from hardway.course import doctor, probes
 from hardway.course.doctor import Check, Report
 from hardway.course.probes import ProbeResult
+from hardway.distribution.server.services import Service
 from hardway.errors import MissingToolError
 from hardway.isolation import cgroups
+from hardway.sys.importable import importable_for
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024**3
@@ -87,6 +90,7 @@ def rendered(*checks: Check) -> str:
 
 def test_doctests() -> None:
     assert doctest.testmod(hardway.course.doctor).failed == 0
+    assert doctest.testmod(probes).failed == 0
 
 
 def test_cli_json_on_this_machine(tmp_path: Path) -> None:
@@ -196,22 +200,28 @@ def test_doctor_as_nobody_sees_the_unprivileged_machine() -> None:
         pytest.skip("no Python 3.11 that uid 65534 can run")
     state = Path(tempfile.mkdtemp(prefix="hardway-doctor-nobody-"))
     os.chown(state, 65534, 65534)
+    code = (
+        "import json; from hardway.course import doctor; print(json.dumps(doctor.run().to_json()))"
+    )
     try:
-        code = (
-            "import json; from hardway.course import doctor; "
-            "print(json.dumps(doctor.run().to_json()))"
-        )
-        done = subprocess.run(
-            [python, "-c", code],
-            user=65534,
-            group=65534,
-            extra_groups=[],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd="/",
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HARDWAY_STATE_DIR": str(state)},
-        )
+        # the checkout may be out of nobody's reach (in /root, or any 0700 directory)
+        with importable_for(65534, 65534) as path:
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": str(path),
+                "HARDWAY_STATE_DIR": str(state),
+            }
+            done = subprocess.run(
+                [python, "-c", code],
+                user=65534,
+                group=65534,
+                extra_groups=[],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd="/",
+                env=env,
+            )
     finally:
         shutil.rmtree(state)
     assert done.returncode == 0, done.stderr
@@ -252,8 +262,87 @@ def test_probe_reports_why_it_failed() -> None:
 
 
 def test_probe_times_out() -> None:
-    result = probes.run_probe(["ns", "uts"], timeout=0.001)
-    assert result.returncode is None and result.reason.startswith("timed out")
+    result = probes.run_probe(["ns", "uts"], timeout=0.001, retry=0.002)
+    assert result.returncode is None and result.timed_out and result.limits == (0.001, 0.002)
+    assert result.reason == "timed out after 0.001 s, and again after 0.002 s"
+
+
+def test_a_fast_probe_is_tried_once_within_the_usual_limit() -> None:
+    result = probes.run_probe(["ns", "nonsense"])
+    assert result.limits == (probes.PROBE_TIMEOUT,) == (4.0,) and not result.slow
+
+
+@pytest.fixture
+def slow_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Every new Python child sleeps first, like a small or emulated VM starting Python
+    (a ``sitecustomize`` on the ``PYTHONPATH`` the probe children inherit)."""
+
+    def slow_down(seconds: float) -> None:
+        (tmp_path / "sitecustomize.py").write_text(f"import time\ntime.sleep({seconds})\n")
+        path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+        monkeypatch.setenv("PYTHONPATH", path)
+
+    return slow_down
+
+
+def test_a_slow_start_is_tried_again_with_a_longer_limit(
+    slow_python, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_python(1.0)
+    monkeypatch.setattr(probes, "PROBE_TIMEOUT", 0.3)
+    monkeypatch.setenv(probes.TIMEOUT_VARIABLE, "30")
+    result = probes.run_probe(["ns", "nonsense"])
+    assert result.limits == (0.3, 30.0) and not result.timed_out
+    assert result.reason.startswith("FileNotFoundError"), "the child's own answer, at last"
+    ok = doctor.check_namespace("uts", runner=lambda args: replace(WORKS, limits=(4.0, 60.0)))
+    assert ok.status == "ok" and ok.detail.endswith("(slowly: over 4 s)")
+
+
+def test_probes_that_time_out_say_so_and_never_fail_the_report(
+    slow_python, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The real probes, slowed down past both limits: no kernel option is named, the report
+    says it could not tell, and the course is not declared unable to run."""
+    slow_python(3.0)
+    monkeypatch.setattr(probes, "PROBE_TIMEOUT", 0.2)
+    monkeypatch.setenv(probes.TIMEOUT_VARIABLE, "0.4")
+    started = time.monotonic()
+    checks = doctor.check_namespaces(euid=0)
+    checks += [
+        doctor.check_rootless_userns(euid=0),
+        doctor.check_overlayfs(euid=0, workdir=tmp_path),
+        doctor.check_veth(euid=0),
+    ]
+    assert time.monotonic() - started < 10, "killed at the limits, not after the sleep"
+    for check in checks:
+        if check.name == "veth" and check.detail.startswith("ip (iproute2)"):
+            continue  # no ip here: nothing was probed
+        assert check.status == "warn", check
+        assert check.detail.startswith("could not tell whether "), check
+        assert check.detail.endswith("the probe timed out after 0.2 s, and again after 0.4 s")
+        assert check.fix == doctor.SLOW_FIX and "CONFIG_" not in check.detail + check.fix
+    report = Report(tuple(checks))
+    assert report.ok and report.to_json()["ok"] is True
+    assert report.summary().startswith("No check failed, but ")
+    assert "cannot run" not in str(report) and "HARDWAY_PROBE_TIMEOUT=" in str(report)
+
+
+def test_timeouts_only_warn_even_when_no_namespace_answered() -> None:
+    timed_out = ProbeResult(None, limits=(4.0, 60.0))
+    for euid in (0, 1000):
+        checks = doctor.check_namespaces(runner=FakeRunner({}, timed_out), euid=euid)
+        assert [c.status for c in checks] == ["warn"] * 7
+        assert all(c.fix == doctor.SLOW_FIX for c in checks)
+        assert checks[0].detail == (
+            "could not tell whether unshare(CLONE_NEWUTS) works: the probe timed out after "
+            "4 s, and again after 60 s"
+        )
+    # as non-root, a refusal then a timeout inside a user namespace: still "could not tell"
+    runner = FakeRunner({("ns", "uts", "--userns"): timed_out}, EPERM)
+    assert doctor.check_namespace("uts", runner=runner, euid=1000).fix == doctor.SLOW_FIX
+    mixed = doctor.check_namespaces(runner=FakeRunner({("ns", "uts"): timed_out}, EPERM), euid=0)
+    assert [c.status for c in mixed] == ["warn"] * 7, "one timeout: no proof that none works"
+    assert "CONFIG_IPC_NS" in mixed[1].fix  # the refusals are still diagnosed
 
 
 @needs_root
@@ -401,9 +490,16 @@ def _status(running: bool, port: int = 5000):
 
 def test_registry_check() -> None:
     assert doctor.check_registry(status=_status(True)).status == "ok"
-    down = doctor.check_registry(status=_status(False))
+    down = doctor.check_registry(status=_status(False), others=lambda port: [])
     assert down.status == "warn" and down.fix == "make registry"
     assert "→ fix: make registry" in rendered(down)
+    theirs = Service("registry", 42, 5000, Path("/srv/other/registry/5000"))
+    shared = doctor.check_registry(status=_status(False), others=lambda port: [theirs])
+    assert shared.status == "ok" and shared.fix is None
+    assert shared.detail == (
+        "the course's registry of the state directory /srv/other (pid 42) runs at "
+        "http://127.0.0.1:5000: the course uses it as it is"
+    )
 
     def missing(port=None):
         raise MissingToolError("docker-registry is not installed", fix="sudo apt-get install x")

@@ -6,11 +6,21 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from hardway.course import grading
-from hardway.course.grading import Result, check, exercise, expect, run_check, summary
+from hardway.course.grading import (
+    NotGraded,
+    Result,
+    check,
+    exercise,
+    expect,
+    run_check,
+    summary,
+)
+from hardway.errors import PortInUseError
 from hardway.image.digest import parse_digest as reference_parse
 
 #: learner code is compiled under a notebook-like file name, as ipykernel does
@@ -181,6 +191,90 @@ def test_an_unfinished_check_is_not_blamed_on_the_learner() -> None:
 
 def test_parameters_with_defaults_are_optional() -> None:
     assert run_check("98.3", solved()).status == "passed"
+
+
+# --- checks that cannot run here: not graded, neither 0 points nor a bug ------------------
+
+
+@exercise("98.4", points=2)
+def _port_taken(digest_of) -> None:
+    """A check whose registry cannot listen: another program holds the port."""
+    digest_of(b"")
+    raise PortInUseError(
+        "port 5000 on 127.0.0.1 is already in use by pid 7 (python3)",
+        fix="python -m hardway registry start --port 5001",
+    )
+
+
+@exercise("98.5", points=1)
+def _says_not_graded(digest_of) -> None:
+    """A check that finds out itself that it cannot run here."""
+    raise NotGraded("the registry asks for credentials", fix="make registry")
+
+
+@exercise("98.6", points=1)
+def _no_permission(digest_of) -> None:
+    """A check that may not write where it must (not root, say)."""
+    raise PermissionError(13, "Permission denied", "/var/lib/registry")
+
+
+def test_a_check_the_machine_cannot_run_is_not_graded() -> None:
+    result = run_check("98.4", solved())
+    assert (result.status, result.points, result.max_points) == ("not graded", 0, 2)
+    assert result.line == (
+        "⏸ 98.4 not graded (2 points): port 5000 on 127.0.0.1 is already in use by pid 7 "
+        "(python3) (nothing to change in your code). To fix: python -m hardway registry "
+        "start --port 5001"
+    )
+    assert "bug" not in result.line
+    said = run_check("98.5", solved())
+    assert said.status == "not graded" and said.message.endswith("To fix: make registry")
+    denied = run_check("98.6", solved())
+    assert denied.status == "not graded" and "PermissionError" in denied.message
+
+
+def test_the_learners_code_cannot_claim_not_graded() -> None:
+    """The same exceptions from the learner's own code are the learner's error."""
+    for raised in ("NotGraded('no')", "PermissionError('no')", "PortInUseError('no')"):
+        source = f"def digest_of(data):\n    raise {raised}\n"
+        base = {"NotGraded": NotGraded, "PortInUseError": PortInUseError}
+        result = run_check("98.4", learner(source, base))
+        assert result.status == "error" and result.line.startswith("💥 98.4: your code raised")
+
+
+def test_not_graded_counts_in_neither_the_points_nor_the_maximum() -> None:
+    results = (Result("98.1", "passed", 3, 3, "passed"), run_check("98.4", solved()))
+    lab = grading.Summary("98", results)
+    assert (lab.points, lab.max_points, lab.not_graded) == (3, 3, ("98.4",))
+    assert repr(lab).splitlines()[-1] == (
+        "Lab 98: 3/3 points, 2 not graded — 98.4 could not be graded here: see above"
+    )
+    failed = grading.Summary("98", (Result("98.1", "failed", 0, 3, "no"), results[1]))
+    assert repr(failed).endswith(
+        "0/3 points, 2 not graded — fix the others and run their cells again"
+    )
+
+
+def test_07_6_with_a_registry_that_asks_for_credentials_is_not_graded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another checkout's registry in token mode serves the port: the check says whose it
+    is and how to stop it, before it calls the learner's code."""
+    from hardway.distribution.server import local_registry
+
+    state = tmp_path / "other" / ".state"
+    theirs = local_registry.RegistryStatus(
+        5999, True, 4242, "http://127.0.0.1:5999", state / "registry" / "5999", "token"
+    )
+    monkeypatch.setattr(local_registry, "ensure_running", lambda *a, **k: theirs)
+    called = []
+    result = run_check("07.6", {"upload_blob": lambda *args: called.append(args)})
+    assert result.status == "not graded" and called == []
+    assert "asks for credentials (auth token)" in result.message
+    assert f"the state directory {state} (pid 4242)" in result.message
+    assert result.message.endswith(
+        f"To fix: HARDWAY_STATE_DIR={state} python -m hardway registry stop --port 5999"
+    )
 
 
 @pytest.mark.parametrize(

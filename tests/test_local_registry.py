@@ -414,6 +414,55 @@ def test_cli_reports_a_busy_port_without_traceback(local: int, tmp_path: Path) -
     assert f"port {local} " in done.stderr and "Traceback" not in done.stderr
 
 
+def test_another_checkouts_registry_on_the_port_serves_this_one(
+    local: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instructor's ``/opt/course`` runs its registry on the port; a learner's own clone
+    (another state directory) uses it as it is, and says whose it is where it cannot."""
+    other = (tmp_path / "opt-course").resolve()
+    other.mkdir()
+    (other / "pyproject.toml").write_text("")  # a checkout: its state is other/.state
+    monkeypatch.setenv("HARDWAY_STATE_DIR", str(other / ".state"))
+    theirs = start(local, owned=False)
+    monkeypatch.setenv("HARDWAY_STATE_DIR", str(tmp_path / "state"))
+    env = {**os.environ}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "hardway", "registry", *args, "--port", str(local)]
+        return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+    try:
+        assert not status(local).running, "not this checkout's registry"
+        used = local_registry.ensure_running(local)
+        assert (used.running, used.pid, used.state, used.auth) == (
+            True, theirs.pid, theirs.state, "none",
+        )  # fmt: skip
+        assert processes_serving(RegistryPaths.for_port(local).config) == [], "none started"
+        assert http().get(f"{used.url}/v2/", timeout=5).status_code == 200
+
+        with pytest.raises(PortInUseError) as caught:  # a start of our own cannot listen
+            start(local)
+        whose = f"the course's registry of the checkout {other} (pid {theirs.pid})"
+        assert whose in caught.value.message
+        stop_it = f"HARDWAY_STATE_DIR={other / '.state'} python -m hardway registry stop"
+        assert caught.value.fix.endswith(f"or stop it: {stop_it} --port {local}")
+
+        started = cli("start")  # what `make lab` runs first
+        assert started.returncode == 0, started.stderr
+        assert f"(pid {theirs.pid}," in started.stdout and "used as it is" in started.stdout
+        basic = cli("start", "--auth", "basic")  # another mode: ours would have to listen
+        assert basic.returncode == 1 and whose in basic.stderr and stop_it in basic.stderr
+
+        from hardway.course import doctor
+
+        check = doctor.check_registry(port=local)
+        assert check.status == "ok" and whose in check.detail
+    finally:
+        local_registry.stop_at(theirs.state)
+    ours = local_registry.ensure_running(local)  # once theirs is gone: our own, started
+    assert ours.state == RegistryPaths.for_port(local).root != theirs.state
+
+
 # --- the session registry (tests/conftest.py) ------------------------------------
 
 

@@ -31,8 +31,8 @@ from hardway.errors import (
 from hardway.isolation import launch, namespaces
 from hardway.isolation.namespaces import Completed, IdMap, Isolation, call, run, start
 from hardway.sys import linux
+from hardway.sys.importable import importable_for
 
-ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 NOBODY = 65534
 
@@ -442,14 +442,15 @@ def test_the_rootless_path_as_a_real_unprivileged_user(public_dir: Path) -> None
         pytest.skip("no Python 3.11 that uid 65534 can run")
     if as_nobody("unshare", "--user", "true").returncode != 0:
         pytest.skip("this kernel forbids unprivileged user namespaces (see make doctor)")
-    done = as_nobody(
-        python,
-        "-c",
-        ROOTLESS_SCRIPT,
-        str(public_dir / "root"),
-        cwd="/",
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )
+    with importable_for(NOBODY, NOBODY) as path:  # the checkout may be out of nobody's reach
+        done = as_nobody(
+            python,
+            "-c",
+            ROOTLESS_SCRIPT,
+            str(public_dir / "root"),
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(path)},
+        )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["uid"] == NOBODY

@@ -20,7 +20,12 @@ shape and, for a folder of submissions, as CSV::
                 "filename": "labs/00-warmup.ipynb", "line_no": 13, "duration": 41}]}
 
 ``line_no`` is the number (from 1) of the exercise's check cell and ``duration`` is in
-milliseconds. Grading several notebooks writes one wrapper document instead::
+milliseconds. An exercise whose check could not run on this machine, for a reason
+outside the learner's code (:class:`~hardway.course.grading.NotGraded`), is *not graded*:
+its test has ``"status": "error"`` and ``"score": null`` (never 0), its message says
+why, and its points are left out of ``max_score``; the document's status is then
+``error``. The table shows it as ``not graded  –/2``. Grading several notebooks writes
+one wrapper document instead::
 
     {"version": 1, "status": …, "score": …, "max_score": …,
      "notebooks": [{"notebook": …, "learner": …, "lab": …, "score": …,
@@ -75,7 +80,13 @@ _LAB_IN_NAME = re.compile(r"^(\d\d)-")
 _MAX_RUNS = 4  # one run, plus one more for each cell that kills the kernel (at most 3)
 #: kernel stderr lines that say nothing about why it died
 _NOISE = re.compile(r"running over TCP without encryption|^\s*$")
-_CLASSROOM_STATUS = {"passed": "pass", "failed": "fail", "not attempted": "fail", "error": "error"}
+_CLASSROOM_STATUS = {
+    "passed": "pass",
+    "failed": "fail",
+    "not attempted": "fail",
+    "error": "error",
+    "not graded": "error",
+}
 
 
 @dataclass(frozen=True)
@@ -107,9 +118,15 @@ class NotebookGrade:
         return self.summary.max_points
 
     @property
+    def not_graded(self) -> tuple[str, ...]:
+        """The exercises that could not be graded on this machine (not the learner's doing)."""
+        return self.summary.not_graded
+
+    @property
     def status(self) -> str:
-        """``pass``, ``fail`` or ``error``, as GitHub Classroom spells them."""
-        if self.error:
+        """``pass``, ``fail`` or ``error``, as GitHub Classroom spells them (``error`` also
+        when an exercise could not be graded: the grade is incomplete)."""
+        if self.error or self.not_graded:
             return "error"
         return "pass" if all(r.status == "passed" for r in self.results) else "fail"
 
@@ -120,7 +137,7 @@ class NotebookGrade:
             {
                 "name": f"{r.exercise} {titles.get(r.exercise, '')}".strip(),
                 "status": _CLASSROOM_STATUS.get(r.status, "error"),
-                "score": r.points,
+                "score": None if r.status == "not graded" else r.points,
                 "max_score": r.max_points,
                 "message": r.line,
                 "test_code": f'check("{r.exercise}")',
@@ -435,9 +452,18 @@ def format_table(grade: NotebookGrade) -> str:
     lines.append(f"  {'exercise':<9} {'status':<14} {'points':>6}  message")
     for r in grade.results:
         message = "" if r.status == "passed" else r.message.split(" Hint: ")[0]
-        lines.append(f"  {r.exercise:<9} {r.status:<14} {r.points:>3}/{r.max_points:<2}  {message}")
-    lines.append(f"  {'total':<9} {'':<14} {grade.points:>3}/{grade.max_points:<2}")
+        points = "–" if r.status == "not graded" else r.points
+        lines.append(f"  {r.exercise:<9} {r.status:<14} {points:>3}/{r.max_points:<2}  {message}")
+    total = f"  {'total':<9} {'':<14} {grade.points:>3}/{grade.max_points:<2}"
+    lines.append(total + _not_graded_note(grade))
     return "\n".join(lines)
+
+
+def _not_graded_note(grade: NotebookGrade) -> str:
+    if not grade.not_graded:
+        return ""
+    points = sum(r.max_points for r in grade.results if r.status == "not graded")
+    return f"  ({points} more not graded: {', '.join(grade.not_graded)})"
 
 
 def format_summary(grades: Sequence[NotebookGrade]) -> str:
@@ -445,7 +471,8 @@ def format_summary(grades: Sequence[NotebookGrade]) -> str:
     width = max([len(g.learner or "-") for g in grades] + [7])
     lines = [f"{'learner':<{width}}  {'points':>7}  notebook"]
     for g in grades:
-        lines.append(f"{g.learner or '-':<{width}}  {g.points:>3}/{g.max_points:<3}  {g.notebook}")
+        line = f"{g.learner or '-':<{width}}  {g.points:>3}/{g.max_points:<3}  {g.notebook}"
+        lines.append(line + _not_graded_note(g))
     total, most = sum(g.points for g in grades), sum(g.max_points for g in grades)
     lines.append(f"{'total':<{width}}  {total:>3}/{most:<3}")
     return "\n".join(lines)
@@ -472,7 +499,10 @@ def format_room(grades: Sequence[NotebookGrade]) -> str:
         key = (g.learner or "-", g.lab)
         if key not in best or g.points > best[key].points:
             best[key] = g
-    cells = {key: f"{'!' if g.error else ''}{g.points}/{g.max_points}" for key, g in best.items()}
+    cells = {
+        key: f"{'!' if g.error else ''}{g.points}/{g.max_points}{'*' if g.not_graded else ''}"
+        for key, g in best.items()
+    }
     totals = dict.fromkeys(learners, (0, 0))
     for (who, _), g in best.items():
         points, most = totals[who]
@@ -482,6 +512,10 @@ def format_room(grades: Sequence[NotebookGrade]) -> str:
     for who in learners:
         row = "".join(f"{cells.get((who, lab), '–'):>7}" for lab in labs)
         lines.append(f"{who:<{width}}{row}{'/'.join(map(str, totals[who])):>8}")
+    if any(g.not_graded for g in best.values()):
+        lines.append(
+            "* some exercises could not be graded on this machine: see that notebook's table"
+        )
     return "\n".join(lines)
 
 
@@ -510,14 +544,15 @@ def classroom_document(grades: Sequence[NotebookGrade]) -> dict[str, Any]:
 
 
 def write_csv(grades: Sequence[NotebookGrade], path: Path) -> None:
-    """One row per notebook: learner, notebook, lab, points, max_points, status."""
+    """One row per notebook: learner, notebook, lab, points, max_points, status and the
+    exercises that could not be graded (space-separated ids)."""
     with Path(path).open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(["learner", "notebook", "lab", "points", "max_points", "status"])
+        header = ["learner", "notebook", "lab", "points", "max_points", "status", "not_graded"]
+        writer.writerow(header)
         for g in grades:
-            writer.writerow(
-                [g.learner or "", str(g.notebook), g.lab, g.points, g.max_points, g.status]
-            )
+            row = [g.learner or "", str(g.notebook), g.lab, g.points, g.max_points, g.status]
+            writer.writerow([*row, " ".join(g.not_graded)])
 
 
 # --- command line -----------------------------------------------------------------------
@@ -581,6 +616,8 @@ def _main(args: argparse.Namespace) -> int:
         write_csv(grades, args.csv)
     total = sum(g.points for g in grades)
     if args.fail_under is not None and total < args.fail_under:
-        print(f"{total} points is below --fail-under {args.fail_under:g}", file=sys.stderr)
+        untold = sorted({e for g in grades for e in g.not_graded})
+        why = f" ({', '.join(untold)} could not be graded here)" if untold else ""
+        print(f"{total} points is below --fail-under {args.fail_under:g}{why}", file=sys.stderr)
         return 1
     return 0

@@ -16,6 +16,10 @@ Each check ends in one of four states:
 * ``fail`` — the course cannot run here (no namespaces at all, Python too old, no disk);
 * ``skip`` — does not apply to this machine (a sysctl its kernel does not have).
 
+A probe that times out twice (see :mod:`hardway.course.probes`) has found out nothing: its
+check warns that it could not tell, with :data:`SLOW_FIX`, and never names a kernel option
+or fails the report — a slow machine is not a broken one.
+
 ``python -m hardway doctor [--json]`` prints the :class:`Report`; in a notebook,
 ``doctor.run()`` renders as a table.
 """
@@ -38,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hardway.course.probes import NOBODY, ProbeResult, Runner, run_probe
+from hardway.course.probes import NOBODY, TIMEOUT_VARIABLE, ProbeResult, Runner, run_probe
 from hardway.errors import HardwayError
 from hardway.isolation import cgroups
 from hardway.sys import linux
@@ -46,6 +50,7 @@ from hardway.sys.state import state_dir
 from hardway.sys.trees import remove_tree
 
 __all__ = [
+    "SLOW_FIX",
     "Check",
     "Report",
     "check_apparmor_userns",
@@ -90,6 +95,11 @@ TOOLS = (
 )
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # not on a normal user's PATH on Debian
 _AS_ROOT = "run the course as root: sudo make lab"
+#: the fix of a check whose probe timed out twice: nothing is known, so try again
+SLOW_FIX = (
+    "this machine is slow or busy (the probe never answered): run make doctor again, or "
+    f"give probes longer: {TIMEOUT_VARIABLE}=300 make doctor"
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,18 @@ class Check:
 
 def _euid(euid: int | None) -> int:
     return os.geteuid() if euid is None else euid
+
+
+def _could_not_tell(name: str, what: str, result: ProbeResult) -> Check:
+    """The check of a probe that timed out: a warning that says so, never a diagnosis."""
+    return Check(
+        name, "warn", f"could not tell whether {what}: the probe {result.reason}", SLOW_FIX
+    )
+
+
+def _slowly(result: ProbeResult) -> str:
+    """A note for a probe that answered only on its second, longer try."""
+    return f" (slowly: over {result.limits[0]:g} s)" if result.slow else ""
 
 
 # -- the checks -------------------------------------------------------------------------
@@ -177,12 +199,16 @@ def check_namespace(kind: str, *, runner: Runner = run_probe, euid: int | None =
     name, flag = f"namespace {kind}", _NS_FLAG[kind]
     result = runner(["ns", kind])
     if result.ok:
-        return Check(name, "ok", f"unshare({flag}) works")
+        return Check(name, "ok", f"unshare({flag}) works{_slowly(result)}")
     euid = _euid(euid)
-    if euid != 0 and kind != "user":
+    if euid != 0 and kind != "user" and not result.timed_out:
         inner = runner(["ns", kind, "--userns"])
         if inner.ok:
-            return Check(name, "ok", f"unshare({flag}) works inside a user namespace")
+            where = f"inside a user namespace{_slowly(inner)}"
+            return Check(name, "ok", f"unshare({flag}) works {where}")
+        result = inner if inner.timed_out else result
+    if result.timed_out:
+        return _could_not_tell(name, f"unshare({flag}) works", result)
     if euid == 0:
         config = f"the kernel lacks CONFIG_{_NS_CONFIG[kind]}_NS or " if kind in _NS_CONFIG else ""
         fix = (
@@ -195,12 +221,13 @@ def check_namespace(kind: str, *, runner: Runner = run_probe, euid: int | None =
 
 
 def check_namespaces(*, runner: Runner = run_probe, euid: int | None = None) -> list[Check]:
-    """Every namespace type, probed in parallel; if none works at all, the course cannot run."""
+    """Every namespace type, probed in parallel; if none works at all, the course cannot run
+    (but a probe that timed out proved nothing: then they only warn)."""
     with ThreadPoolExecutor(len(linux.NAMESPACES)) as pool:
         checks = list(
             pool.map(lambda k: check_namespace(k, runner=runner, euid=euid), linux.NAMESPACES)
         )
-    if all(c.status != "ok" for c in checks):
+    if all(c.status != "ok" and c.fix != SLOW_FIX for c in checks):
         checks = [Check(c.name, "fail", c.detail + " (no namespace works)", c.fix) for c in checks]
     return checks
 
@@ -271,7 +298,10 @@ def check_rootless_userns(
     result = runner(["rootless", "--as-nobody"] if as_root else ["rootless"])
     who = f"uid {NOBODY} (nobody)" if as_root else "this user"
     if result.ok:
-        return Check(name, "ok", f"{who} can be root in its own user namespace: rootless works")
+        works = f"{who} can be root in its own user namespace: rootless works{_slowly(result)}"
+        return Check(name, "ok", works)
+    if result.timed_out:
+        return _could_not_tell(name, f"{who} can use a user namespace", result)
     fix = next((c.fix for c in sysctls if c.status == "warn" and c.fix), None)
     return Check(
         name,
@@ -322,7 +352,9 @@ def _try_with_userns(
     if result.ok or euid == 0:
         return result, False
     inner = runner([*retry_args, "--userns"])
-    return (inner, True) if inner.ok else (result, False)
+    if inner.ok or inner.timed_out:  # a timeout proves nothing: report it, not the first
+        return inner, inner.ok
+    return result, False
 
 
 def check_overlayfs(
@@ -338,7 +370,11 @@ def check_overlayfs(
         remove_tree(tmp)
     if result.ok:
         where = " inside a user namespace" if in_userns else ""
-        return Check("overlayfs", "ok", f"mounted, written and read through{where}")
+        return Check(
+            "overlayfs", "ok", f"mounted, written and read through{where}{_slowly(result)}"
+        )
+    if result.timed_out:
+        return _could_not_tell("overlayfs", "an overlay can be mounted", result)
     fix = "sudo modprobe overlay" if euid == 0 else f"{_AS_ROOT}   (or use Linux 5.11+)"
     return Check(
         "overlayfs",
@@ -368,7 +404,9 @@ def check_veth(
     result, in_userns = _try_with_userns(runner, ["veth", ip], ["veth", ip], _euid(euid))
     if result.ok:
         where = " (inside a user namespace)" if in_userns else ""
-        return Check("veth", "ok", f"a veth pair can be created{where}")
+        return Check("veth", "ok", f"a veth pair can be created{where}{_slowly(result)}")
+    if result.timed_out:
+        return _could_not_tell("veth", "a veth pair can be created", result)
     fix = "sudo modprobe veth" if _euid(euid) == 0 else _AS_ROOT
     return Check(
         "veth",
@@ -378,17 +416,24 @@ def check_veth(
     )
 
 
-def check_registry(port: int | None = None, status: Callable[..., Any] | None = None) -> Check:
-    """Is the course's local registry answering? (``warn`` if not: only 07–08 need it)."""
+def check_registry(
+    port: int | None = None,
+    status: Callable[..., Any] | None = None,
+    others: Callable[[int], Sequence[Any]] | None = None,
+) -> Check:
+    """Is the course's local registry answering? (``warn`` if not: only 07–08 need it).
+
+    The course's registry of another checkout on the port serves the course as well
+    (*others*: default :func:`hardway.distribution.server.services.registries_on`).
+    """
     fix = "make registry" if port is None else f"make registry REGISTRY_PORT={port}"
     try:
-        if status is None:
-            from hardway.distribution.server import (
-                local_registry,  # lazily: the registry is its own chapter
-            )
+        # lazily: the registry is its own chapter
+        from hardway.distribution.server import local_registry, services
 
-            status = local_registry.status
+        status = status or local_registry.status
         found = status(port=port)
+        theirs = [] if found.running else (others or services.registries_on)(found.port)
     except HardwayError as exc:
         return Check("registry", "warn", exc.message, fix=exc.fix or fix)
     except Exception as exc:  # a broken helper must not break the preflight
@@ -397,6 +442,9 @@ def check_registry(port: int | None = None, status: Callable[..., Any] | None = 
         )
     if found.running:
         return Check("registry", "ok", f"running at {found.url}")
+    if theirs:
+        whose = services.describe(theirs[0])
+        return Check("registry", "ok", f"{whose} runs at {found.url}: the course uses it as it is")
     return Check("registry", "warn", f"not running (expected at {found.url})", fix=fix)
 
 
@@ -494,8 +542,15 @@ class Report:
     def summary(self) -> str:
         fails = sum(c.status == "fail" for c in self.checks)
         warns = sum(c.status == "warn" for c in self.checks)
+        untold = sum(c.fix == SLOW_FIX for c in self.checks)
         if fails:
             return f"The course cannot run here: {fails} check(s) failed. Apply the fixes above."
+        if untold:
+            return (
+                f"No check failed, but {untold} could not tell: their probes timed out, "
+                "which says this machine is slow, not that it lacks anything. Run make "
+                "doctor again (the chapters will be slow too)."
+            )
         if warns:
             return f"The course can run; {warns} warning(s): some chapters will be limited."
         return "The course can run: everything works."

@@ -7,6 +7,7 @@ plain-text feedback, readable in JupyterLab, in a CI log and by nbval alike::
     ⏳ 05.2 not attempted yet
     ❌ 05.2: diff_id is the sha256 of the gzip, not of the tar. Hint: …
     💥 05.2: your code raised KeyError: 'size' (in write_layer, line 4)
+    ⏸ 07.6 not graded (2 points): the course's registry could not be used here: … To fix: …
     ✅ 05.2 passed (2/2)
 
 The checks of lab NN live in :mod:`hardway.course.checks.labNN`, one function per exercise,
@@ -17,6 +18,13 @@ learner's objects: ``def digest_of_bytes(digest_of)`` receives the learner's
 code is reported by type and message only, never with a traceback, and a bug in a check
 itself is reported as such. Checks build fresh random inputs and compare against the
 helper's reference modules, so a hard-coded answer fails.
+
+A check that cannot run *here*, for a reason outside the learner's code — the course's
+registry unusable, a tool missing, no root — raises :class:`NotGraded` (the check's own
+:class:`~hardway.errors.MissingToolError`, :class:`~hardway.errors.PrivilegeError`,
+:class:`~hardway.errors.RegistryServerError` and ``PermissionError`` count as one). The
+exercise is then *not graded*, with the reason and its fix: it earns no points, and its
+points leave the maximum too, so it costs the learner nothing and blames no one.
 
 :func:`run_check` needs no IPython: the headless grader (:mod:`hardway.course.autograde`) and
 the tests call it with a plain ``dict`` namespace.
@@ -39,11 +47,13 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any
 
+from hardway.errors import HardwayError, MissingToolError, PrivilegeError, RegistryServerError
 from hardway.sys.state import package_parent
 
 __all__ = [
     "STATUSES",
     "Exercise",
+    "NotGraded",
     "Result",
     "Summary",
     "check",
@@ -56,8 +66,10 @@ __all__ = [
     "summary",
 ]
 
-STATUSES = ("passed", "failed", "not attempted", "error")
-_ICONS = {"passed": "✅", "failed": "❌", "not attempted": "⏳", "error": "💥"}
+STATUSES = ("passed", "failed", "not attempted", "error", "not graded")
+_ICONS = {"passed": "✅", "failed": "❌", "not attempted": "⏳", "error": "💥", "not graded": "⏸"}
+#: raised by a check's own code (not the learner's), these say the machine cannot run it
+_ENVIRONMENT = (MissingToolError, PrivilegeError, RegistryServerError, PermissionError)
 _EXERCISE_ID = re.compile(r"(\d\d)\.(\d+)")
 
 
@@ -106,6 +118,18 @@ def expect(condition: object, message: str) -> None:
         raise AssertionError(message)
 
 
+class NotGraded(Exception):
+    """Raised by a check that cannot run here for a reason outside the learner's code.
+
+    The exercise is reported as *not graded* with ``reason`` and ``fix``: neither 0
+    points nor a failure, nor a bug in the check.
+    """
+
+    def __init__(self, reason: str, *, fix: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.fix = reason, fix
+
+
 @dataclass(frozen=True, repr=False)
 class Result:
     """The outcome of one check. Its repr is the feedback line, so a cell shows it once."""
@@ -125,6 +149,8 @@ class Result:
         if self.status == "not attempted":
             extra = f": {self.message}" if self.message else ""
             return f"{icon} {self.exercise} not attempted yet{extra}"
+        if self.status == "not graded":
+            return f"{icon} {self.exercise} not graded ({self.max_points} points): {self.message}"
         return f"{icon} {self.exercise}: {self.message}"
 
     def __repr__(self) -> str:
@@ -149,13 +175,27 @@ class Summary:
 
     @property
     def max_points(self) -> int:
-        return sum(r.max_points for r in self.results)
+        """The points of the exercises that were graded (not graded ones count in neither)."""
+        return sum(r.max_points for r in self.results if r.status != "not graded")
+
+    @property
+    def not_graded(self) -> tuple[str, ...]:
+        """The exercises that could not be graded here (see each one's message)."""
+        return tuple(r.exercise for r in self.results if r.status == "not graded")
 
     def __repr__(self) -> str:
         lines = [r.line for r in self.results]
         done = self.results and all(r.status == "passed" for r in self.results)
+        rest = all(r.status in ("passed", "not graded") for r in self.results)
         end = "all done, well done!" if done else "fix the others and run their cells again"
-        lines.append(f"Lab {self.lab}: {self.points}/{self.max_points} points — {end}")
+        total = f"{self.points}/{self.max_points} points"
+        if self.not_graded:
+            skipped = sum(r.max_points for r in self.results if r.status == "not graded")
+            total += f", {skipped} not graded"
+            end = (
+                f"{', '.join(self.not_graded)} could not be graded here: see above" if rest else end
+            )
+        lines.append(f"Lab {self.lab}: {total} — {end}")
         return "\n".join(lines)
 
     __str__ = __repr__
@@ -252,6 +292,11 @@ def _classify(ex: Exercise, exc: BaseException) -> Result:
             name, line = frames[-1]
             where = f" (line {line})" if name == "<module>" else f" (in {name}, line {line})"
         return _result(ex, "error", f"your code raised {_describe(exc)}{where}")
+    if isinstance(exc, NotGraded):
+        return _not_graded(ex, exc.reason, exc.fix)
+    if isinstance(exc, _ENVIRONMENT):
+        message = exc.message if isinstance(exc, HardwayError) else _describe(exc)
+        return _not_graded(ex, message, getattr(exc, "fix", None))
     if isinstance(exc, AssertionError):
         message = str(exc).strip() or "the result is not right"
         if message[-1] not in ".!?":
@@ -267,6 +312,13 @@ def _checker_bug(ex: Exercise, exc: BaseException) -> Result:
         f"could not be checked ({_describe(exc)}). If your code looks right, this is a bug "
         "in the course's check: please report it",
     )
+
+
+def _not_graded(ex: Exercise, reason: str, fix: str | None) -> Result:
+    """Not the learner's doing, nor a bug in the check: the machine could not run it."""
+    message = f"{reason.rstrip('.')} (nothing to change in your code)"
+    message += f". To fix: {fix}" if fix else ""
+    return _result(ex, "not graded", message)
 
 
 def _result(ex: Exercise, status: str, message: str) -> Result:

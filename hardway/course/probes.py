@@ -8,7 +8,10 @@ namespace it unshared, and it may be a Jupyter kernel the learner keeps using. S
 probe runs in a fresh ``python -c`` child (:func:`run_probe` → :func:`probe_main`) in a
 new session: the child enters its own namespaces, does the one thing, prints a detail
 line and exits, and neither the caller nor the host's network or mount table is changed.
-A child that hangs is killed with its whole process group after :data:`PROBE_TIMEOUT`.
+A child that hangs is killed with its whole process group after :data:`PROBE_TIMEOUT`,
+and the probe is tried once more with a longer limit (:func:`retry_timeout`): on a small
+or emulated VM, starting Python alone can take longer than the first limit, and a probe
+that ran out of time has found out nothing about the kernel.
 
 The child's side is :func:`probe_main` and the ``_probe_*`` functions; the parent's is
 :func:`run_probe`, which returns a :class:`ProbeResult`. Checks take any
@@ -29,9 +32,24 @@ from hardway.errors import HardwayError
 from hardway.sys import linux
 from hardway.sys.state import child_pythonpath
 
-__all__ = ["NOBODY", "PROBE_TIMEOUT", "ProbeResult", "Runner", "probe_main", "run_probe"]
+__all__ = [
+    "NOBODY",
+    "PROBE_TIMEOUT",
+    "RETRY_TIMEOUT",
+    "TIMEOUT_VARIABLE",
+    "ProbeResult",
+    "Runner",
+    "probe_main",
+    "retry_timeout",
+    "run_probe",
+]
 
 PROBE_TIMEOUT = 4.0  #: seconds a probe child may take before it is killed
+#: seconds it may take on its second try, after a timeout: ten probes start at once, and
+#: a VM that needs 6 s to start one Python needs far more for ten
+RETRY_TIMEOUT = 60.0
+#: the environment variable that overrides :data:`RETRY_TIMEOUT` (a very slow machine)
+TIMEOUT_VARIABLE = "HARDWAY_PROBE_TIMEOUT"
 NOBODY = 65534  #: the uid (and gid) the rootless probe drops to when it starts as root
 
 
@@ -90,7 +108,7 @@ def _probe_overlay(workdir: str, *, userns: bool = False) -> str:
     base = Path(workdir)
     lower, upper, work, merged = (base / n for n in ("lower", "upper", "work", "merged"))
     for directory in (lower, upper, work, merged):
-        directory.mkdir(parents=True)
+        directory.mkdir(parents=True, exist_ok=True)  # exist: a first try that timed out
     (lower / "from-lower").write_text("lower\n")
     _enter(linux.CLONE_NEWNS, userns)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
@@ -157,16 +175,35 @@ class ProbeResult:
     returncode: int | None
     out: str = ""
     err: str = ""
+    #: the time limit of each try, in seconds: two when the first one timed out
+    limits: tuple[float, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0
 
     @property
+    def timed_out(self) -> bool:
+        """The child never answered: nothing is known about what it probed."""
+        return self.returncode is None
+
+    @property
+    def slow(self) -> bool:
+        """It answered, but only on its second try, with the longer limit."""
+        return not self.timed_out and len(self.limits) > 1
+
+    @property
     def reason(self) -> str:
-        """The child's last line of complaint, for a report."""
-        if self.returncode is None:
-            return f"timed out after {PROBE_TIMEOUT:g} s"
+        """The child's last line of complaint, for a report.
+
+        >>> ProbeResult(None, limits=(4.0, 60.0)).reason
+        'timed out after 4 s, and again after 60 s'
+        """
+        if self.timed_out:
+            if not self.limits:
+                return "timed out"
+            again = "".join(f", and again after {t:g} s" for t in self.limits[1:])
+            return f"timed out after {self.limits[0]:g} s{again}"
         lines = [line for line in self.err.splitlines() if line.strip()]
         return lines[-1].strip() if lines else f"exit status {self.returncode}"
 
@@ -179,8 +216,32 @@ _PROBE_CODE = (
 )
 
 
-def run_probe(args: Sequence[str], timeout: float = PROBE_TIMEOUT) -> ProbeResult:
-    """Run ``probe_main(args)`` in a fresh Python child; kill its whole group on timeout."""
+def retry_timeout() -> float:
+    """The limit of a probe's second try: ``$HARDWAY_PROBE_TIMEOUT`` or :data:`RETRY_TIMEOUT`."""
+    try:
+        return max(float(os.environ.get(TIMEOUT_VARIABLE, RETRY_TIMEOUT)), 0.001)
+    except ValueError:
+        return RETRY_TIMEOUT
+
+
+def run_probe(
+    args: Sequence[str], timeout: float | None = None, *, retry: float | None = None
+) -> ProbeResult:
+    """Run ``probe_main(args)`` in a fresh Python child; kill its whole group on timeout,
+    then try once more with the longer limit. The result's ``limits`` say which ran.
+
+    :param timeout: (optional) the first try's limit; default :data:`PROBE_TIMEOUT`
+    :param retry: (optional) the second try's limit; default :func:`retry_timeout`
+    """
+    limits = (PROBE_TIMEOUT if timeout is None else timeout, retry or retry_timeout())
+    for tries in (1, 2):
+        result = _run_once(args, limits[tries - 1])
+        if not result.timed_out:
+            break
+    return ProbeResult(result.returncode, result.out, result.err, limits[:tries])
+
+
+def _run_once(args: Sequence[str], timeout: float) -> ProbeResult:
     path = child_pythonpath()
     child = subprocess.Popen(
         [sys.executable, "-c", _PROBE_CODE, *args],

@@ -47,7 +47,13 @@ from hardway.distribution.server.config import (
     render_config,
 )
 from hardway.distribution.server.paths import RegistryPaths, http_secret
-from hardway.distribution.server.services import OWNER_FILE, record_owner
+from hardway.distribution.server.services import (
+    OWNER_FILE,
+    describe,
+    record_owner,
+    registries_on,
+    stop_command,
+)
 from hardway.distribution.server.tokenserver import Rule
 from hardway.errors import (
     HardwayError,
@@ -197,6 +203,8 @@ def _port_in_use(host: str, port: int) -> PortInUseError:
     stop_it = (
         f" or stop {who}: kill {holder[0]}" if holder else " or stop the process that holds it"
     )
+    if holder and (course := [s for s in registries_on(port) if s.pid == holder[0]]):
+        who, stop_it = describe(course[0]), f" or stop it: {stop_command(course[0])}"
     return PortInUseError(
         f"port {port} on {host} is already in use by {who}, so the registry cannot listen there",
         fix=f"python -m hardway registry start --port {alternative}   "
@@ -384,10 +392,25 @@ def _stop_owned() -> None:
 def ensure_running(port: int | None = None, *, owned: bool = True) -> RegistryStatus:
     """The registry on ``port`` as it runs now, whatever its config; started if it is not.
 
-    Notebooks call this: it never restarts a registry another chapter configured.
+    Notebooks call this: it never restarts a registry another chapter configured, and
+    when the course's registry of another checkout (another state directory) serves the
+    port, it is used as it is — any Distribution registry serves the course.
     """
     current = status(port)
-    return current if current.running else start(port, owned=owned)
+    if current.running:
+        return current
+    return _borrowed(current.port) or start(port, owned=owned)
+
+
+def _borrowed(port: int) -> RegistryStatus | None:
+    """The course's registry of another checkout or state directory, answering on
+    ``port``; ``None`` when there is none (or the one there is ours)."""
+    url, ours = f"http://127.0.0.1:{port}", RegistryPaths.for_port(port).root
+    for service in registries_on(port):
+        if service.root != ours and _answers(url):
+            mode = _auth_mode(RegistryPaths(service.root))
+            return RegistryStatus(port, True, service.pid, url, service.root, mode)
+    return None
 
 
 def stop(port: int | None = None, *, timeout: float = 10.0) -> bool:
@@ -423,6 +446,12 @@ def _port_arg(text: str) -> int:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    port = default_port() if args.port is None else args.port
+    other = None if status(port).running else _borrowed(port)
+    if other is not None and other.auth == args.auth:  # `make lab` next to another checkout
+        print(f"{other} — another checkout's, used as it is")
+        print(other.url)
+        return 0
     current = start_mode(args.port, args.auth, owned=False)
     print(current)
     print(current.url)

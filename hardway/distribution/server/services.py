@@ -10,12 +10,18 @@ running processes are the course's, on which port, with which state directory �
 those of a checkout whose kernel crashed. The state directory's ``owner`` file says who
 started them: a process (a notebook kernel, a test run) whose exit makes them leftovers,
 or nobody (``registry start``, ``make lab``), meaning "keep running".
+
+:func:`registries_on` finds every course registry serving a port, whatever checkout or
+state directory started it — a second checkout on the same machine (an instructor's
+``/opt/course`` next to a learner's clone) meets the first one's registry there, and
+:func:`describe` and :func:`stop_command` say whose it is and how to free the port.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +33,14 @@ __all__ = [
     "OWNER_FILE",
     "TOKEN_SERVICE_MODULES",
     "Service",
+    "checkout_of",
+    "describe",
     "owner_gone",
     "record_owner",
+    "registries_on",
     "service_of",
     "services",
+    "stop_command",
 ]
 
 #: a registry's state directory ``…/registry/<port>`` names the file that says who owns it
@@ -113,3 +123,55 @@ def services(session: str | None = None) -> list[Service]:
         ):
             found.append(service)
     return sorted(found, key=lambda s: (s.port, s.kind, s.pid))
+
+
+def registries_on(port: int) -> list[Service]:
+    """The course's registries serving ``port`` now, started by any checkout, state
+    directory or session (their state directories tell them apart)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        service = service_of(int(entry), argv_of(entry)) if entry.isdigit() else None
+        if (
+            service
+            and service.kind == "registry"
+            and service.port == port
+            and stat_of(entry)[0] not in ("", "Z", "X")
+        ):
+            found.append(service)
+    return sorted(found, key=lambda s: s.pid)
+
+
+def checkout_of(service: Service) -> Path | None:
+    """The course checkout whose ``.state/`` holds ``service``'s state, if it is one.
+
+    >>> checkout_of(Service("registry", 7, 5000, Path("/nowhere/.state/registry/5000")))
+    """
+    state = service.root.parent.parent  # <state>/registry/<port>
+    if state.name == ".state" and (state.parent / "pyproject.toml").is_file():
+        return state.parent
+    return None
+
+
+def describe(service: Service) -> str:
+    """Whose ``service`` is, for a message: its checkout, else its state directory.
+
+    >>> describe(Service("registry", 7, 5000, Path("/tmp/s/registry/5000")))
+    "the course's registry of the state directory /tmp/s (pid 7)"
+    """
+    checkout = checkout_of(service)
+    whose = (
+        f"the checkout {checkout}"
+        if checkout
+        else f"the state directory {service.root.parent.parent}"
+    )
+    return f"the course's {service.kind} of {whose} (pid {service.pid})"
+
+
+def stop_command(service: Service) -> str:
+    """The command that stops ``service``, from any checkout.
+
+    >>> stop_command(Service("registry", 7, 5000, Path("/opt/course/.state/registry/5000")))
+    'HARDWAY_STATE_DIR=/opt/course/.state python -m hardway registry stop --port 5000'
+    """
+    state = shlex.quote(str(service.root.parent.parent))
+    return f"HARDWAY_STATE_DIR={state} python -m hardway registry stop --port {service.port}"
