@@ -33,6 +33,10 @@ def test_there_are_notebooks() -> None:
 @pytest.mark.parametrize("path", TAUGHT + LABS, ids=ids(TAUGHT + LABS))
 def test_notebook_is_valid_and_clean(path: Path) -> None:
     assert NAME.match(path.name), f"{path.name}: name notebooks NN-topic.ipynb"
+    raw = json.loads(path.read_text())  # nbformat.read would fill in missing ids, quietly
+    cell_ids = [cell.get("id") for cell in raw["cells"]]
+    assert None not in cell_ids, f"cell {cell_ids.index(None)} has no id (nbformat 4.5)"
+    assert len(set(cell_ids)) == len(cell_ids), "two cells share an id"
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3", (
