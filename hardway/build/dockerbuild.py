@@ -365,12 +365,12 @@ def _in_overlay(lower: str, upper: str, work: str, merged: str, action: dict) ->
 
 def _act(root: str, action: dict) -> dict:
     """Do one step's filesystem work on *root* (a merged overlay or a snapshot copy)."""
-    from hardway.isolation import namespaces, runtime
+    from hardway.isolation import container, runtime
 
     kind = action["kind"]
     if kind == "run":
         plan = runtime.plan(root, action["argv"], config=action["config"], env=action["env"])
-        done = namespaces.run(plan.isolation, plan.argv, timeout=action["timeout"])
+        done = container.run(plan.isolation, plan.argv, timeout=action["timeout"])
         return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
     if kind == "mkdir":
         target = _inside(root, action["path"])
@@ -465,17 +465,17 @@ def _isolated(
     directory is the change set (:func:`hardway.image.overlay.overlay_entries`). ``snapshot``:
     on a copy of *lower* (``cp -a``), compared with *lower* afterwards
     (:func:`hardway.image.diff.diff_entries`) — slower, but it needs no mount. Everything
-    privileged happens in a child (:func:`hardway.isolation.namespaces.call`), never in this
+    privileged happens in a child (:func:`hardway.isolation.container.call`), never in this
     process, which may be a Jupyter kernel.
     """
     from hardway.image.diff import diff_entries
     from hardway.image.overlay import overlay_entries
-    from hardway.isolation import namespaces
+    from hardway.isolation import container, namespaces
 
     if method == "snapshot":
         copy = work / "snapshot"
         subprocess.run(["cp", "-a", f"{lower}/.", str(copy)], check=True, capture_output=True)
-        result = namespaces.call(
+        result = container.call(
             namespaces.Isolation(), _act, str(copy), action, timeout=timeout + 30
         )
         action["result"] = result
@@ -485,7 +485,7 @@ def _isolated(
         directory.mkdir(parents=True)
     spec = namespaces.Isolation({"mnt"})
     args = (str(lower), str(upper), str(scratch), str(merged), action)
-    action["result"] = namespaces.call(spec, _in_overlay, *args, timeout=timeout + 30)
+    action["result"] = container.call(spec, _in_overlay, *args, timeout=timeout + 30)
     return overlay_entries(upper)
 
 
