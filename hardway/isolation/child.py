@@ -147,10 +147,10 @@ class Child:
     """One launcher process seen from the parent: its pipes, events and cleanup.
 
     :param plan: from :func:`launch_plan`
-    :param spec: the isolation the plan was made from (its id maps and veth wish)
-    :param stdin: (optional) what :class:`subprocess.Popen` takes for the container's
-        stdin; likewise *stdout* and *stderr* (a file when started in the background:
-        it is read when the launcher fails)
+    :param spec: the isolation the plan was made from (its id maps and veth pair)
+    :param stdin: the container's stdin, *stdout* and *stderr* its output, each as
+        :class:`subprocess.Popen` takes them (*stderr* a file when started in the
+        background: it is read back when the launcher fails)
     """
 
     def __init__(
