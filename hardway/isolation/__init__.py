@@ -17,8 +17,8 @@
 * 04, the runtime that combines them all: :mod:`~hardway.isolation.runtime`, next to an OCI
   bundle run by runc: :mod:`~hardway.isolation.bundle`.
 
-The runtime runs an image's config, so this part stands on :mod:`hardway.image` (the
-documents only).
+The runtime runs an image's config, so this part stands on :mod:`hardway.image` (its
+:mod:`~hardway.image.config` only).
 
 Public contract (notebooks and labs import these): ``rootfs``; ``namespaces`` with
 ``Isolation``, ``IdMap``, ``KINDS``; ``container`` with ``run``, ``start``, ``call``;
