@@ -7,12 +7,12 @@ this machine's own /proc/self/mountinfo is a case too, checked against /proc/sel
 from __future__ import annotations
 
 import doctest
+import importlib
 import os
 from pathlib import Path
 
 import pytest
 
-import hardway.isolation.cgroups
 from hardway.isolation.cgroups import CgroupMode, detect, usable_controllers
 from hardway.sys.mountinfo import parse_mountinfo
 
@@ -68,8 +68,9 @@ NONE = """\
 DEFAULT = Path("/sys/fs/cgroup")
 
 
-def test_doctests() -> None:
-    assert doctest.testmod(hardway.isolation.cgroups).failed == 0
+@pytest.mark.parametrize("name", ["cgroups", "group", "stats"])
+def test_doctests(name: str) -> None:
+    assert doctest.testmod(importlib.import_module(f"hardway.isolation.{name}")).failed == 0
 
 
 def test_parse_mountinfo_reads_fields_and_escapes() -> None:
@@ -227,7 +228,8 @@ def test_usable_controllers_for_real_leave_nothing_behind() -> None:
 
 from hardway.errors import CgroupError, DelegationError  # noqa: E402
 from hardway.isolation import cgroups, limits  # noqa: E402
-from hardway.isolation.cgroups import Group, find_delegation, require_delegation  # noqa: E402
+from hardway.isolation.cgroups import find_delegation, require_delegation  # noqa: E402
+from hardway.isolation.group import Group  # noqa: E402
 from hardway.isolation.limits import Limits  # noqa: E402
 
 

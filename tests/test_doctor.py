@@ -547,16 +547,6 @@ def test_busybox_must_be_static(tmp_path: Path) -> None:
     assert doctor.check_tool("busybox", "busybox-static", "x", path=str(script)).status == "warn"
 
 
-def test_elf_interpreter() -> None:
-    assert doctor.elf_interpreter(Path(sys.executable).resolve()) is not None
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("busybox is not installed")
-    if subprocess.run(["ldd", busybox], capture_output=True).returncode == 0:
-        pytest.skip("this busybox is dynamically linked")
-    assert doctor.elf_interpreter(Path(busybox)) is None
-
-
 @pytest.mark.parametrize(
     ("free", "status"), [(512 * 1024**2, "fail"), (3 * GIB, "warn"), (50 * GIB, "ok")]
 )

@@ -9,6 +9,7 @@ Nothing is mocked: each test starts real containers (about 50 ms each).
 from __future__ import annotations
 
 import doctest
+import importlib
 import json
 import os
 import signal
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-import hardway.isolation.namespaces
 from hardway.course import leftovers
 from hardway.errors import (
     ContainerError,
@@ -29,7 +29,8 @@ from hardway.errors import (
     IsolationError,
 )
 from hardway.isolation import launch, namespaces
-from hardway.isolation.namespaces import Completed, IdMap, Isolation, call, run, start
+from hardway.isolation.container import Completed, call, run, start
+from hardway.isolation.namespaces import IdMap, Isolation
 from hardway.sys import linux
 from hardway.sys.importable import importable_for
 
@@ -52,8 +53,9 @@ def nothing_left() -> list[str]:
     return sorted(now.processes | now.links)
 
 
-def test_doctests() -> None:
-    assert doctest.testmod(hardway.isolation.namespaces).failed == 0
+@pytest.mark.parametrize("name", ["namespaces", "child", "container", "failures"])
+def test_doctests(name: str) -> None:
+    assert doctest.testmod(importlib.import_module(f"hardway.isolation.{name}")).failed == 0
 
 
 # -- the specification ------------------------------------------------------------------
@@ -384,7 +386,8 @@ ROOTLESS_SCRIPT = """
 import json, os, sys
 from hardway.isolation import rootfs
 from hardway.errors import PrivilegeError
-from hardway.isolation.namespaces import IdMap, Isolation, run, start
+from hardway.isolation.container import run, start
+from hardway.isolation.namespaces import IdMap, Isolation
 
 root = rootfs.build_busybox(sys.argv[1])
 spec = Isolation.container(root, "rootless-box", rootless=True)

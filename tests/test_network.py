@@ -20,7 +20,8 @@ import pytest
 import hardway.isolation.network
 from hardway.errors import NetworkError
 from hardway.isolation import network
-from hardway.isolation.namespaces import Isolation, run, start
+from hardway.isolation.container import run, start
+from hardway.isolation.namespaces import Isolation
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: veth pairs")
 

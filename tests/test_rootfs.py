@@ -1,6 +1,6 @@
 """hardway.isolation.rootfs: real root filesystems, entered for real, and the classic chroot escape.
 
-Programs run inside through :mod:`hardway.isolation.namespaces` (root: plain chroot; otherwise a
+Programs run inside through :mod:`hardway.isolation.container` (root: plain chroot; otherwise a
 user namespace), so each test proves the directory is a working root, not just a list
 of files.
 """
@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 
 import hardway.isolation.rootfs
+from hardway.course import doctor
+from hardway.course.doctor import Check
 from hardway.errors import ContainerError, RootfsError
 from hardway.isolation import rootfs
-from hardway.isolation.namespaces import Isolation, call, run
+from hardway.isolation.container import call, run
+from hardway.isolation.namespaces import Isolation
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the chroot escape")
@@ -92,6 +95,81 @@ def test_ldd_of_real_programs() -> None:
     assert libs and all(Path(lib).is_file() for lib in libs)
     assert any("ld-linux" in lib or "ld-musl" in lib for lib in libs), "the loader is missing"
     assert rootfs.ldd("/usr/bin/busybox") == [], "Debian's busybox-static is static"
+
+
+# -- static or dynamic: one answer, from the ELF program headers ----------------------------
+
+STATIC, DYNAMIC = "/bin/busybox", "/bin/ls"  # Debian's busybox-static; coreutils' ls
+needs_both = pytest.mark.skipif(
+    not (Path(STATIC).is_file() and Path(DYNAMIC).is_file()), reason="needs busybox-static"
+)
+
+
+@needs_both
+def test_elf_interpreter_of_a_static_and_a_dynamic_program() -> None:
+    assert rootfs.elf_interpreter(STATIC) is None
+    loader = rootfs.elf_interpreter(DYNAMIC)
+    assert loader is not None and loader in rootfs.ldd(DYNAMIC), "ldd names the same loader"
+    assert rootfs.elf_interpreter(Path(sys.executable).resolve()) is not None
+
+
+def test_elf_interpreter_refuses_what_is_not_elf(tmp_path: Path) -> None:
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\n")
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(Path(sys.executable).resolve().read_bytes()[:24])
+    for path in (script, truncated):
+        with pytest.raises(ValueError, match="ELF file"):
+            rootfs.elf_interpreter(path)
+
+
+def _is_it_a_static_busybox(program: str, tmp_path: Path) -> tuple[Check, str]:
+    """The doctor's answer (its check of ``busybox`` on a PATH that holds *program*) and
+    :func:`rootfs.build_busybox`'s (``"built"``, or why it refused)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "busybox").symlink_to(program)
+    check = doctor.check_tool("busybox", "busybox-static", "x", path=str(bin_dir))
+    try:
+        rootfs.build_busybox(tmp_path / "root", busybox=program)
+    except RootfsError as exc:
+        return check, exc.message
+    return check, "built"
+
+
+@needs_both
+@pytest.mark.parametrize(
+    ("program", "doctor_says", "build_says"),
+    [
+        (STATIC, "(static)", "built"),
+        (DYNAMIC, "is linked dynamically (needs /", "is linked dynamically"),
+    ],
+    ids=["static", "dynamic"],
+)
+def test_the_doctor_and_build_busybox_agree(
+    program: str, doctor_says: str, build_says: str, tmp_path: Path
+) -> None:
+    check, built = _is_it_a_static_busybox(program, tmp_path)
+    assert (check.status == "ok") == (built == "built")
+    assert doctor_says in check.detail and build_says in built
+
+
+@needs_both
+def test_the_doctor_and_build_busybox_ask_the_same_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Make :func:`rootfs.elf_interpreter` lie: both answers change with it."""
+    asked: list[str] = []
+
+    def dynamic(path: str | os.PathLike[str]) -> str:
+        asked.append(os.fspath(path))
+        return "/lib/ld-fake.so.1"
+
+    monkeypatch.setattr(rootfs, "elf_interpreter", dynamic)
+    check, built = _is_it_a_static_busybox(STATIC, tmp_path)
+    assert check.status == "warn" and "(needs /lib/ld-fake.so.1)" in check.detail
+    assert "is linked dynamically" in built
+    assert len(asked) == 2 and {os.path.realpath(p) for p in asked} == {os.path.realpath(STATIC)}
 
 
 # -- busybox ------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ import hardway.isolation.runtime
 from hardway.course import cleanup, leftovers
 from hardway.errors import ContainerError, IsolationError
 from hardway.isolation import bundle, cgroups, runtime
+from hardway.isolation.group import Group
+from hardway.isolation.limits import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: cgroups, veth, runc")
@@ -148,7 +150,7 @@ def test_interrupt_leaves_nothing_behind(busybox_rootfs: Path) -> None:
 
 @needs_root
 def test_cleanup_removes_a_crashed_containers_cgroup_and_process() -> None:
-    group = cgroups.Group(cgroups.Limits(pids=4), label="crashed").create()
+    group = Group(Limits(pids=4), label="crashed").create()
     stray = subprocess.Popen(
         ["sleep", "60"], env={**os.environ, "container": "hardway"}, start_new_session=True
     )

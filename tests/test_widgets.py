@@ -26,7 +26,8 @@ from hardway.image.platform import Platform
 from hardway.image.protocols import describe
 from hardway.image.random import random_image
 from hardway.isolation import cgroups
-from hardway.isolation.cgroups import Limits, Stats
+from hardway.isolation.limits import Limits
+from hardway.isolation.stats import Stats
 from hardway.widgets import cgroup_meter, image_map, layer_explorer, namespace_table
 from hardway.widgets.imagemap import map_image, map_layout, map_reference
 from hardway.widgets.layertree import layer_changes
@@ -252,7 +253,8 @@ def test_namespace_table_of_this_process_shares_everything() -> None:
 
 @needs_root
 def test_namespace_table_of_a_container(busybox_rootfs: Path) -> None:
-    from hardway.isolation.namespaces import Isolation, start
+    from hardway.isolation.container import start
+    from hardway.isolation.namespaces import Isolation
 
     with start(Isolation.container(busybox_rootfs, "nstable"), ["sleep", "30"]) as box:
         view = namespace_table(box)

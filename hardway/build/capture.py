@@ -9,7 +9,7 @@ and whose upper directory starts empty, so afterwards the upper directory holds 
 the step's changes (:func:`hardway.image.layers.overlay_entries`). ``RUN`` executes in the
 chapter 04 runtime (every namespace, no network); ``COPY`` and ``WORKDIR`` write through
 :mod:`hardway.build.inroot`, inside the root. Everything privileged happens in a child
-(:func:`hardway.isolation.namespaces.call`) with its own mount namespace, never in this
+(:func:`hardway.isolation.container.call`) with its own mount namespace, never in this
 process, which may be a Jupyter kernel: the mount vanishes with the child, also when it
 is killed. Without root, the ``snapshot`` method works on a copy of the root instead and
 compares it afterwards (:func:`hardway.image.layers.diff_entries`) — slower, no mount.
@@ -82,12 +82,12 @@ def changes(
     """
     from hardway.image.diff import diff_entries
     from hardway.image.overlay import overlay_entries
-    from hardway.isolation import namespaces
+    from hardway.isolation import container, namespaces
 
     if method == "snapshot":
         copy = work / "snapshot"
         subprocess.run(["cp", "-a", f"{lower}/.", str(copy)], check=True, capture_output=True)
-        result = namespaces.call(
+        result = container.call(
             namespaces.Isolation(), _act, str(copy), action, timeout=timeout + 30
         )
         action["result"] = result
@@ -97,7 +97,7 @@ def changes(
         directory.mkdir(parents=True)
     spec = namespaces.Isolation({"mnt"})
     args = (str(lower), str(upper), str(scratch), str(merged), action)
-    action["result"] = namespaces.call(spec, _in_overlay, *args, timeout=timeout + 30)
+    action["result"] = container.call(spec, _in_overlay, *args, timeout=timeout + 30)
     return overlay_entries(upper)
 
 
@@ -119,12 +119,12 @@ def _in_overlay(lower: str, upper: str, work: str, merged: str, action: dict) ->
 
 def _act(root: str, action: dict) -> dict[str, Any]:
     """Do one step's filesystem work on *root* (a merged overlay or a snapshot copy)."""
-    from hardway.isolation import namespaces, runtime
+    from hardway.isolation import container, runtime
 
     kind = action["kind"]
     if kind == "run":
         plan = runtime.plan(root, action["argv"], config=action["config"], env=action["env"])
-        done = namespaces.run(plan.isolation, plan.argv, timeout=action["timeout"])
+        done = container.run(plan.isolation, plan.argv, timeout=action["timeout"])
         return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
     if kind == "mkdir":
         return {"created": inroot.make_workdir(root, action["path"])}

@@ -33,7 +33,6 @@ import os
 import platform
 import re
 import shutil
-import struct
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -44,7 +43,7 @@ from typing import Any, Literal
 
 from hardway.course.probes import NOBODY, TIMEOUT_VARIABLE, ProbeResult, Runner, run_probe
 from hardway.errors import HardwayError
-from hardway.isolation import cgroups
+from hardway.isolation import cgroups, rootfs
 from hardway.sys import linux
 from hardway.sys.state import state_dir
 from hardway.sys.trees import remove_tree
@@ -69,7 +68,6 @@ __all__ = [
     "check_tools",
     "check_userns_clone",
     "check_veth",
-    "elf_interpreter",
     "run",
 ]
 
@@ -448,35 +446,6 @@ def check_registry(
     return Check("registry", "warn", f"not running (expected at {found.url})", fix=fix)
 
 
-#: ELF class → (header after ``e_ident``, start of a program header), see elf(5)
-_ELF_LAYOUT = {1: ("HHIIIIIHHH", "IIIII"), 2: ("HHIQQQIHHH", "IIQQQQ")}
-_PT_INTERP = 3
-
-
-def elf_interpreter(path: Path) -> str | None:
-    """The dynamic loader an ELF file asks for (its ``PT_INTERP``), or ``None`` if static.
-
-    A one-file root filesystem needs a static busybox: a dynamic one finds no loader.
-    Raises ValueError for a file that is not ELF.
-    """
-    with path.open("rb") as f:
-        ident = f.read(16)
-        if ident[:4] != b"\x7fELF" or ident[4] not in _ELF_LAYOUT:
-            raise ValueError(f"{path} is not an ELF file")
-        order = "<" if ident[5] == 1 else ">"
-        header, program = (order + fmt for fmt in _ELF_LAYOUT[ident[4]])
-        fields = struct.unpack(header, f.read(struct.calcsize(header)))
-        phoff, phentsize, phnum = fields[4], fields[8], fields[9]
-        for i in range(phnum):
-            f.seek(phoff + i * phentsize)
-            entry = struct.unpack(program, f.read(struct.calcsize(program)))
-            if entry[0] == _PT_INTERP:
-                offset, size = (entry[1], entry[4]) if ident[4] == 1 else (entry[2], entry[5])
-                f.seek(offset)
-                return f.read(size).rstrip(b"\0").decode()
-    return None
-
-
 def check_tool(name: str, package: str, purpose: str, *, path: str | None = None) -> Check:
     """One external program, found on the PATH (busybox must also be static)."""
     found = shutil.which(name, path=_search_path(path))
@@ -485,7 +454,7 @@ def check_tool(name: str, package: str, purpose: str, *, path: str | None = None
         return Check(f"tool {name}", "warn", f"not installed: needed for {purpose}", fix=install)
     if name == "busybox":
         try:
-            interpreter = elf_interpreter(Path(found))
+            interpreter = rootfs.elf_interpreter(Path(found))
         except (OSError, ValueError) as exc:
             return Check(f"tool {name}", "warn", f"{found}: {exc}", fix=install)
         if interpreter is not None:

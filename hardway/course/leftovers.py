@@ -49,7 +49,7 @@ from pathlib import Path
 from hardway.distribution.server.services import Service, owner_gone, services
 from hardway.errors import HardwayError
 from hardway.isolation import cgroups
-from hardway.isolation.namespaces import LAUNCHER_MODULES
+from hardway.isolation.child import LAUNCHER_MODULES
 from hardway.sys.mountinfo import read_mountinfo
 from hardway.sys.proc import argv_of, environ_of, read_proc, runs_module, session_of, stat_of
 from hardway.sys.state import session_from_env

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from hardway.errors import ContainerTimeoutError, MissingToolError
-from hardway.isolation import cgroups, limits, namespaces
-from hardway.isolation.namespaces import Completed
+from hardway.isolation import cgroups, limits
+from hardway.isolation.container import Completed
 from hardway.isolation.runtime import Plan
 
 __all__ = ["OCI_VERSION", "config_json", "process_section", "run_runc", "write_bundle"]
@@ -96,7 +96,7 @@ def config_json(plan: Plan, cgroup: str) -> dict[str, Any]:
     """
     spec = plan.isolation
     uid, gid = spec.run_as or (0, 0)
-    env = {**namespaces.DEFAULT_ENV, **spec.env}
+    env = spec.environment
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {

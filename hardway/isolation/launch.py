@@ -1,7 +1,7 @@
 """hardway.isolation.launch
 ~~~~~~~~~~~~~~~~~~~~~~~~
 
-The child side of every container. :mod:`hardway.isolation.namespaces` starts this module as a
+The child side of every container. :mod:`hardway.isolation.child` starts this module as a
 fresh, single-threaded Python process (``python -m hardway.isolation.launch SPEC STATUS CONTROL``,
 three pipe descriptors), because a Jupyter kernel must never unshare anything itself:
 ``unshare(CLONE_NEWUSER)`` fails in a process with threads, and a kernel that moved

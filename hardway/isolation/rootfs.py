@@ -7,7 +7,8 @@ nothing else is visible. This module builds the two classic minimal ones:
 
 * **busybox**: one statically linked program that is 300 tools at once; it picks the
   tool from the name it was started as, so the root filesystem is one file plus a
-  symbolic link per tool (``busybox --list-full`` names them);
+  symbolic link per tool (``busybox --list-full`` names them). Static means its ELF
+  headers ask for no dynamic loader (:func:`elf_interpreter`);
 * **host binaries**: copies of programs from this machine, plus exactly the shared
   libraries ``ldd`` names — including the *dynamic loader* (``ld-linux…``) that the
   kernel starts first. Forget the loader, and ``exec`` fails with "No such file or
@@ -26,6 +27,7 @@ import argparse
 import os
 import re
 import shutil
+import struct
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ __all__ = [
     "applet_links",
     "build_busybox",
     "build_host",
+    "elf_interpreter",
     "escape_after",
     "ldd",
     "parse_ldd",
@@ -124,6 +127,45 @@ def _inside(dest: Path, path: str) -> Path:
     return dest.joinpath(*pure.parts[1:])
 
 
+# -- static or dynamic ----------------------------------------------------------------------
+
+#: ELF class → (header after ``e_ident``, start of a program header), see elf(5)
+_ELF_LAYOUT = {1: ("HHIIIIIHHH", "IIIII"), 2: ("HHIQQQIHHH", "IIQQQQ")}
+_PT_INTERP = 3
+
+
+def elf_interpreter(path: str | os.PathLike[str]) -> str | None:
+    """The dynamic loader an ELF program asks for — its ``PT_INTERP`` program header, the
+    program the kernel starts first — or ``None`` if it is static and needs nothing else.
+
+    This is the one answer to "is this busybox static?": the doctor's check and
+    :func:`build_busybox` both ask it. Reading the program headers needs no subprocess
+    and has none of ``ldd``'s quirks (``ldd`` runs the loader, and words a static
+    program differently from one version to the next).
+
+    :raises ValueError: *path* is not an ELF file (a script, a truncated file)
+    """
+    with open(path, "rb") as f:
+        ident = f.read(16)
+        if ident[:4] != b"\x7fELF" or ident[4] not in _ELF_LAYOUT:
+            raise ValueError(f"{path} is not an ELF file")
+        order = "<" if ident[5] == 1 else ">"
+        header, program = (order + fmt for fmt in _ELF_LAYOUT[ident[4]])
+        try:
+            fields = struct.unpack(header, f.read(struct.calcsize(header)))
+            phoff, phentsize, phnum = fields[4], fields[8], fields[9]
+            for i in range(phnum):
+                f.seek(phoff + i * phentsize)
+                entry = struct.unpack(program, f.read(struct.calcsize(program)))
+                if entry[0] == _PT_INTERP:
+                    offset, size = (entry[1], entry[4]) if ident[4] == 1 else (entry[2], entry[5])
+                    f.seek(offset)
+                    return f.read(size).rstrip(b"\0").decode()
+        except struct.error:
+            raise ValueError(f"{path} is not a complete ELF file") from None
+    return None
+
+
 # -- busybox ----------------------------------------------------------------------------
 
 
@@ -151,10 +193,11 @@ def _find_busybox(busybox: str | os.PathLike[str] | None) -> Path:
     found = shutil.which("busybox") if busybox is None else os.fspath(busybox)
     if found is None or not Path(found).is_file():
         raise MissingToolError("busybox is not installed", fix=_INSTALL)
-    with open(found, "rb") as f:  # a static ELF has no PT_INTERP; ldd says so too
-        if f.read(4) != b"\x7fELF":
-            raise RootfsError(f"{found} is not an ELF program")
-    if ldd(found):
+    try:
+        interpreter = elf_interpreter(found)
+    except ValueError:
+        raise RootfsError(f"{found} is not an ELF program") from None
+    if interpreter is not None:
         raise RootfsError(
             f"{found} is linked dynamically: a root filesystem of one file needs a static busybox",
             fix=_INSTALL,

@@ -36,14 +36,16 @@ from typing import Any
 
 from hardway.errors import ContainerError, IsolationError
 from hardway.image.config import ContainerConfig, ImageConfig
-from hardway.isolation import namespaces
-from hardway.isolation.cgroups import Group
+from hardway.isolation import container
+from hardway.isolation.container import Completed
+from hardway.isolation.group import Group
 from hardway.isolation.limits import Limits
-from hardway.isolation.namespaces import Completed, Isolation
+from hardway.isolation.namespaces import Isolation
 from hardway.sys import linux
 
 __all__ = [
     "DEFAULT_HOSTNAME",
+    "Options",
     "Plan",
     "command_line",
     "config_of",
@@ -207,6 +209,39 @@ def config_of(config: ImageConfig | ContainerConfig | Mapping[str, Any] | None) 
     return ContainerConfig.from_dict(config)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """What ``docker run`` takes besides the root filesystem and the command: the
+    settings :func:`plan` and :func:`run` take as keyword arguments, defined once here.
+
+    :param config: (optional) an image config (:class:`~hardway.image.config.ImageConfig`,
+        its ``config`` part, or either as a dict): ``Entrypoint``, ``Cmd``, ``Env``,
+        ``WorkingDir``, ``User``
+    :param hostname: (optional) default :data:`DEFAULT_HOSTNAME`
+    :param memory: (optional) bytes, or a size such as ``"64M"``
+    :param cpus: (optional) CPUs' worth of time, e.g. ``0.5``
+    :param pids: (optional) the most processes at once
+    :param net: connect it to the host with a veth pair (root only)
+    :param env: (optional) added to (and overriding) the image's ``Env``
+
+    >>> Options(memory="64M", pids=16).limits
+    Limits(memory='64M', pids=16)
+    """
+
+    config: ImageConfig | ContainerConfig | Mapping[str, Any] | None = None
+    hostname: str | None = None
+    memory: int | str | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    net: bool = False
+    env: Mapping[str, str] | None = None
+
+    @property
+    def limits(self) -> Limits:
+        """The cgroup limits these options ask for."""
+        return Limits(memory=self.memory, cpus=self.cpus, pids=self.pids)
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything :func:`run` decided before starting anything: a plain value to look at."""
@@ -216,32 +251,23 @@ class Plan:
     limits: Limits
 
 
-def plan(
-    rootfs: str | os.PathLike[str],
-    argv: Sequence[str] | None = None,
-    *,
-    config: ImageConfig | ContainerConfig | Mapping[str, Any] | None = None,
-    hostname: str | None = None,
-    memory: int | str | None = None,
-    cpus: float | None = None,
-    pids: int | None = None,
-    net: bool = False,
-    env: Mapping[str, str] | None = None,
-) -> Plan:
-    """What :func:`run` will do, decided but not started (see :func:`run`)."""
+def plan(rootfs: str | os.PathLike[str], argv: Sequence[str] | None = None, **options: Any) -> Plan:
+    """What :func:`run` will do, decided but not started (see :func:`run`); *options*
+    are those of :class:`Options`."""
+    chosen = Options(**options)
     root = Path(rootfs)
     if not root.is_dir():
         raise IsolationError(f"the root filesystem {root} is not a directory")
-    image = config_of(config)
+    image = config_of(chosen.config)
     line = command_line(image.entrypoint, image.cmd, argv)
     uid, gid = resolve_user(image.user, root)
     rootless = os.geteuid() != 0
     isolation = Isolation.container(
         root,
-        hostname or DEFAULT_HOSTNAME,
+        chosen.hostname or DEFAULT_HOSTNAME,
         rootless=rootless,
-        veth=net and not rootless,
-        env={**image.env_dict(), **(env or {})},
+        veth=chosen.net and not rootless,
+        env={**image.env_dict(), **(chosen.env or {})},
         cwd=image.working_dir or "/",
         make_cwd=bool(image.working_dir),
         capabilities=linux.DOCKER_DEFAULT_CAPS,
@@ -249,53 +275,33 @@ def plan(
         # as root, always: the supplementary groups are then [gid], not the kernel's
         run_as=None if rootless and (uid, gid) == (0, 0) else (uid, gid),
     )
-    return Plan(isolation, tuple(line), Limits(memory=memory, cpus=cpus, pids=pids))
+    return Plan(isolation, tuple(line), chosen.limits)
 
 
 def run(
     rootfs: str | os.PathLike[str],
     argv: Sequence[str] | None = None,
     *,
-    config: ImageConfig | ContainerConfig | Mapping[str, Any] | None = None,
-    hostname: str | None = None,
-    memory: int | str | None = None,
-    cpus: float | None = None,
-    pids: int | None = None,
-    net: bool = False,
-    env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
+    **options: Any,
 ) -> Completed:
     """Run a container from the root filesystem *rootfs* and wait for it.
 
     :param argv: (optional) the command; replaces the image's ``Cmd`` (not its
         ``Entrypoint``); default: ``Entrypoint + Cmd``
-    :param config: (optional) an image config (:class:`~hardway.image.config.ImageConfig`, its
-        ``config`` part, or either as a dict): ``Entrypoint``, ``Cmd``, ``Env``,
-        ``WorkingDir``, ``User``
-    :param hostname: (optional) default :data:`DEFAULT_HOSTNAME`
-    :param memory: (optional) bytes, or a size such as ``"64M"``
-    :param cpus: (optional) CPUs' worth of time, e.g. ``0.5``
-    :param pids: (optional) the most processes at once
-    :param net: connect it to the host with a veth pair (root only)
-    :param env: (optional) added to (and overriding) the image's ``Env``
     :param timeout: seconds before the whole container is killed
-    :rtype: :class:`~hardway.isolation.namespaces.Completed` (``returncode``, ``stdout``,
-    ``stderr``)
+    :param options: those of :class:`Options`: ``config``, ``hostname``, ``memory``,
+        ``cpus``, ``pids``, ``net``, ``env``
+    :rtype: :class:`~hardway.isolation.container.Completed` (``returncode``, ``stdout``,
+        ``stderr``)
     :raises DelegationError: limits asked for without root and without a delegated cgroup
     """
-    chosen = plan(
-        rootfs, argv, config=config, hostname=hostname, memory=memory, cpus=cpus,
-        pids=pids, net=net, env=env,
-    )  # fmt: skip
+    chosen = plan(rootfs, argv, **options)
     if os.geteuid() != 0 and not chosen.limits.controllers:  # nothing to limit: no cgroup
-        return namespaces.run(chosen.isolation, chosen.argv, timeout=timeout)
+        return container.run(chosen.isolation, chosen.argv, timeout=timeout)
     with Group(chosen.limits, label="run") as group:  # removed, with what is left in it
-        spec = _with_cgroup(chosen.isolation, group)
-        return namespaces.run(spec, chosen.argv, timeout=timeout)
-
-
-def _with_cgroup(isolation: Isolation, group: Group) -> Isolation:
-    return replace(isolation, cgroup_procs=group.procs_files)
+        spec = replace(chosen.isolation, cgroup_procs=group.procs_files)
+        return container.run(spec, chosen.argv, timeout=timeout)
 
 
 # -- the command line --------------------------------------------------------------------

@@ -2,14 +2,14 @@
 ~~~~~~~~~~~~~~~~~~~~~
 
 A live cgroup meter: memory and CPU of a running container against its limits, read
-from the kernel's counters (:meth:`hardway.isolation.cgroups.Group.stats`) a few times a second.
+from the kernel's counters (:meth:`hardway.isolation.group.Group.stats`) a few times a second.
 
 :func:`cgroup_meter` makes the group, starts the container in it, shows the meter and
 samples from a background thread while the main thread waits for the container. When
 the container ends — or the cell is interrupted, or the timeout passes — the sampler
 stops and is joined, the container is killed and the group removed, in that order:
 nothing outlives the call. The arithmetic (:func:`reading`) is a pure function of two
-:class:`~hardway.isolation.cgroups.Stats`, so it is tested without a kernel in the loop.
+:class:`~hardway.isolation.stats.Stats`, so it is tested without a kernel in the loop.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hardway.errors import ContainerTimeoutError
-from hardway.isolation.cgroups import Group, Limits, Stats
-from hardway.isolation.namespaces import Completed, Isolation, start
+from hardway.isolation.container import Completed, start
+from hardway.isolation.group import Group
+from hardway.isolation.limits import Limits
+from hardway.isolation.namespaces import Isolation
+from hardway.isolation.stats import Stats
 from hardway.widgets.view import View, human_size
 
 __all__ = ["CgroupMeter", "Reading", "cgroup_meter", "reading"]
@@ -205,7 +208,7 @@ def cgroup_meter(
     """Run *argv* in a container on *rootfs* limited by *limits*, with a live meter.
 
     Returns the meter once the container has ended: its ``readings``, its ``result``
-    (a :class:`~hardway.isolation.namespaces.Completed`) and, as text, the peaks.
+    (a :class:`~hardway.isolation.container.Completed`) and, as text, the peaks.
     """
     meter = CgroupMeter(limits, argv)
     if show:

@@ -88,7 +88,7 @@ class NamespaceTable(View):
 
 
 def namespace_table(pid: int | Any, host: int | str = "self") -> NamespaceTable:
-    """Compare *pid*'s namespaces (or a running :class:`~hardway.isolation.namespaces.Container`'s)
+    """Compare *pid*'s namespaces (or a running :class:`~hardway.isolation.container.Container`'s)
     with *host*'s (default: this process)."""
     pid = getattr(pid, "pid", pid)
     return NamespaceTable(namespace_rows(ns_inodes(host), ns_inodes(pid)))

@@ -27,7 +27,8 @@ from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.errors import ContainerError, HardwayError, PrivilegeError
 from hardway.isolation import rootfs
-from hardway.isolation.namespaces import Isolation, call, run
+from hardway.isolation.container import call, run
+from hardway.isolation.namespaces import Isolation
 
 __all__ = ["add_binary_runs", "applet_links_relative", "ldd_parsed", "pivot_stops_escape"]
 

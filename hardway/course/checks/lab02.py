@@ -24,7 +24,8 @@ from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.errors import ContainerError, HardwayError
 from hardway.isolation import namespaces
-from hardway.isolation.namespaces import KINDS, Isolation, call, start
+from hardway.isolation.container import call, start
+from hardway.isolation.namespaces import KINDS, Isolation
 from hardway.sys import linux
 
 __all__ = ["flags_chosen", "id_maps_written", "inodes_compared", "namespaces_entered"]
