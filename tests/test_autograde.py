@@ -20,16 +20,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_output
 
 from hardway.cli import main
-from hardway.course.autograde import (
-    NotebookGrade,
-    _parse,
-    classroom_document,
-    find_submissions,
-    format_room,
-    format_summary,
-    grade_notebook,
-    lab_of,
-)
+from hardway.course.autograde import _parse, find_submissions, grade_notebook, lab_of
+from hardway.course.grades import NotebookGrade, classroom_document, format_room, format_summary
 from hardway.course.grading import Result, exercises
 from hardway.errors import NotebookError
 

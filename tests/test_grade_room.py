@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 
 import hardway.course.autograde
+import hardway.course.grades
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_doctests() -> None:
     assert doctest.testmod(hardway.course.autograde).failed == 0
+    assert doctest.testmod(hardway.course.grades).attempted > 0
+    assert doctest.testmod(hardway.course.grades).failed == 0
 
 
 def test_a_folder_of_submissions_is_summarised(tmp_path: Path) -> None:

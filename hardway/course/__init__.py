@@ -6,7 +6,8 @@ and ``python -m hardway cleanup``, which removes it (:mod:`~hardway.course.clean
 base images every later chapter builds on (:mod:`~hardway.course.seed`); the self-checks
 of the labs (:mod:`~hardway.course.grading`, and a module a lab in
 :mod:`hardway.course.checks`); labs generated from solutions (:mod:`~hardway.course.labgen`)
-and the headless grader (:mod:`~hardway.course.autograde`).
+and the headless grader (:mod:`~hardway.course.autograde`), whose grades and report forms
+— table, room table, CSV, GitHub Classroom JSON — are :mod:`~hardway.course.grades`.
 
 Public contract (notebooks and labs import these): ``grading.check``,
 ``grading.summary``; ``doctor``; ``seed`` (``seed_base_image``, ``seed_python_image``,
