@@ -53,14 +53,16 @@ from vm_image import BuildError, Image
 ROOT = vm_image.ROOT
 
 #: what runs in the guest: every test that creates real cgroups, the namespace tests that
-#: read or enter the cgroup tree, chapters 02-04 and their solved labs
+#: read or enter the cgroup tree, chapters 02-04 and their solved labs. Timing tests with
+#: tight bounds stay out: test_a_timeout_kills_the_whole_container allows 5 s for a run
+#: that takes ~6 s under emulation, whatever the cgroup version.
 SUBSET = [
     "tests/test_cgroups.py",
     "tests/test_runtime.py",
     "tests/test_namespaces.py::test_cgroup_namespace_makes_the_current_group_the_root",
     "tests/test_namespaces.py::test_pid_one_and_its_own_proc",
     "tests/test_namespaces.py::test_exec_enters_every_namespace_and_the_root",
-    "tests/test_namespaces.py::test_a_timeout_kills_the_whole_container",
+    "tests/test_namespaces.py::test_inode_numbers_tell_which_namespaces_are_shared",
     "tests/test_namespaces.py::test_the_rootless_path_as_a_real_unprivileged_user",
     "notebooks/02-namespaces.ipynb",
     "notebooks/03-cgroups.ipynb",
@@ -244,7 +246,7 @@ def qemu_argv(img: Image, run_disk: Path, *, interactive: bool = False) -> list[
     """The qemu command line: software emulation, two NVMe namespaces, no network."""
     kernel_args = (
         f"console=ttyS0 root={vm_image.ROOT_DEVICE} rootfstype=ext4 rw "
-        f"init={vm_image.INIT} panic=-1 quiet"
+        f"init={vm_image.INIT} panic=-1 quiet loglevel=3"  # no OOM-kill reports in pytest's lines
     )
     console = ["-nographic"] if interactive else ["-display", "none", "-monitor", "none"]
     return [
