@@ -131,11 +131,13 @@ def stage2(nonce: str, command: list[str], *, interactive: bool = False) -> str:
     True
     """
     venv = vm_image.VENV
+    if interactive:  # a login shell that owns the console (job control, Ctrl-C)
+        command = ["setsid", "-c", "/bin/bash", "-l"]
     then = (
-        "setsid -c /bin/bash -l </dev/ttyS0 >/dev/ttyS0 2>&1; status=$?"
-        if interactive
-        else f"sh -c 'echo $$ > /sys/fs/cgroup/{SESSION}/cgroup.procs && exec \"$@\"' "
-        f"session {shlex.join(command)}; status=$?"
+        f"sh -c 'echo $$ > /sys/fs/cgroup/{SESSION}/cgroup.procs && exec \"$@\"' "
+        f"session {shlex.join(command)}"
+        + (" </dev/ttyS0 >/dev/ttyS0 2>&1" if interactive else "")
+        + "; status=$?"
     )
     modules = " ".join(vm_image.MODULES)
     return f"""#!/bin/sh
@@ -248,12 +250,14 @@ def qemu_argv(img: Image, run_disk: Path, *, interactive: bool = False) -> list[
         f"console=ttyS0 root={vm_image.ROOT_DEVICE} rootfstype=ext4 rw "
         f"init={vm_image.INIT} panic=-1 quiet loglevel=3"  # no OOM-kill reports in pytest's lines
     )
+    # interactive: the serial console and qemu's monitor share the terminal (Ctrl-A X quits)
     console = ["-nographic"] if interactive else ["-display", "none", "-monitor", "none"]
+    console += [] if interactive else ["-serial", "stdio"]
     return [
         "qemu-system-x86_64",
         # TCG, never -enable-kvm: /dev/kvm exists here but a nested guest hangs at boot
         *("-accel", "tcg", "-cpu", "max", "-smp", str(CPUS), "-m", MEMORY),
-        *("-nic", "none", "-no-reboot", *console, "-serial", "stdio"),
+        *("-nic", "none", "-no-reboot", *console),
         *("-kernel", str(img.kernel), "-append", kernel_args),
         # the cached image is never written: the guest's changes go to a throw-away overlay
         *("-drive", f"file={img.disk},if=none,id=root,format=raw,snapshot=on"),

@@ -249,6 +249,7 @@ def build(root: Path = ROOT, *, log=print) -> Image:
     cache = target.directory.parent
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="build-", dir=cache))
+    started = time.monotonic()
     times: dict[str, float] = {}
 
     def step(name: str, function, *args):
@@ -280,14 +281,19 @@ def build(root: Path = ROOT, *, log=print) -> Image:
             "built": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        work.rename(target.directory)
+        try:
+            work.rename(target.directory)
+        except OSError:
+            if not target.exists():
+                raise
+            shutil.rmtree(work)  # a concurrent build of the same inputs finished first
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     for old in cache.iterdir():
         if old.is_dir() and old != target.directory and re.fullmatch(r"[0-9a-f]{16}", old.name):
             shutil.rmtree(old, ignore_errors=True)
-    log(f"vm build: {target.directory} ({sum(times.values()):.0f} s)")
+    log(f"vm build: {target.directory} ({time.monotonic() - started:.0f} s in all)")
     return target
 
 
@@ -318,11 +324,13 @@ def _debootstrap(tree: Path, mirror: str, suite: str, keyring: str | None, work:
 def _kernel(tree: Path, work: Path) -> str:
     """Unpack the cloud kernel: vmlinuz next to the image, its modules into the guest."""
     package = _kernel_dependency()
-    _run(
-        ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", package],
-        f"apt-get download {package}",
-        cwd=work,
-    )
+    download = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", package]
+    try:
+        _run(download, f"apt-get download {package}", cwd=work)
+    except BuildError:  # package lists older than the mirror (a superseded version): once more
+        _run(["apt-get", "update", "-qq"], "apt-get update")
+        package = _kernel_dependency()
+        _run([*download[:-1], package], f"apt-get download {package}", cwd=work)
     (deb,) = work.glob(f"{package}_*.deb")
     unpacked = work / "kernel"
     _run(["dpkg-deb", "-x", str(deb), str(unpacked)], f"dpkg-deb -x {deb.name}")
