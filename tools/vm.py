@@ -17,7 +17,9 @@ disk on every run, with the init that runs this time (stage 2, ``stage2``):
    as systemd mounts it), load ``overlay``, ``veth`` and ``bridge``, bring up ``lo``;
 2. lay the tree out as systemd does for a learner who typed ``sudo make lab``: the
    controllers enabled down to ``user.slice/user-1000.slice/session-1.scope``, PID 1 in
-   ``init.scope``, and the tests in the session scope (never in the root group);
+   ``init.scope``, and the tests in the session scope (never in the root group); and
+   uid 1000's ``user@1000.service`` delegated to it (``Delegate=yes``) with an empty
+   ``app.slice``, for the rootless group of tests/test_delegation.py;
 3. run ``SUBSET`` under pytest as root, with the Makefile's nbval flags (``NBVAL_ARGS``);
 4. print ``HARDWAY-VM-STATUS <nonce> <exit status>`` on the serial console and power off.
 
@@ -26,10 +28,10 @@ the guest's status; no marker with this run's nonce — a crash, a hang past ``-
 — is a failure. The guest has no network but its own loopback (``-nic none``), no
 registry and no browser, so nothing that needs those is in the subset.
 
-Not covered, because this init is not systemd: systemd itself — delegation of a
-sub-tree to a user's session (``user@.service``, ``Delegate=yes``, the rootless part of
-chapter 03), runc's systemd cgroup driver, and whatever systemd changes in the tree
-while the tests run.
+Not covered, because this init is not systemd: systemd itself — its user manager
+making the delegated sub-tree and scopes in it (``systemd-run --user --scope``; the test
+makes its scope by hand, as root), runc's systemd cgroup driver, and whatever systemd
+changes in the tree while the tests run.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ ROOT = vm_image.ROOT
 SUBSET = [
     "tests/test_cgroups.py",
     "tests/test_runtime.py",
+    "tests/test_delegation.py",
     "tests/test_namespaces.py::test_cgroup_namespace_makes_the_current_group_the_root",
     "tests/test_namespaces.py::test_pid_one_and_its_own_proc",
     "tests/test_namespaces.py::test_exec_enters_every_namespace_and_the_root",
@@ -92,6 +95,7 @@ TIMEOUT = 25 * 60  # seconds; the subset takes about N minutes (docs/instructors
 MARKER = "HARDWAY-VM-STATUS"
 CONTROLLERS = "+cpuset +cpu +io +memory +pids"  # what systemd enables for its slices
 SESSION = "user.slice/user-1000.slice/session-1.scope"
+DELEGATED = "user.slice/user-1000.slice/user@1000.service"
 #: the guest writes its controllers and boot time on lines that start with this
 SAY = "hardway-vm:"
 
@@ -160,6 +164,11 @@ mkdir -p init.scope {SESSION}
 echo "{CONTROLLERS}" > user.slice/cgroup.subtree_control
 echo "{CONTROLLERS}" > {SESSION.rsplit("/", 1)[0]}/cgroup.subtree_control
 echo $$ > init.scope/cgroup.procs
+# uid 1000's own systemd (user@1000.service, Delegate=yes): a sub-tree that is theirs
+mkdir -p {DELEGATED}/app.slice
+chown 1000:1000 {DELEGATED} {DELEGATED}/cgroup.procs {DELEGATED}/cgroup.subtree_control
+chown 1000:1000 {DELEGATED}/cgroup.threads
+chown -R 1000:1000 {DELEGATED}/app.slice
 echo "{SAY} cgroup2 controllers: $(cat cgroup.controllers)"
 echo "{SAY} booted in $(cut -d' ' -f1 /proc/uptime) s"
 cd {vm_image.SOURCE}
