@@ -46,6 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -57,7 +58,7 @@ ROOT = vm_image.ROOT
 #: what runs in the guest: every test that creates real cgroups, the namespace tests that
 #: read or enter the cgroup tree, chapters 02-04 and their solved labs. Timing tests with
 #: tight bounds stay out: test_a_timeout_kills_the_whole_container allows 5 s for a run
-#: that takes ~6 s under emulation, whatever the cgroup version.
+#: that takes 4.5-6 s under emulation, whatever the cgroup version.
 SUBSET = [
     "tests/test_cgroups.py",
     "tests/test_runtime.py",
@@ -333,8 +334,6 @@ class _Deadline:
     """Kill a process at a deadline, from a timer thread."""
 
     def __init__(self, process: subprocess.Popen, deadline: float) -> None:
-        import threading
-
         self.fired = False
         self._process = process
         self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
