@@ -4,6 +4,10 @@
 # Idempotent and quiet when everything is there, so `make lab` and `make test` can run it
 # every time. As root it installs; with sudo it asks sudo; otherwise it prints the exact
 # command to run and fails, because the course cannot work without these programs.
+#
+# `install-debs.sh --vm` installs instead the packages of the pure cgroup v2 VM test
+# (`make test-vm`, tools/vm.py), which `make test` runs too. A learner never needs them:
+# they are all optional, and without them that test is skipped with the reason.
 set -eu
 
 # docker-registry  the real CNCF Distribution registry (chapters 07-10)
@@ -14,7 +18,21 @@ set -eu
 #                  test is skipped without it, and Ubuntu ships it only as a snap)
 PKGS="docker-registry skopeo umoci runc busybox-static iproute2"
 OPTIONAL="chromium"
-if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+WITHOUT="the browser test will be skipped"
+APT_OPTIONS=""
+if [ "${1:-}" = "--vm" ]; then
+    # qemu-system-x86  boots Debian's cloud kernel with software emulation: a real pure
+    #                  cgroup v2 machine inside this one (~60 MB without its recommends,
+    #                  which are a GUI and firmware the test never uses)
+    # debootstrap      builds that guest's root filesystem from the Debian archive
+    # e2fsprogs        `mkfs.ext4 -d`: the guest's disks, made without mounting anything
+    # (the kernel itself is never installed here: tools/vm_image.py downloads and unpacks
+    # linux-image-cloud-amd64 into the guest's image)
+    PKGS=""
+    OPTIONAL="qemu-system-x86 debootstrap e2fsprogs"
+    WITHOUT="the VM test (make test-vm) will be skipped"
+    APT_OPTIONS="--no-install-recommends"
+elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     PKGS="$PKGS python3-venv"   # Debian splits `python3 -m venv` into its own package
 fi
 
@@ -32,11 +50,22 @@ done
 # An optional package counts only where the archive has it: where it does not (Ubuntu),
 # `make lab` must not run apt-get, or ask for a sudo password, every time for nothing.
 optional=""
+absent=""
 for pkg in $OPTIONAL; do
-    installed "$pkg" || ! available "$pkg" || optional="$optional $pkg"
+    if installed "$pkg"; then
+        continue
+    elif available "$pkg"; then
+        optional="$optional $pkg"
+    else
+        absent="$absent $pkg"
+    fi
 done
 if [ -z "$missing$optional" ]; then
-    echo "setup: Debian packages present ($PKGS)"
+    if [ -z "$PKGS" ] && [ -n "$absent" ]; then
+        echo "setup: no Debian package$absent here: $WITHOUT"
+    else
+        echo "setup: Debian packages present (${PKGS:-$OPTIONAL})"
+    fi
     exit 0
 fi
 
@@ -52,8 +81,8 @@ elif command -v sudo >/dev/null 2>&1 && { [ -t 0 ] || sudo -n true 2>/dev/null; 
     SUDO="sudo"
     echo "setup: installing$missing$optional with sudo (it may ask for your password)"
 elif [ -z "$missing" ]; then
-    echo "setup: optional Debian packages missing:$optional (the browser test will be skipped;"
-    echo "       as root: apt-get install -y$optional)"
+    echo "setup: optional Debian packages missing:$optional ($WITHOUT;"
+    echo "       as root: apt-get install -y${APT_OPTIONS:+ $APT_OPTIONS}$optional)"
     exit 0
 else
     echo "setup: these Debian packages are missing:$missing$optional" >&2
@@ -70,13 +99,13 @@ for pkg in $OPTIONAL; do  # asked again: the package lists may have been empty b
     elif available "$pkg"; then
         missing="$missing $pkg"
     else
-        echo "setup: no Debian package $pkg here: the browser test will be skipped"
+        echo "setup: no Debian package $pkg here: $WITHOUT"
     fi
 done
 if [ -n "$missing" ]; then
     echo "setup: installing Debian packages:$missing"
     # shellcheck disable=SC2086  # word splitting of the package list is intended
-    $SUDO apt-get install -y -qq $missing >/dev/null
+    $SUDO apt-get install -y -qq $APT_OPTIONS $missing >/dev/null
 fi
 
 # Under systemd, Debian's package starts its own registry on port 5000 for the whole
