@@ -305,14 +305,26 @@ def _delegated_tree(root: Path, uid: int) -> tuple[CgroupMode, str]:
 
 
 def test_delegation_is_found_at_the_top_of_the_owned_subtree(tmp_path: Path) -> None:
-    uid = os.geteuid()
+    uid = os.geteuid() or 4242  # as root: a user's sub-tree, chowned to them as systemd does
     mode, proc_self = _delegated_tree(tmp_path, uid)
-    # the fake tree belongs to us all the way up: make the slices look like root's by
-    # asking for another uid's view of the files they own
-    found = find_delegation(mode, proc_self, uid)
-    assert found is not None and found.is_relative_to(tmp_path)
+    service = next(tmp_path.rglob("user@*.service"))
+    if os.geteuid() == 0:
+        for path in [service, *service.rglob("*")]:
+            os.chown(path, uid, uid)
+        assert find_delegation(mode, proc_self, uid) == service  # the top of what is theirs
+    else:  # the whole fake tree is ours: the slices above the service count too
+        found = find_delegation(mode, proc_self, uid)
+        assert found is not None and found.is_relative_to(tmp_path)
     assert find_delegation(mode, proc_self, uid + 12345) is None  # nothing owned by them
     assert find_delegation(mode, "0::/\n", uid + 12345) is None
+
+
+def test_root_needs_no_delegation_the_whole_v2_tree_is_its_own(tmp_path: Path) -> None:
+    """Seen on a real pure-v2 kernel: as root every directory 'belongs' to uid 0, and the
+    search used to answer ``user.slice`` — a sub-tree, as if root needed one."""
+    mode, proc_self = _delegated_tree(tmp_path, 1000)
+    assert find_delegation(mode, proc_self, 0) == tmp_path
+    assert find_delegation(mode, "0::/\n", 0) == tmp_path
 
 
 def test_delegation_without_cpu_says_what_to_do(tmp_path: Path, monkeypatch) -> None:

@@ -235,11 +235,14 @@ def find_delegation(
     user. Only processes *inside* it may use it (moving a process needs write access to
     the ``cgroup.procs`` of the common ancestor), so a notebook started from a login
     session (``session-N.scope``) is not, and one started with
-    ``systemd-run --user --scope …`` is. v1 is never delegated: ``None``.
+    ``systemd-run --user --scope …`` is. v1 is never delegated: ``None``. Root needs no
+    delegation: for uid 0 the answer is the whole v2 tree.
     """
     if mode.v2_path is None or mode.version != "v2":
         return None
     uid = os.geteuid() if uid is None else uid
+    if uid == 0:
+        return mode.v2_path
     path = own_cgroups(proc_self_cgroup).get("")
     if path is None:
         return None
