@@ -34,6 +34,7 @@ os.setgroups([])
 os.setresgid(uid, uid, uid)
 os.setresuid(uid, uid, uid)
 from hardway.isolation import cgroups
+from hardway.isolation.group import Group
 from hardway.isolation.limits import Limits
 
 def child(group, code):
@@ -42,7 +43,7 @@ def child(group, code):
     return subprocess.run([sys.executable, "-c", join + code], timeout=120).returncode
 
 report = {"uid": os.geteuid(), "delegated": str(cgroups.require_delegation(cgroups.detect()))}
-with cgroups.Group(Limits(memory="48M", pids=8), label="rootless") as group:
+with Group(Limits(memory="48M", pids=8), label="rootless") as group:
     report["group"] = str(group.directories[0])
     report["hog"] = child(group, "b = bytearray(200 << 20)")
     bomb = ("import os, time\nkids = 0\nfor _ in range(20):\n    try:\n"
