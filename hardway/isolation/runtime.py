@@ -36,12 +36,11 @@ from typing import Any
 
 from hardway.errors import ContainerError, IsolationError
 from hardway.image.config import ContainerConfig, ImageConfig
-from hardway.isolation import container
+from hardway.isolation import container, hardening, seccomp
 from hardway.isolation.container import Completed
 from hardway.isolation.group import Group
 from hardway.isolation.limits import Limits
 from hardway.isolation.namespaces import Isolation
-from hardway.sys import linux
 
 __all__ = [
     "DEFAULT_HOSTNAME",
@@ -270,8 +269,14 @@ def plan(rootfs: str | os.PathLike[str], argv: Sequence[str] | None = None, **op
         env={**image.env_dict(), **(chosen.env or {})},
         cwd=image.working_dir or "/",
         make_cwd=bool(image.working_dir),
-        capabilities=linux.DOCKER_DEFAULT_CAPS,
+        # chapter 04's hardening, as runc's default spec asks (hardway.isolation.hardening)
+        capabilities=hardening.RUNTIME_CAPS,
         no_new_privs=True,
+        sys=True,
+        masked_paths=hardening.MASKED_PATHS,
+        readonly_paths=hardening.READONLY_PATHS,
+        seccomp=seccomp.DENY,
+        nodev=True,
         # as root, always: the supplementary groups are then [gid], not the kernel's
         run_as=None if rootless and (uid, gid) == (0, 0) else (uid, gid),
     )
