@@ -356,33 +356,35 @@ def _enter_root(plan: dict[str, Any]) -> None:
         with _step("make mounts private"):
             linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     pivoted = root is not None and plan["how"] == "pivot_root"
-    if root is not None:  # the mount points, made inside the root if the image has none
-        for name, wanted in (("proc", plan["proc"]), *((t, True) for t in plan["tmpfs"])):
-            if wanted:
-                with _step(f"make the mount point {name}"):
-                    mount_point(root, name)
+    # where each mount goes: made inside the root if the image has no such directory
+    where = {name: name for name in ("/proc", "/sys", *plan["tmpfs"])}
+    if root is not None:
+        for name in ("/proc", *plan["tmpfs"]) if plan["proc"] else plan["tmpfs"]:
+            with _step(f"make the mount point {name}"):
+                where[name] = mount_point(root, name)
     if plan["dev"]:
         with _step("mount /dev"):
             mount_dev(root, ipc="ipc" in kinds, userns="user" in kinds)
     if plan.get("sys"):
         with _step("mount /sys"):
-            mount_sys(root)
+            where["/sys"] = mount_sys(root)
     if root is not None:
         with _step(plan["how"]):
             (pivot_into if pivoted else chroot_into)(root)
     if plan["proc"]:  # before the old root goes: a user namespace may mount proc only
         with _step("mount /proc"):  # while a fully visible proc is still mounted
             flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-            linux.mount("proc", "/proc", "proc", flags)
+            linux.mount("proc", where["/proc"], "proc", flags)
     for target in plan["tmpfs"]:
         with _step(f"mount tmpfs on {target}"):
-            linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755")
+            flags = linux.MS_NOSUID | linux.MS_NODEV
+            linux.mount("tmpfs", where[target], "tmpfs", flags, "mode=755")
     for path in plan.get("masked_paths") or ():
         with _step(f"mask {path}"):
-            mask_path(path)
+            mask_path(_resolved(path, where))
     for path in plan.get("readonly_paths") or ():
         with _step(f"make {path} read-only"):
-            readonly_path(path)
+            readonly_path(_resolved(path, where))
     if pivoted and plan["unmount_old_root"]:
         with _step("unmount the old root"):
             linux.umount2(".", linux.MNT_DETACH)
@@ -399,6 +401,13 @@ def _enter_root(plan: dict[str, Any]) -> None:
         if plan.get("make_cwd"):  # Docker creates a missing WorkingDir, inside the root
             os.makedirs(plan["cwd"], exist_ok=True)
         os.chdir(plan["cwd"])
+
+
+def _resolved(path: str, where: dict[str, str]) -> str:
+    """*path* under ``/proc`` or ``/sys`` where that filesystem really is mounted."""
+    top, _, rest = path.partition("/")[2].partition("/")
+    base = where.get("/" + top)
+    return path if base is None else f"{base}/{rest}".rstrip("/")
 
 
 def create(plan: dict[str, Any], status: _Status, control: int) -> None:

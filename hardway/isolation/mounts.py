@@ -40,14 +40,18 @@ _QUIET = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
 
 def mount_point(new_root: str, path: str) -> str:
-    """The directory *path* inside *new_root*, made if missing, as a host path with no
-    symbolic link left in it.
+    """Where *path* is inside *new_root* once every symbolic link on the way is
+    followed, as an absolute path with no link and no ``..`` left in it; the
+    directory is made if missing.
 
-    A root filesystem comes from an image, and an image may ship ``dev -> /etc`` or
-    no ``/dev`` at all. The walk (:func:`hardway.sys.securejoin.open_dir`) follows each
-    link *as if* *new_root* were ``/`` and creates what is missing with ``mkdirat``,
-    so neither the mount nor the directory it needs can land outside the root. Nothing
-    runs in the root yet, so the resolved path cannot change before the mount.
+    A root filesystem comes from an image, and an image may ship ``dev -> /etc``,
+    ``proc -> ../../..`` or no ``/dev`` at all. The walk
+    (:func:`hardway.sys.securejoin.open_dir`) follows each link *as if* *new_root*
+    were ``/`` and creates what is missing with ``mkdirat``, so neither the mount nor
+    the directory it needs can land outside the root. Mount on the result, not on
+    *path*: after ``pivot_root`` the old root is stacked on ``/`` until it is unmounted,
+    and a ``..`` at ``/`` climbs into it. Nothing runs in the root yet, so the result
+    cannot change before the mount.
     """
     root_fd = os.open(new_root, os.O_PATH | os.O_DIRECTORY)
     try:
@@ -55,7 +59,11 @@ def mount_point(new_root: str, path: str) -> str:
     finally:
         os.close(root_fd)
     securejoin.close_dir(fd)
-    return os.path.join(new_root, resolved)
+    return "/" + resolved
+
+
+def _on_host(new_root: str, inside: str) -> str:
+    return os.path.join(new_root, inside.lstrip("/"))
 
 
 def mount_dev(new_root: str, *, ipc: bool = False, userns: bool = False) -> None:
@@ -67,7 +75,7 @@ def mount_dev(new_root: str, *, ipc: bool = False, userns: bool = False) -> None
     own) ``mqueue``; and the :data:`DEV_LINKS`. With *userns*, ``devpts`` gets no
     ``gid=5``: group 5 (tty) is not mapped in a rootless namespace.
     """
-    dev = mount_point(new_root, "dev")
+    dev = _on_host(new_root, mount_point(new_root, "dev"))
     linux.mount("tmpfs", dev, "tmpfs", _QUIET, "mode=755,size=64k")
     for name in DEVICES:
         target = os.path.join(dev, name)
@@ -86,16 +94,19 @@ def mount_dev(new_root: str, *, ipc: bool = False, userns: bool = False) -> None
         os.symlink(target, os.path.join(dev, name))
 
 
-def mount_sys(new_root: str) -> None:
+def mount_sys(new_root: str) -> str:
     """A read-only ``/sys`` in *new_root*: a new sysfs (it shows the network namespace
     of whoever mounts it); where the kernel refuses that — a user namespace without
-    its own network namespace — the host's, bind-mounted and made read-only."""
-    target = mount_point(new_root, "sys")
+    its own network namespace — the host's, bind-mounted and made read-only. Returns
+    where it is inside (:func:`mount_point`)."""
+    inside = mount_point(new_root, "sys")
+    target = _on_host(new_root, inside)
     try:
         linux.mount("sysfs", target, "sysfs", _QUIET | linux.MS_RDONLY)
     except PermissionError:
         linux.mount("/sys", target, None, linux.MS_BIND | linux.MS_REC)
         _remount_readonly(target)
+    return inside
 
 
 def _remount_readonly(path: str) -> None:
