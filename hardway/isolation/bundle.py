@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,14 @@ from hardway.isolation import cgroups, hardening, limits, seccomp
 from hardway.isolation.container import Completed
 from hardway.isolation.runtime import Plan
 
-__all__ = ["OCI_VERSION", "config_json", "process_section", "run_runc", "write_bundle"]
+__all__ = [
+    "OCI_VERSION",
+    "config_json",
+    "process_section",
+    "run_runc",
+    "runc_spec",
+    "write_bundle",
+]
 
 OCI_VERSION = "1.0.2"
 
@@ -160,15 +168,28 @@ def write_bundle(directory: str | os.PathLike[str], plan: Plan, cgroup: str) -> 
     return path
 
 
+def _runc() -> str:
+    runc = shutil.which("runc")
+    if runc is None:
+        raise MissingToolError("runc is not installed", fix="apt-get install runc")
+    return runc
+
+
+def runc_spec() -> dict[str, Any]:
+    """The ``config.json`` that ``runc spec`` writes: runc's own suggestion for a new
+    container (chapter 04 compares its hardening with ours)."""
+    with tempfile.TemporaryDirectory(prefix="hardway-runc-spec-") as directory:
+        subprocess.run([_runc(), "spec"], cwd=directory, check=True, capture_output=True)
+        return json.loads((Path(directory) / "config.json").read_text())
+
+
 def run_runc(plan: Plan, directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Completed:
     """Write a bundle for *plan* in *directory*, ``runc run`` it, wait, delete it.
 
     The container and its cgroup are named ``hardway-runc-…`` (``python -m hardway
     cleanup`` finds them); ``runc delete --force`` runs whatever happens.
     """
-    runc = shutil.which("runc")
-    if runc is None:
-        raise MissingToolError("runc is not installed", fix="apt-get install runc")
+    runc = _runc()
     name = cgroups.group_name("runc")
     write_bundle(directory, plan, f"/{name}")
     try:
