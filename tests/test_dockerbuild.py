@@ -652,3 +652,19 @@ def test_pushing_a_rebuild_uploads_no_blob(seeded, tmp_path) -> None:
         rebuilt = build(ctx, cache=cache, out=quiet)
         assert again.write_image(rebuilt.image, repository, "v1") == digest
         assert again.requests["PUT upload"] == 0 < sent
+
+
+def test_run_on_a_base_with_only_bin(tmp_path) -> None:
+    """``FROM scratch`` has no /dev, /proc or /sys: the runtime makes the mount points
+    inside the root (issue #16: this failed with ``mount /dev failed``)."""
+    ctx = context(
+        tmp_path, 'FROM scratch\nCOPY sh /bin/sh\nRUN ["/bin/sh", "-c", "echo hi > /hi"]\n'
+    )
+    shutil.copy(shutil.which("busybox") or pytest.skip("no busybox"), ctx / "sh")
+    result = build(ctx, cache=tmp_path / "c", out=quiet)
+    unpack_image(result.image, tmp_path / "root")
+    assert (tmp_path / "root" / "hi").read_text() == "hi\n"
+    # the mount points stay behind, empty, as runc leaves them in a root filesystem
+    root = tmp_path / "root"
+    assert sorted(p.name for p in root.iterdir()) == ["bin", "dev", "hi", "proc", "sys"]
+    assert [list((root / name).iterdir()) for name in ("dev", "proc", "sys")] == [[], [], []]

@@ -13,7 +13,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,11 @@ import hardway.isolation.bundle
 import hardway.isolation.runtime
 from hardway.course import cleanup, leftovers
 from hardway.errors import ContainerError, IsolationError
-from hardway.isolation import bundle, cgroups, runtime
+from hardway.isolation import bundle, cgroups, container, escapes, hardening, runtime
 from hardway.isolation.group import Group
 from hardway.isolation.limits import Limits
+from hardway.isolation.namespaces import Isolation
+from hardway.sys import linux
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: cgroups, veth, runc")
@@ -118,12 +122,93 @@ def test_runaway_memory_and_forks_are_confined(busybox_rootfs: Path) -> None:
 def test_image_config_user_env_workdir_and_privileges(busybox_rootfs: Path) -> None:
     config = {"Entrypoint": ["sh", "-c"], "Cmd": ["false"], "Env": ["GREETING=hello"],
               "WorkingDir": "/srv/app", "User": "1000:1000"}  # fmt: skip
-    script = "echo $GREETING; pwd; id -u; grep -E 'CapBnd|NoNewPrivs' /proc/self/status"
+    script = "echo $GREETING; pwd; id -u; grep -E '^Cap|NoNewPrivs' /proc/self/status"
     done = runtime.run(busybox_rootfs, [script], config=config)
     lines = done.stdout.split()
     assert lines[:3] == ["hello", "/srv/app", "1000"], done
-    assert lines[4] == "00000000a80425fb" and lines[6] == "1", done
+    sets = dict(zip(lines[3::2], lines[4::2], strict=True))
+    bounding = f"{linux.capability_mask(hardening.RUNTIME_CAPS):016x}"
+    assert bounding == "00000000a00425fb"  # Docker's 14 without MKNOD
+    assert sets == {"CapInh:": "0" * 16, "CapPrm:": "0" * 16, "CapEff:": "0" * 16,
+                    "CapBnd:": bounding, "CapAmb:": "0" * 16, "NoNewPrivs:": "1"}, done  # fmt: skip
+    as_root = runtime.run(busybox_rootfs, ["grep", "^Cap", "/proc/self/status"]).stdout.split()
+    assert as_root[1::2] == ["0" * 16, bounding, bounding, bounding, "0" * 16], as_root
     shutil.rmtree(busybox_rootfs / "srv")
+
+
+def _hostile_root(tmp_path: Path, busybox_rootfs: Path) -> Path:
+    """Only /bin (busybox and the keyctl probe): no /dev, /proc or /sys, as FROM scratch."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copytree(busybox_rootfs / "bin", root / "bin", symlinks=True)
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler for the keyctl probe")
+    escapes.build_keyctl(root / "bin")
+    tmp_path.chmod(0o755)
+    return root
+
+
+def _attempts(result) -> dict[str, str]:
+    outcome = escapes.parse(result.stdout)
+    assert list(outcome) == list(escapes.ATTEMPTS), result
+    return outcome
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_escapes_are_refused_by_ours_as_by_runc(busybox_rootfs: Path, tmp_path: Path) -> None:
+    """Issue #16: each classic escape refused in ours and under runc with the same
+    spec; the same script in an unhardened container shows the attempts do work."""
+    root = _hostile_root(tmp_path, busybox_rootfs)
+    argv = ["sh", "-c", escapes.script()]
+    ours = _attempts(runtime.run(root, argv))
+    theirs = _attempts(bundle.run_runc(runtime.plan(root, argv), tmp_path / "bundle"))
+    assert ours == theirs
+    sysrq = "absent" if not Path("/proc/sysrq-trigger").exists() else "refused"
+    assert ours == {**dict.fromkeys(escapes.ATTEMPTS, "refused"), "open sysrq-trigger": sysrq}
+    before = _attempts(container.run(Isolation.container(root, "box"), argv))
+    works = ["mknod", "write /proc/sys", "read timer_list", "keyctl", "mount", "unshare -U"]
+    assert [before[name] for name in works] == ["ALLOWED"] * len(works), before
+    assert sorted(p.name for p in root.iterdir()) == ["bin", "dev", "proc", "sys"]
+
+
+@needs_root
+def test_escapes_are_refused_rootless(busybox_rootfs: Path) -> None:
+    """The same hardening in a user namespace, as an unprivileged host user (nobody):
+    what needs real root (a new sysfs, gid 5 for devpts) has its rootless form."""
+    top = Path(tempfile.mkdtemp(prefix="hardway-test-rootless-"))  # nobody can reach it
+    try:
+        _refused_rootless(_hostile_root(top, busybox_rootfs))
+    finally:
+        shutil.rmtree(top)
+
+
+def _refused_rootless(root: Path) -> None:
+    for path in (root, *root.rglob("*")):
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    chosen = runtime.plan(root, ["sh", "-c", escapes.script()])
+    kinds = (*chosen.isolation.namespaces, "user")
+    spec = replace(chosen.isolation, namespaces=kinds, host_user=65534, run_as=None)
+    outcome = _attempts(container.run(spec, chosen.argv))
+    assert {outcome[name] for name in escapes.ATTEMPTS if name != "open sysrq-trigger"} == {
+        "refused"
+    }, outcome
+
+
+@needs_root
+def test_mount_points_are_made_inside_the_root(busybox_rootfs: Path, tmp_path: Path) -> None:
+    """An image's ``dev -> /ABS/PATH`` and ``proc -> ../../..`` are followed as if the
+    root were ``/``: the missing directories are made inside it, never on the host."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copytree(busybox_rootfs / "bin", root / "bin", symlinks=True)
+    outside = tmp_path / "outside"
+    (root / "dev").symlink_to(outside / "dev")
+    (root / "proc").symlink_to("../../../proc-up")
+    done = runtime.run(root, ["sh", "-c", "ls /dev/null /proc/self/status"])
+    assert done.ok, done
+    assert not outside.exists() and not (tmp_path / "proc-up").exists()
+    assert (root / str(outside).lstrip("/") / "dev").is_dir() and (root / "proc-up").is_dir()
 
 
 @needs_root

@@ -17,16 +17,24 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hardway.errors import ContainerTimeoutError, MissingToolError
-from hardway.isolation import cgroups, limits
+from hardway.isolation import cgroups, hardening, limits, seccomp
 from hardway.isolation.container import Completed
 from hardway.isolation.runtime import Plan
 
-__all__ = ["OCI_VERSION", "config_json", "process_section", "run_runc", "write_bundle"]
+__all__ = [
+    "OCI_VERSION",
+    "config_json",
+    "process_section",
+    "run_runc",
+    "runc_spec",
+    "write_bundle",
+]
 
 OCI_VERSION = "1.0.2"
 
@@ -105,20 +113,49 @@ def config_json(plan: Plan, cgroup: str) -> dict[str, Any]:
             "source": "tmpfs",
             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
         },
+        *(_mount(*m) for m in _RUNC_MOUNTS if m[0] != "/sys" or spec.sys),
     ]
+    process = process_section(
+        plan.argv, env, spec.cwd, uid, gid, spec.capabilities or (), spec.no_new_privs
+    )
+    if spec.capabilities is not None:  # all five sets, as the launcher sets them
+        process["capabilities"] = hardening.capability_sets(spec.capabilities, uid).oci()
+    section: dict[str, Any] = {
+        "namespaces": [{"type": _SPEC_NAMES[kind]} for kind in spec.namespaces],
+        "resources": _resources(plan),
+        "cgroupsPath": cgroup,
+    }
+    if spec.masked_paths:
+        section["maskedPaths"] = list(spec.masked_paths)
+    if spec.readonly_paths:
+        section["readonlyPaths"] = list(spec.readonly_paths)
+    if spec.seccomp is not None:
+        section["seccomp"] = seccomp.oci_section(spec.seccomp)
     return {
         "ociVersion": OCI_VERSION,
-        "process": process_section(
-            plan.argv, env, spec.cwd, uid, gid, spec.capabilities or (), spec.no_new_privs
-        ),
+        "process": process,
         "root": {"path": os.fspath(spec.root), "readonly": False},
         "hostname": spec.hostname,
         "mounts": mounts,
-        "linux": {
-            "namespaces": [{"type": _SPEC_NAMES[kind]} for kind in spec.namespaces],
-            "resources": _resources(plan),
-            "cgroupsPath": cgroup,
-        },
+        "linux": section,
+    }
+
+
+#: the rest of ``runc spec``'s mounts: destination, type, options
+_RUNC_MOUNTS = (
+    ("/dev/pts", "devpts", "nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    ("/dev/shm", "tmpfs", "nosuid,noexec,nodev,mode=1777,size=65536k"),
+    ("/dev/mqueue", "mqueue", "nosuid,noexec,nodev"),
+    ("/sys", "sysfs", "nosuid,noexec,nodev,ro"),
+)
+
+
+def _mount(destination: str, fstype: str, options: str) -> dict[str, Any]:
+    return {
+        "destination": destination,
+        "type": fstype,
+        "source": fstype if fstype != "tmpfs" else "shm",
+        "options": options.split(","),
     }
 
 
@@ -131,15 +168,28 @@ def write_bundle(directory: str | os.PathLike[str], plan: Plan, cgroup: str) -> 
     return path
 
 
+def _runc() -> str:
+    runc = shutil.which("runc")
+    if runc is None:
+        raise MissingToolError("runc is not installed", fix="apt-get install runc")
+    return runc
+
+
+def runc_spec() -> dict[str, Any]:
+    """The ``config.json`` that ``runc spec`` writes: runc's own suggestion for a new
+    container (chapter 04 compares its hardening with ours)."""
+    with tempfile.TemporaryDirectory(prefix="hardway-runc-spec-") as directory:
+        subprocess.run([_runc(), "spec"], cwd=directory, check=True, capture_output=True)
+        return json.loads((Path(directory) / "config.json").read_text())
+
+
 def run_runc(plan: Plan, directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Completed:
     """Write a bundle for *plan* in *directory*, ``runc run`` it, wait, delete it.
 
     The container and its cgroup are named ``hardway-runc-…`` (``python -m hardway
     cleanup`` finds them); ``runc delete --force`` runs whatever happens.
     """
-    runc = shutil.which("runc")
-    if runc is None:
-        raise MissingToolError("runc is not installed", fix="apt-get install runc")
+    runc = _runc()
     name = cgroups.group_name("runc")
     write_bundle(directory, plan, f"/{name}")
     try:

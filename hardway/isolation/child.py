@@ -27,6 +27,7 @@ import errno
 import inspect
 import json
 import os
+import platform
 import pwd
 import select
 import signal
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from hardway.errors import ContainerError, ContainerTimeoutError, IsolationError, NetworkError
-from hardway.isolation import network
+from hardway.isolation import hardening, network, seccomp
 from hardway.isolation.failures import privilege_error, step_error
 from hardway.isolation.namespaces import IdMap, Isolation
 from hardway.sys import linux
@@ -95,6 +96,27 @@ def _group_of(uid: int) -> int:
         return uid
 
 
+def _hardening_plan(spec: Isolation) -> dict[str, Any]:
+    """Chapter 04's settings as the launcher applies them: the five capability sets for
+    the user it will be, and the seccomp filter already compiled (hex), so that the
+    launcher only installs what the parent decided."""
+    uid = spec.run_as[0] if spec.run_as is not None else 0
+    sets = None
+    if spec.capabilities is not None:
+        sets = hardening.capability_sets(spec.capabilities, uid).to_json()
+    program = None
+    if spec.seccomp is not None:
+        program = seccomp.program(spec.seccomp, platform.machine()).hex()
+    return {
+        "sys": spec.sys,
+        "masked_paths": list(spec.masked_paths),
+        "readonly_paths": list(spec.readonly_paths),
+        "nodev": spec.nodev,
+        "capability_sets": sets,
+        "seccomp": program,
+    }
+
+
 def launch_plan(
     spec: Isolation, argv: Sequence[str] | None = None, call: tuple | None = None
 ) -> dict[str, Any]:
@@ -133,6 +155,7 @@ def launch_plan(
         "run_as": None if spec.run_as is None else list(spec.run_as),
         "make_cwd": spec.make_cwd,
         "call": None,
+        **_hardening_plan(spec),
     }
     if call is not None:
         func, args = call

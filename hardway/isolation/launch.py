@@ -19,11 +19,13 @@ an error report carries back to the parent:
 5. *unshare the PID namespace and fork*: the next child is PID 1 of it (so nothing
    may be started between the two), and this process stays outside to wait for it
    and pass its exit status on;
-6. *mounts and root*: make every mount private, give the root a minimal ``/dev``,
-   ``chroot`` or ``pivot_root``, mount ``/proc`` and tmpfs, unmount the old root;
+6. *mounts and root*: make every mount private, make the missing mount points
+   inside the root, give the root a ``/dev`` (and a read-only ``/sys``), ``chroot``
+   or ``pivot_root``, mount ``/proc`` and tmpfs, mask and make read-only what
+   chapter 04's hardening lists, unmount the old root, remount the root ``nodev``;
    *sethostname*; *chdir*;
 7. *drop privileges* (chapter 04): the capability bounding set, ``no_new_privs``, the
-   user;
+   user, the other capability sets, the seccomp filter;
 8. *exec* the command (or call a Python function and report what it returned).
 
 Before all of these, the launcher joins the cgroups named in the plan (chapter 03), so
@@ -57,9 +59,28 @@ from hardway.errors import HardwayError, PrivilegeError
 # Python installation may be unreadable, and after chroot it is not there at all;
 # hardway.isolation.network (a fifth of the start-up) only when the plan asks for a network, in
 # main()
+from hardway.isolation.mounts import (
+    DEVICES,
+    mask_path,
+    mount_dev,
+    mount_point,
+    mount_sys,
+    readonly_path,
+)
 from hardway.sys import linux
 
-__all__ = ["DEVICES", "chroot_into", "join_namespaces", "main", "mount_dev", "pivot_into"]
+__all__ = [
+    "DEVICES",
+    "chroot_into",
+    "join_namespaces",
+    "main",
+    "mask_path",
+    "mount_dev",
+    "mount_point",
+    "mount_sys",
+    "pivot_into",
+    "readonly_path",
+]
 
 #: the order namespaces are joined in: the user namespace first, because it grants
 #: the capabilities the other ``setns`` calls need; the mount namespace last, because
@@ -67,8 +88,6 @@ __all__ = ["DEVICES", "chroot_into", "join_namespaces", "main", "mount_dev", "pi
 JOIN_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "mnt")
 #: what a function sent as source code finds already imported
 SOURCE_GLOBALS = {"os": os, "errno": errno, "linux": linux, "Path": Path}
-#: the device nodes a container's ``/dev`` gets, bind-mounted from the host's
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
 # -- the building blocks (the labs ask you to write these yourself) --------------------------
@@ -92,19 +111,6 @@ def pivot_into(new_root: str) -> None:
     linux.mount(new_root, new_root, None, linux.MS_BIND | linux.MS_REC)  # a mount point
     os.chdir(new_root)
     linux.pivot_root(".", ".")
-
-
-def mount_dev(new_root: str) -> None:
-    """Give *new_root* a minimal ``/dev``: a tmpfs, and on it the host's harmless
-    device nodes, each bind-mounted onto an empty file. ``mknod`` would need root in
-    the host's user namespace; a bind mount works rootless too."""
-    dev = os.path.join(new_root, "dev")
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "mode=755,size=64k")
-    for name in DEVICES:
-        target = os.path.join(dev, name)
-        with open(target, "w"):
-            pass
-        linux.mount(f"/dev/{name}", target, None, linux.MS_BIND)
 
 
 def join_namespaces(pid: int, kinds: Sequence[str]) -> None:
@@ -239,7 +245,14 @@ def _prepare_call(plan: dict[str, Any]) -> tuple[Callable[..., Any], list[Any]] 
 def _drop_privileges(plan: dict[str, Any]) -> None:
     """Chapter 04: give up what the command does not need, in the only order that works —
     the bounding set first (that needs ``CAP_SETPCAP``), then no_new_privs, then the
-    user (after ``setuid`` to a non-root user, nothing more could be dropped)."""
+    user (``setuid`` to a non-root user empties its capability sets), then the other
+    four sets exactly, then the seccomp filter: last, so that nothing the launcher
+    still does is refused, and after no_new_privs, which the kernel requires of a
+    process without ``CAP_SYS_ADMIN`` — without no_new_privs it must go first,
+    while the capabilities are still there (runc does the same)."""
+    program = plan.get("seccomp")
+    if program is not None and not plan.get("no_new_privs"):
+        _install_seccomp(program)
     if plan.get("capabilities") is not None:
         with _step("drop capabilities"):
             linux.drop_bounding_set(plan["capabilities"])
@@ -252,6 +265,20 @@ def _drop_privileges(plan: dict[str, Any]) -> None:
             os.setgroups([gid])
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
+    sets = plan.get("capability_sets")
+    if sets is not None:
+        with _step("capability sets"):
+            linux.set_capabilities(sets["effective"], sets["permitted"], sets["inheritable"])
+            linux.clear_ambient()
+            for name in sets["ambient"]:
+                linux.raise_ambient(name)
+    if program is not None and plan.get("no_new_privs"):
+        _install_seccomp(program)
+
+
+def _install_seccomp(program: str) -> None:
+    with _step("seccomp"):
+        linux.set_seccomp_filter(bytes.fromhex(program))
 
 
 def _join_cgroups(plan: dict[str, Any]) -> None:
@@ -329,22 +356,42 @@ def _enter_root(plan: dict[str, Any]) -> None:
         with _step("make mounts private"):
             linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     pivoted = root is not None and plan["how"] == "pivot_root"
+    # where each mount goes: made inside the root if the image has no such directory
+    where = {name: name for name in ("/proc", "/sys", *plan["tmpfs"])}
+    if root is not None:
+        for name in ("/proc", *plan["tmpfs"]) if plan["proc"] else plan["tmpfs"]:
+            with _step(f"make the mount point {name}"):
+                where[name] = mount_point(root, name)
     if plan["dev"]:
         with _step("mount /dev"):
-            mount_dev(root)
+            mount_dev(root, ipc="ipc" in kinds, userns="user" in kinds)
+    if plan.get("sys"):
+        with _step("mount /sys"):
+            where["/sys"] = mount_sys(root)
     if root is not None:
         with _step(plan["how"]):
             (pivot_into if pivoted else chroot_into)(root)
     if plan["proc"]:  # before the old root goes: a user namespace may mount proc only
         with _step("mount /proc"):  # while a fully visible proc is still mounted
             flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-            linux.mount("proc", "/proc", "proc", flags)
+            linux.mount("proc", where["/proc"], "proc", flags)
     for target in plan["tmpfs"]:
         with _step(f"mount tmpfs on {target}"):
-            linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755")
+            flags = linux.MS_NOSUID | linux.MS_NODEV
+            linux.mount("tmpfs", where[target], "tmpfs", flags, "mode=755")
+    for path in plan.get("masked_paths") or ():
+        with _step(f"mask {path}"):
+            mask_path(_resolved(path, where))
+    for path in plan.get("readonly_paths") or ():
+        with _step(f"make {path} read-only"):
+            readonly_path(_resolved(path, where))
     if pivoted and plan["unmount_old_root"]:
         with _step("unmount the old root"):
             linux.umount2(".", linux.MNT_DETACH)
+    if pivoted and plan.get("nodev"):
+        with _step("remount the root nodev"):
+            flags = os.statvfs("/").f_flag & (linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_RDONLY)
+            linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_NODEV | flags)
     if root is not None:
         os.chdir("/")
     if plan["hostname"] is not None:
@@ -354,6 +401,13 @@ def _enter_root(plan: dict[str, Any]) -> None:
         if plan.get("make_cwd"):  # Docker creates a missing WorkingDir, inside the root
             os.makedirs(plan["cwd"], exist_ok=True)
         os.chdir(plan["cwd"])
+
+
+def _resolved(path: str, where: dict[str, str]) -> str:
+    """*path* under ``/proc`` or ``/sys`` where that filesystem really is mounted."""
+    top, _, rest = path.partition("/")[2].partition("/")
+    base = where.get("/" + top)
+    return path if base is None else f"{base}/{rest}".rstrip("/")
 
 
 def create(plan: dict[str, Any], status: _Status, control: int) -> None:

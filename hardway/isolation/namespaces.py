@@ -193,6 +193,18 @@ class Isolation:
     :param no_new_privs: set ``PR_SET_NO_NEW_PRIVS`` before ``execve`` (chapter 04)
     :param run_as: (optional) ``(uid, gid)`` to become inside, last, before ``execve``
     :param make_cwd: create *cwd* inside the root when it is missing, as Docker does
+    :param sys: mount a read-only ``/sys`` (needs ``mnt`` and a root)
+    :param masked_paths: paths hidden under ``/dev/null`` or an empty tmpfs (chapter
+        04: :data:`hardway.isolation.hardening.MASKED_PATHS`; needs *dev*)
+    :param readonly_paths: paths remounted read-only (chapter 04:
+        :data:`hardway.isolation.hardening.READONLY_PATHS`)
+    :param seccomp: (optional) system calls refused with ``EPERM`` by a seccomp filter
+        installed last (chapter 04: :data:`hardway.isolation.seccomp.DENY`)
+    :param nodev: remount the root ``nodev``: a device node in it cannot be opened
+        (needs ``pivot_root``)
+
+    With *capabilities* given, all five capability sets are set after the user
+    (:func:`hardway.isolation.hardening.capability_sets`), not only the bounding set.
     """
 
     namespaces: Iterable[str] = ()
@@ -214,6 +226,11 @@ class Isolation:
     no_new_privs: bool = False
     run_as: tuple[int, int] | None = None
     make_cwd: bool = False
+    sys: bool = False
+    masked_paths: Sequence[str] = ()
+    readonly_paths: Sequence[str] = ()
+    seccomp: Sequence[str] | None = None
+    nodev: bool = False
 
     def __post_init__(self) -> None:
         kinds = set(self.namespaces)
@@ -228,14 +245,19 @@ class Isolation:
         set_(self, "cgroup_procs", tuple(os.fspath(p) for p in self.cgroup_procs))
         if self.capabilities is not None:
             set_(self, "capabilities", tuple(self.capabilities))
+        if self.seccomp is not None:
+            set_(self, "seccomp", tuple(self.seccomp))
+        set_(self, "masked_paths", tuple(self.masked_paths))
+        set_(self, "readonly_paths", tuple(self.readonly_paths))
         if self.root is not None:
             set_(self, "root", os.path.abspath(os.fspath(self.root)))
             if self.how is None:
                 set_(self, "how", "pivot_root" if "mnt" in kinds else "chroot")
+        hardened = self.sys or bool(self.masked_paths or self.readonly_paths)
         mounts = self.how == "pivot_root" or self.proc or self.dev or bool(self.tmpfs)
         needs = {
             "uts": ("a hostname", self.hostname is not None),
-            "mnt": ("pivot_root, /proc, /dev or tmpfs", mounts),
+            "mnt": ("pivot_root, /proc, /dev, /sys, tmpfs or masks", mounts or hardened),
             "user": ("uid_map and gid_map", bool(self.uid_map or self.gid_map)),
             "net": ("a veth pair", self.veth),
         }
@@ -244,9 +266,13 @@ class Isolation:
                 raise IsolationError(f"{what} needs a {kind} namespace: add {kind!r}")
         if self.how not in (None, "chroot", "pivot_root"):
             raise IsolationError(f"how is 'chroot' or 'pivot_root', not {self.how!r}")
-        if self.root is None and (self.how is not None or self.dev):
-            what = "dev=True" if self.dev else f"how={self.how!r}"
+        if self.root is None and (self.how is not None or self.dev or self.sys):
+            what = "dev=True" if self.dev else "sys=True" if self.sys else f"how={self.how!r}"
             raise IsolationError(f"{what} needs a root directory")
+        if self.masked_paths and not self.dev:
+            raise IsolationError("masked_paths hide files under /dev/null: add dev=True")
+        if self.nodev and self.how != "pivot_root":
+            raise IsolationError("nodev remounts the root after pivot_root: add 'mnt'")
 
     @property
     def environment(self) -> dict[str, str]:

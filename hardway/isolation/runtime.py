@@ -3,10 +3,11 @@
 
 A container runtime is not one feature but the sum of the previous chapters, applied
 in the right order to one process: its own root (01), every namespace with a hostname,
-``/proc`` and a minimal ``/dev`` (02), a cgroup with limits (03) — and then it gives
-up what it does not need: the capabilities outside Docker's default set (via the
-bounding set) and the chance to gain new ones (``no_new_privs``), and takes the
-image's user. :func:`run` is that sum, in the shape ``docker run`` has:
+``/proc`` and a ``/dev`` like runc's (02), a cgroup with limits (03) — and then it is
+hardened as runc's default spec asks (:mod:`hardway.isolation.hardening`): masked and
+read-only paths, a read-only ``/sys``, Docker's default capabilities but ``MKNOD`` in
+all five sets, ``no_new_privs``, a seccomp filter (:mod:`hardway.isolation.seccomp`),
+and the image's user. :func:`run` is that sum, in the shape ``docker run`` has:
 
 * *argv* follows Docker's rules against the image config: the ``Entrypoint`` is
   always kept; *argv* given replaces ``Cmd``, none given means ``Cmd``
@@ -36,12 +37,11 @@ from typing import Any
 
 from hardway.errors import ContainerError, IsolationError
 from hardway.image.config import ContainerConfig, ImageConfig
-from hardway.isolation import container
+from hardway.isolation import container, hardening, seccomp
 from hardway.isolation.container import Completed
 from hardway.isolation.group import Group
 from hardway.isolation.limits import Limits
 from hardway.isolation.namespaces import Isolation
-from hardway.sys import linux
 
 __all__ = [
     "DEFAULT_HOSTNAME",
@@ -270,8 +270,14 @@ def plan(rootfs: str | os.PathLike[str], argv: Sequence[str] | None = None, **op
         env={**image.env_dict(), **(chosen.env or {})},
         cwd=image.working_dir or "/",
         make_cwd=bool(image.working_dir),
-        capabilities=linux.DOCKER_DEFAULT_CAPS,
+        # chapter 04's hardening, as runc's default spec asks (hardway.isolation.hardening)
+        capabilities=hardening.RUNTIME_CAPS,
         no_new_privs=True,
+        sys=True,
+        masked_paths=hardening.MASKED_PATHS,
+        readonly_paths=hardening.READONLY_PATHS,
+        seccomp=seccomp.DENY,
+        nodev=True,
         # as root, always: the supplementary groups are then [gid], not the kernel's
         run_as=None if rootless and (uid, gid) == (0, 0) else (uid, gid),
     )
@@ -326,8 +332,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="run a command in a container made from a root filesystem",
         description="Run CMD in a container: pivot_root into ROOTFS, every namespace, "
-        "/proc, /dev, cgroup limits, Docker's default capabilities. The exit status is "
-        "the container's.",
+        "/proc, /dev, a read-only /sys, cgroup limits, and runc's hardening: masked and "
+        "read-only paths, Docker's default capabilities but MKNOD, no_new_privs, a seccomp "
+        "filter. The exit status is the container's.",
     )
     parser.add_argument("--hostname", default=None)
     parser.add_argument("--memory", default=None, help="e.g. 64M")

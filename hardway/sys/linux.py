@@ -61,18 +61,23 @@ __all__ = [
     "PR_SET_DUMPABLE",
     "PR_SET_NO_NEW_PRIVS",
     "PR_SET_PDEATHSIG",
+    "PR_SET_SECCOMP",
     "UMOUNT_NOFOLLOW",
     "bounding_set",
     "capability_mask",
+    "clear_ambient",
     "drop_bounding_set",
     "flag_names",
     "gethostname",
     "mount",
     "namespace_flags",
     "pivot_root",
+    "raise_ambient",
+    "set_capabilities",
     "set_dumpable",
     "set_no_new_privs",
     "set_parent_death_signal",
+    "set_seccomp_filter",
     "sethostname",
     "setns",
     "umount2",
@@ -125,6 +130,13 @@ PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+#: capset(2)'s header version for 64-bit sets (two 32-bit halves)
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 #: <linux/capability.h>: each capability is one bit number
 CAPABILITIES: dict[str, int] = {
@@ -421,6 +433,79 @@ def capability_mask(names: Sequence[str]) -> int:
     '00000000a80425fb'
     """
     return sum(1 << CAPABILITIES[name] for name in set(names))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
+
+
+def set_capabilities(
+    effective: Sequence[str], permitted: Sequence[str], inheritable: Sequence[str]
+) -> None:
+    """``capset(2)``: this thread's effective, permitted and inheritable sets, exactly.
+
+    Caveats from capabilities(7): a set may only shrink — *permitted* within the
+    current permitted set, *effective* within the new *permitted*, *inheritable*
+    within permitted plus the bounding set (``EPERM`` otherwise). The sets of root
+    are recomputed at every ``execve`` (from the bounding set); those of any other
+    user are emptied by ``setuid`` to it unless ``SECBIT_KEEP_CAPS`` is set.
+    """
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    masks = [capability_mask(names) for names in (effective, permitted, inheritable)]
+    data = (_CapData * 2)(
+        _CapData(*(m & 0xFFFFFFFF for m in masks)), _CapData(*(m >> 32 for m in masks))
+    )
+    _check(_libc.capset(ctypes.byref(header), data), "capset", "CAP_SETPCAP")
+
+
+def clear_ambient() -> None:
+    """``prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)``: empty the ambient set, the
+    capabilities an ``execve`` of an ordinary (not set-user-ID) program keeps for a
+    non-root user."""
+    call = _libc.prctl(
+        ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), 0, 0, 0
+    )
+    _check(call, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+
+
+def raise_ambient(name: str) -> None:
+    """``prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)``: the capability must already
+    be in both the permitted and the inheritable set (``EPERM`` otherwise)."""
+    number = ctypes.c_ulong(CAPABILITIES[name])
+    call = _libc.prctl(
+        ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_RAISE), number, 0, 0
+    )
+    _check(
+        call, f"prctl(PR_CAP_AMBIENT_RAISE, CAP_{name})", "it in the permitted and inheritable sets"
+    )
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def set_seccomp_filter(program: bytes) -> None:
+    """``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)``: from now on the kernel runs
+    the classic-BPF *program* (an array of 8-byte ``struct sock_filter``, see
+    :mod:`hardway.isolation.seccomp`) on every system call of this thread and its
+    children, and does what it returns.
+
+    Caveats from seccomp(2): needs ``no_new_privs`` set first, or ``CAP_SYS_ADMIN``
+    (``EACCES`` otherwise: a filter could otherwise trick a set-user-ID program);
+    a filter can never be removed, only more filters added; ``EINVAL`` for a program
+    the kernel's verifier rejects (a jump out of the program, more than 4096
+    instructions, no final ``ret``).
+    """
+    buffer = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    call = _libc.prctl(
+        ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog), 0, 0
+    )
+    _check(call, "prctl(PR_SET_SECCOMP)", "no_new_privs or CAP_SYS_ADMIN")
 
 
 def gethostname() -> str:
