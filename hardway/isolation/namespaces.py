@@ -193,6 +193,10 @@ class Isolation:
     :param no_new_privs: set ``PR_SET_NO_NEW_PRIVS`` before ``execve`` (chapter 04)
     :param run_as: (optional) ``(uid, gid)`` to become inside, last, before ``execve``
     :param make_cwd: create *cwd* inside the root when it is missing, as Docker does
+    :param bridge: plug the veth pair into the course's bridge
+        (:mod:`~hardway.isolation.bridge`) instead of a ``/30`` of its own; implies *veth*
+    :param init: PID 1 is a small init (the launcher itself) that starts the command,
+        passes signals on to it and reaps every orphan (chapter 04; needs ``pid``)
     """
 
     namespaces: Iterable[str] = ()
@@ -214,6 +218,8 @@ class Isolation:
     no_new_privs: bool = False
     run_as: tuple[int, int] | None = None
     make_cwd: bool = False
+    bridge: bool = False
+    init: bool = False
 
     def __post_init__(self) -> None:
         kinds = set(self.namespaces)
@@ -221,6 +227,8 @@ class Isolation:
         if unknown:
             raise IsolationError(f"unknown namespace {sorted(unknown)[0]!r}; known: {KINDS}")
         set_ = object.__setattr__
+        if self.bridge:
+            set_(self, "veth", True)
         set_(self, "namespaces", tuple(k for k in KINDS if k in kinds))
         set_(self, "tmpfs", tuple(self.tmpfs))
         set_(self, "uid_map", tuple(self.uid_map))
@@ -238,6 +246,7 @@ class Isolation:
             "mnt": ("pivot_root, /proc, /dev or tmpfs", mounts),
             "user": ("uid_map and gid_map", bool(self.uid_map or self.gid_map)),
             "net": ("a veth pair", self.veth),
+            "pid": ("an init", self.init),
         }
         for kind, (what, wanted) in needs.items():
             if wanted and kind not in kinds:
