@@ -41,9 +41,10 @@ def cleanup(
 
     In this order: runc containers named ``hardway-…``; processes of the course
     (``container=hardway``, the launcher), never this process or its ancestors; veth
-    host ends ``hw-…``, then the course's bridge if nothing is plugged into it; mounts inside ``hardway…``/``hw-…`` directories (deepest first); named
-    network namespaces; ``hardway-…`` cgroups (their processes are killed first);
-    registries and token services whose owner is gone
+    host ends ``hw-…``, then the course's bridge if nothing is plugged into it; mounts
+    inside ``hardway…``/``hw-…`` directories (deepest first); named network namespaces;
+    ``hardway-…`` cgroups (their processes are killed first); registries and token
+    services whose owner is gone
     (:func:`~hardway.distribution.server.services.record_owner`); stale
     ``hardway-*`` temporary directories (:func:`stale_temp_dirs`).
 
