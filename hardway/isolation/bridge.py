@@ -24,6 +24,8 @@ cleanup`` removes it (:func:`remove_if_unused`).
 ('10.253.0.0/24', 'hw-br0')
 >>> str(free_address(SUBNET, {"10.253.0.2", "10.253.0.3"}))
 '10.253.0.4/24'
+>>> clash(SUBNET, [IPv4Network("10.0.0.0/8"), IPv4Network("192.168.1.0/24")])
+IPv4Network('10.0.0.0/8')
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import contextlib
 import fcntl
 import os
 import secrets
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -43,6 +45,7 @@ __all__ = [
     "NAME",
     "SUBNET",
     "attach",
+    "clash",
     "detach",
     "free_address",
     "is_bridge",
@@ -91,6 +94,12 @@ def free_address(net: IPv4Network, taken: Collection[str]) -> IPv4Interface:
     raise NetworkError(f"no free address left on the bridge's {net}: too many containers")
 
 
+def clash(net: IPv4Network, networks: Iterable[IPv4Network]) -> IPv4Network | None:
+    """The first of *networks* (this machine's: :func:`~hardway.isolation.network.host_networks`)
+    that overlaps *net*, or ``None``: a bridge there would hijack or shadow its traffic."""
+    return next((other for other in networks if other.overlaps(net)), None)
+
+
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
     """Hold the course's network lock: ``flock`` on ``/sys/class/net``, which always exists
@@ -118,10 +127,10 @@ def _ensure(net: IPv4Network) -> None:
     refuse a range this machine already uses for something else."""
     if is_bridge(NAME):
         return
-    clash = [other for other in network.host_networks() if other.overlaps(net)]
-    if clash:
+    used = clash(net, network.host_networks())
+    if used is not None:
         raise NetworkError(
-            f"the course's bridge range {net} overlaps {clash[0]}, which this machine "
+            f"the course's bridge range {net} overlaps {used}, which this machine "
             "already has an address or a route in",
             fix="export HARDWAY_BRIDGE_SUBNET=10.252.0.0/24 (any private /24 nothing here uses)",
             step="bridge",
