@@ -15,14 +15,17 @@
   :mod:`~hardway.isolation.group`; what the kernel counted: :mod:`~hardway.isolation.stats`;
   the limits in the kernel's words: :mod:`~hardway.isolation.limits`;
 * 04, the runtime that combines them all: :mod:`~hardway.isolation.runtime`, next to an OCI
-  bundle run by runc: :mod:`~hardway.isolation.bundle`.
+  bundle run by runc: :mod:`~hardway.isolation.bundle`; its network: the course's bridge
+  :mod:`~hardway.isolation.bridge` and ports published on ``127.0.0.1`` by a userland
+  proxy, :mod:`~hardway.isolation.publish`.
 
 The runtime runs an image's config, so this part stands on :mod:`hardway.image` (its
 :mod:`~hardway.image.config` only).
 
 Public contract (notebooks and labs import these): ``rootfs``; ``namespaces`` with
 ``Isolation``, ``IdMap``, ``KINDS``; ``container`` with ``run``, ``start``, ``call``;
-``network``; ``cgroups``; ``group.Group``; ``limits.Limits``; ``runtime``; ``bundle``.
+``network``; ``cgroups``; ``group.Group``; ``limits.Limits``; ``runtime``; ``bundle``;
+``bridge``; ``publish``.
 
 Grading references — checks compare learners' answers with these: ``namespaces``
 (``KINDS``, ``Isolation``, ``FEATURES``, ``clone_flags``, ``rootless_map``, ``host_id``,
