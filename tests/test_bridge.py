@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import doctest
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ import pytest
 
 import hardway.isolation.bridge
 import hardway.isolation.publish
-from hardway.course import cleanup
+from hardway.course import cleanup, leftovers
 from hardway.errors import IsolationError, NetworkError
 from hardway.isolation import bridge, network, rootfs, runtime
 from hardway.isolation.publish import Port, Proxy
@@ -138,7 +140,18 @@ def test_a_published_port_reaches_a_server_inside(web: Path) -> None:
         assert f"default via {bridge.subnet()[1]} dev eth0" in routes
 
 
+def _bridge_firewalled() -> bool:
+    """Frames between ports of a bridge pass iptables' FORWARD chain, and its policy drops
+    them (a Docker host); only read here, never changed."""
+    knob = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    if not knob.exists() or knob.read_text().strip() != "1" or not shutil.which("iptables"):
+        return False
+    rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True)
+    return "-P FORWARD ACCEPT" not in rules.stdout
+
+
 @needs_root
+@pytest.mark.skipif(_bridge_firewalled(), reason="the firewall drops bridged frames (Docker?)")
 def test_containers_on_the_bridge_reach_each_other(web: Path) -> None:
     with runtime.start(web, HTTPD, net="bridge") as server:
         with runtime.start(web, ["sleep", "30"], net="bridge") as client:
@@ -159,6 +172,41 @@ def test_a_veth_pair_of_its_own_still_works(web: Path) -> None:
     with runtime.start(web, HTTPD, net=True, publish=["127.0.0.1::80"]) as running:
         assert running.container.veth.bridge is None
         assert _get(running.ports[0].host_port) == PAGE
+
+
+@needs_root
+def test_a_port_in_use_is_refused_and_nothing_is_left(web: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = f"127.0.0.1:{taken.getsockname()[1]}:80"
+        with pytest.raises(NetworkError, match="cannot publish") as caught:
+            runtime.run(web, HTTPD, net="bridge", publish=[busy])
+    assert "another host port" in caught.value.fix
+
+
+@needs_root
+@pytest.mark.parametrize("after", [0.02, 0.1, 0.3])
+def test_a_keyboard_interrupt_leaves_no_pair_bridge_or_proxy(web: Path, after: float) -> None:
+    """A Jupyter interrupt at whatever step a published run is in."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    before = leftovers.snapshot()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, after)
+        with pytest.raises(KeyboardInterrupt):
+            runtime.run(web, HTTPD, net="bridge", publish=["127.0.0.1::80"], init=True)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    deadline = time.monotonic() + 5
+    while (left := leftovers.left_behind(before, leftovers.snapshot())) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert left == []
+    assert not any(t.name == "hardway-proxy" for t in threading.enumerate())
 
 
 def _free_port() -> int:

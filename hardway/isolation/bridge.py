@@ -12,7 +12,10 @@ veth pool (``10.254.0.0/16``). If this machine already has an address or a route
 range, :func:`attach` refuses and says so; ``HARDWAY_BRIDGE_SUBNET`` picks another /24.
 
 There is deliberately no outbound NAT and no forwarding: the containers reach the host
-and each other, never the world.
+and each other, never the world. (Where ``br_netfilter`` is loaded and
+``net.bridge.bridge-nf-call-iptables`` is 1, as on a Docker host, frames between two
+containers pass the firewall's FORWARD chain; Docker adds rules for its own bridge only,
+so there, containers on ``hw-br0`` reach the host but not each other.)
 
 The bridge exists only while a container is plugged in: :func:`attach` creates it if it
 is missing, :func:`detach` deletes it with its last port. Both hold a lock (``flock`` on
@@ -149,15 +152,19 @@ def attach(pid: int) -> network.Veth:
     """Create the bridge if need be, and plug a new veth pair into it whose other end goes
     into *pid*'s network namespace, with the next free address."""
     net = subnet()
-    with _locked():
-        _ensure(net)
-        try:
+    veth = None
+    try:
+        with _locked():
+            _ensure(net)
             address = free_address(net, _taken())
             veth = network.Veth(f"{network.NAME_PREFIX}{secrets.token_hex(3)}", net, NAME, address)
             network.create(veth, pid)
-        except BaseException:
-            _remove_if_unused()
-            raise
+    except BaseException:  # also an interrupt as the lock is let go: no pair, no bridge left
+        if veth is not None:
+            detach(veth)
+        else:
+            remove_if_unused()
+        raise
     return veth
 
 

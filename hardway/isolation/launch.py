@@ -298,15 +298,19 @@ def reap(argv: Sequence[str], env: dict[str, str], status: _Status) -> None:
     never written to do either. This one is the launcher itself, so it needs no
     program in the root filesystem.
     """
+    # blocked until the handlers are in place: a signal sent meanwhile waits, not lost
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     child = os.fork()
     if child == 0:
         for signum in FORWARDED:  # Python's handlers are not the command's
             signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         with _step("exec"):
             os.execvpe(argv[0], argv, env)
     status.close()  # the command's copy closes at its execve: "running"
     for signum in FORWARDED:
         signal.signal(signum, lambda s, _frame: _forward(child, s))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     while True:
         try:
             pid, wait_status = os.waitpid(-1, 0)  # any child: orphans are ours too

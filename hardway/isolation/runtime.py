@@ -284,6 +284,8 @@ def plan(rootfs: str | os.PathLike[str], argv: Sequence[str] | None = None, **op
     ports = tuple(Port.parse(p) for p in chosen.publish)
     if ports and not chosen.net:
         raise IsolationError("a published port needs a network: add net='bridge'")
+    if ports and rootless:
+        raise IsolationError("a published port needs a veth pair, and that needs root")
     isolation = Isolation.container(
         root,
         chosen.hostname or DEFAULT_HOSTNAME,
