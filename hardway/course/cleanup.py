@@ -22,7 +22,7 @@ from pathlib import Path
 from hardway.course import leftovers
 from hardway.distribution.server.services import Service
 from hardway.errors import HardwayError
-from hardway.isolation import cgroups
+from hardway.isolation import bridge, cgroups
 from hardway.sys import linux
 from hardway.sys.state import session_from_env
 
@@ -41,9 +41,10 @@ def cleanup(
 
     In this order: runc containers named ``hardway-…``; processes of the course
     (``container=hardway``, the launcher), never this process or its ancestors; veth
-    host ends ``hw-…``; mounts inside ``hardway…``/``hw-…`` directories (deepest first); named
-    network namespaces; ``hardway-…`` cgroups (their processes are killed first);
-    registries and token services whose owner is gone
+    host ends ``hw-…``, then the course's bridge if nothing is plugged into it; mounts
+    inside ``hardway…``/``hw-…`` directories (deepest first); named network namespaces;
+    ``hardway-…`` cgroups (their processes are killed first); registries and token
+    services whose owner is gone
     (:func:`~hardway.distribution.server.services.record_owner`); stale
     ``hardway-*`` temporary directories (:func:`stale_temp_dirs`).
 
@@ -79,7 +80,12 @@ def cleanup(
         act(f"process {pid}", lambda p=pid: os.kill(p, signal.SIGKILL))
     for entry in sorted(leftovers.links(session)):
         name = entry.split()[2]
-        act(f"network device {name}", lambda n=name: _ip("link", "delete", n))
+        if not bridge.is_bridge(name):
+            act(f"network device {name}", lambda n=name: _ip("link", "delete", n))
+    for entry in sorted(leftovers.links(session)):  # a bridge the pairs above emptied, too
+        name = entry.split()[2]
+        if bridge.is_bridge(name):  # under the bridge's lock, in case a run plugs in now
+            act(f"network device {name}", lambda n=name: bridge.remove_if_unused(n))
     inside = Path(temp or tempfile.gettempdir()).resolve()
     points = sorted(leftovers.mount_points(), key=len, reverse=True)
     for point in [p for p in points if session is None or Path(p).is_relative_to(inside)]:

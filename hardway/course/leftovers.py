@@ -8,7 +8,8 @@ directory. Everything the course creates carries a name to recognise it by:
 
 * processes: ``container=hardway`` in the environment (every container gets it) or
   ``python -m hardway.isolation.launch`` (the launcher);
-* network devices: ``hw-…`` (the host end of a veth pair; alias ``hardway owner PID``);
+* network devices: ``hw-…`` (the host end of a veth pair; alias ``hardway owner PID``),
+  and the course's bridge ``hw-br0`` (chapter 04) once nothing is plugged into it;
 * mounts: a mount point inside a ``hardway…`` or ``hw-…`` directory; named network
   namespaces: ``hardway…`` or ``hw-…``;
 * cgroups and runc containers (chapters 03–04): ``hardway-…`` (a ``.sSESSION`` suffix
@@ -48,7 +49,7 @@ from pathlib import Path
 
 from hardway.distribution.server.services import Service, owner_gone, services
 from hardway.errors import HardwayError
-from hardway.isolation import cgroups
+from hardway.isolation import bridge, cgroups
 from hardway.isolation.child import LAUNCHER_MODULES
 from hardway.sys.mountinfo import read_mountinfo
 from hardway.sys.proc import argv_of, environ_of, read_proc, runs_module, session_of, stat_of
@@ -104,6 +105,10 @@ def links(session: str | None) -> set[str]:
     found = set()
     for name in os.listdir("/sys/class/net"):
         if not name.startswith("hw-"):
+            continue
+        if bridge.is_bridge(name):  # shared: a leftover only once no container uses it
+            if not bridge.ports(name):
+                found.add(f"network device {name} (an empty bridge)")
             continue
         alias = read_proc(f"/sys/class/net/{name}/ifalias").decode(errors="replace").strip()
         owner = alias.rpartition(" ")[2]

@@ -20,7 +20,9 @@
   hardening — masked and read-only paths, the five capability sets:
   :mod:`~hardway.isolation.hardening`; a seccomp filter written as BPF:
   :mod:`~hardway.isolation.seccomp`; the escapes it all refuses:
-  :mod:`~hardway.isolation.escapes`.
+  :mod:`~hardway.isolation.escapes`; its network: the course's bridge
+  :mod:`~hardway.isolation.bridge` and ports published on ``127.0.0.1`` by a userland
+  proxy, :mod:`~hardway.isolation.publish`.
 
 The runtime runs an image's config, so this part stands on :mod:`hardway.image` (its
 :mod:`~hardway.image.config` only).
@@ -28,7 +30,7 @@ The runtime runs an image's config, so this part stands on :mod:`hardway.image` 
 Public contract (notebooks and labs import these): ``rootfs``; ``namespaces`` with
 ``Isolation``, ``IdMap``, ``KINDS``; ``container`` with ``run``, ``start``, ``call``;
 ``network``; ``cgroups``; ``group.Group``; ``limits.Limits``; ``runtime``; ``bundle``;
-``hardening``, ``seccomp``, ``escapes``.
+``hardening``, ``seccomp``, ``escapes``, ``bridge``, ``publish``.
 
 Grading references — checks compare learners' answers with these: ``namespaces``
 (``KINDS``, ``Isolation``, ``FEATURES``, ``clone_flags``, ``rootless_map``, ``host_id``,

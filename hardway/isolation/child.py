@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from hardway.errors import ContainerError, ContainerTimeoutError, IsolationError, NetworkError
-from hardway.isolation import hardening, network, seccomp
+from hardway.isolation import bridge, hardening, network, seccomp
 from hardway.isolation.failures import privilege_error, step_error
 from hardway.isolation.namespaces import IdMap, Isolation
 from hardway.sys import linux
@@ -154,6 +154,7 @@ def launch_plan(
         "no_new_privs": spec.no_new_privs,
         "run_as": None if spec.run_as is None else list(spec.run_as),
         "make_cwd": spec.make_cwd,
+        "init": spec.init,
         "call": None,
         **_hardening_plan(spec),
     }
@@ -302,7 +303,9 @@ class Child:
                 spec.gid_map or (IdMap(0, group),),
             )
         veth = None
-        if spec.veth:
+        if spec.bridge:
+            veth = self.veth = bridge.attach(pid)
+        elif spec.veth:
             veth = network.allocate()
             network.create(veth, pid)
             self.veth = veth
@@ -332,7 +335,10 @@ class Child:
         self.kill()
         if self.veth is not None:
             with contextlib.suppress(NetworkError):
-                network.remove(self.veth)
+                if self.veth.bridge:
+                    bridge.detach(self.veth)  # and the bridge, with its last pair
+                else:
+                    network.remove(self.veth)
             self.veth = None
         for fd in (self.status, self.control, self.pidfd):
             if fd is not None and fd >= 0:

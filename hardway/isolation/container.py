@@ -181,7 +181,8 @@ class Container:
         ``nsenter`` does), its root, its environment — and wait for it."""
         if not self.running:
             raise ContainerError("the container is not running", step="join")
-        spec = dataclasses.replace(self.spec, veth=False)  # the pair stays the container's
+        # the pair stays the container's; the command joins, it gets no init of its own
+        spec = dataclasses.replace(self.spec, veth=False, bridge=False, init=False)
         plan = launch_plan(spec, argv)
         plan.update(mode="join", pid=self.pid, sync=False, host_user=None)
         return _run_plan(plan, spec, input=input, timeout=timeout)

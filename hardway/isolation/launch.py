@@ -26,7 +26,9 @@ an error report carries back to the parent:
    *sethostname*; *chdir*;
 7. *drop privileges* (chapter 04): the capability bounding set, ``no_new_privs``, the
    user, the other capability sets, the seccomp filter;
-8. *exec* the command (or call a Python function and report what it returned).
+8. *exec* the command (or call a Python function and report what it returned) — or,
+   with an *init* (``run --init``), stay PID 1 as the reaper and fork the command
+   (:func:`reap`).
 
 Before all of these, the launcher joins the cgroups named in the plan (chapter 03), so
 that the container's every process is born inside them.
@@ -88,6 +90,11 @@ __all__ = [
 JOIN_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "mnt")
 #: what a function sent as source code finds already imported
 SOURCE_GLOBALS = {"os": os, "errno": errno, "linux": linux, "Path": Path}
+#: the signals an init passes on to the command (tini's list, less the job-control ones)
+FORWARDED = (
+    signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+    signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
+)  # fmt: skip
 
 
 # -- the building blocks (the labs ask you to write these yourself) --------------------------
@@ -301,8 +308,49 @@ def _finish(plan: dict[str, Any], status: _Status, target: Any) -> None:
         sys.stderr.flush()
         os._exit(0)
     argv = plan["argv"]
+    if plan.get("init"):
+        reap(argv, plan["env"], status)
     with _step("exec"):
         os.execvpe(argv[0], argv, plan["env"])
+
+
+def reap(argv: Sequence[str], env: dict[str, str], status: _Status) -> None:
+    """Be PID 1 as ``docker run --init`` (tini) is: fork the command, pass every signal
+    of :data:`FORWARDED` on to it, reap every process that ends up ours, and exit as the
+    command exits (``128 + N`` when signal N killed it). Never returns.
+
+    Why an init: the kernel gives a namespace's PID 1 no default signal actions — a
+    SIGINT or SIGTERM it has no handler for is dropped — and makes it the parent of
+    every orphan, which stays a zombie until PID 1 waits for it. Most programs were
+    never written to do either. This one is the launcher itself, so it needs no
+    program in the root filesystem.
+    """
+    # blocked until the handlers are in place: a signal sent meanwhile waits, not lost
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    child = os.fork()
+    if child == 0:
+        for signum in FORWARDED:  # Python's handlers are not the command's
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+        with _step("exec"):
+            os.execvpe(argv[0], argv, env)
+    status.close()  # the command's copy closes at its execve: "running"
+    for signum in FORWARDED:
+        signal.signal(signum, lambda s, _frame: _forward(child, s))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, 0)  # any child: orphans are ours too
+        except ChildProcessError:
+            os._exit(1)
+        if pid == child:
+            code = os.waitstatus_to_exitcode(wait_status)
+            os._exit(code if code >= 0 else 128 - code)  # the rest die with PID 1
+
+
+def _forward(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
 
 
 def _supervise(child: int, status: _Status) -> None:

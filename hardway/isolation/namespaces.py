@@ -202,6 +202,10 @@ class Isolation:
         installed last (chapter 04: :data:`hardway.isolation.seccomp.DENY`)
     :param nodev: remount the root ``nodev``: a device node in it cannot be opened
         (needs ``pivot_root``)
+    :param bridge: plug the veth pair into the course's bridge
+        (:mod:`~hardway.isolation.bridge`) instead of a ``/30`` of its own; implies *veth*
+    :param init: PID 1 is a small init (the launcher itself) that starts the command,
+        passes signals on to it and reaps every orphan (chapter 04; needs ``pid``)
 
     With *capabilities* given, all five capability sets are set after the user
     (:func:`hardway.isolation.hardening.capability_sets`), not only the bounding set.
@@ -231,6 +235,8 @@ class Isolation:
     readonly_paths: Sequence[str] = ()
     seccomp: Sequence[str] | None = None
     nodev: bool = False
+    bridge: bool = False
+    init: bool = False
 
     def __post_init__(self) -> None:
         kinds = set(self.namespaces)
@@ -238,6 +244,8 @@ class Isolation:
         if unknown:
             raise IsolationError(f"unknown namespace {sorted(unknown)[0]!r}; known: {KINDS}")
         set_ = object.__setattr__
+        if self.bridge:
+            set_(self, "veth", True)
         set_(self, "namespaces", tuple(k for k in KINDS if k in kinds))
         set_(self, "tmpfs", tuple(self.tmpfs))
         set_(self, "uid_map", tuple(self.uid_map))
@@ -260,6 +268,7 @@ class Isolation:
             "mnt": ("pivot_root, /proc, /dev, /sys, tmpfs or masks", mounts or hardened),
             "user": ("uid_map and gid_map", bool(self.uid_map or self.gid_map)),
             "net": ("a veth pair", self.veth),
+            "pid": ("an init", self.init),
         }
         for kind, (what, wanted) in needs.items():
             if wanted and kind not in kinds:

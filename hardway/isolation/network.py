@@ -14,6 +14,11 @@ the two ends can reach each other and nothing else. Host ends are named ``hw-<he
 and carry the alias ``hardway owner <pid>``, so leftovers are easy to recognise; when
 the container's namespace goes away, the kernel deletes its end and with it the pair.
 
+Chapter 04 puts the host end on a bridge instead (:mod:`hardway.isolation.bridge`): then
+the pair carries the bridge's name and the container's address on the bridge's subnet,
+the host end has no address of its own, and the container's default route goes via
+the bridge.
+
 Creating the pair needs ``CAP_NET_ADMIN`` in the *host's* namespace, i.e. root: this is
 the one part of chapter 02 that the rootless path cannot do.
 
@@ -69,10 +74,18 @@ _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 @dataclass(frozen=True)
 class Veth:
-    """One veth pair: the host end's name and the ``/30`` the two ends share."""
+    """One veth pair: the host end's name and the ``/30`` the two ends share — or, on a
+    *bridge*, the bridge's subnet and the container's *address* in it.
+
+    >>> on_bridge = IPv4Network("10.253.0.0/24"), "hw-br0", IPv4Interface("10.253.0.7/24")
+    >>> Veth("hw-1", *on_bridge).container_address, Veth("hw-1", *on_bridge).host_address
+    (IPv4Interface('10.253.0.7/24'), IPv4Interface('10.253.0.1/24'))
+    """
 
     name: str
     subnet: IPv4Network
+    bridge: str | None = None
+    address: IPv4Interface | None = None
 
     @property
     def peer(self) -> str:
@@ -81,18 +94,23 @@ class Veth:
 
     @property
     def host_address(self) -> IPv4Interface:
+        """The host end's address, or on a bridge the bridge's: the container's gateway."""
         return IPv4Interface(f"{self.subnet[1]}/{self.subnet.prefixlen}")
 
     @property
     def container_address(self) -> IPv4Interface:
-        return IPv4Interface(f"{self.subnet[2]}/{self.subnet.prefixlen}")
+        return self.address or IPv4Interface(f"{self.subnet[2]}/{self.subnet.prefixlen}")
 
     def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "subnet": str(self.subnet)}
+        data = {"name": self.name, "subnet": str(self.subnet)}
+        if self.bridge is not None:
+            data.update(bridge=self.bridge, address=str(self.container_address))
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, str]) -> Veth:
-        return cls(data["name"], IPv4Network(data["subnet"]))
+        address = IPv4Interface(data["address"]) if "address" in data else None
+        return cls(data["name"], IPv4Network(data["subnet"]), data.get("bridge"), address)
 
 
 def free_subnet(
@@ -164,11 +182,20 @@ def allocate() -> Veth:
 
 def create(veth: Veth, pid: int) -> None:
     """Host side: create the pair, move its peer into *pid*'s network namespace, and
-    address and raise the host end. On any failure the pair is removed again."""
+    address and raise the host end (or put it on its bridge, unaddressed). On any
+    failure the pair is removed again.
+
+    The alias ends in the owner's pid (``python -m hardway cleanup`` reads it); on a
+    bridge it also names the container's address, so the next pair takes another.
+    """
+    bridged = f" {veth.container_address.ip}" if veth.bridge else ""
     try:
         _ip("link", "add", veth.name, "type", "veth", "peer", "name", veth.peer, "netns", str(pid))
-        _ip("link", "set", "dev", veth.name, "alias", f"hardway owner {os.getpid()}")
-        _ip("address", "add", str(veth.host_address), "dev", veth.name)
+        _ip("link", "set", "dev", veth.name, "alias", f"hardway{bridged} owner {os.getpid()}")
+        if veth.bridge:
+            _ip("link", "set", "dev", veth.name, "master", veth.bridge)
+        else:
+            _ip("address", "add", str(veth.host_address), "dev", veth.name)
         _ip("link", "set", "dev", veth.name, "up")
     except BaseException:
         remove(veth)
@@ -177,10 +204,13 @@ def create(veth: Veth, pid: int) -> None:
 
 def configure_inside(veth: Veth, ip: str | None = None) -> None:
     """Container side, run *inside* the new network namespace: rename the peer to
-    ``eth0``, give it the container's address and raise it."""
+    ``eth0``, give it the container's address and raise it; on a bridge, add a default
+    route via the bridge's address."""
     _ip("link", "set", "dev", veth.peer, "name", INSIDE_NAME, ip=ip)
     _ip("address", "add", str(veth.container_address), "dev", INSIDE_NAME, ip=ip)
     _ip("link", "set", "dev", INSIDE_NAME, "up", ip=ip)
+    if veth.bridge:
+        _ip("route", "add", "default", "via", str(veth.host_address.ip), ip=ip)
 
 
 def remove(veth: Veth) -> bool:

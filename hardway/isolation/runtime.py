@@ -21,6 +21,13 @@ module only decides. Whatever a run creates — processes, cgroup, mounts, netwo
 namespace, veth pair — is gone when :func:`run` returns, also after Ctrl-C or a kernel
 interrupt. ``python -m hardway run ROOTFS -- CMD…`` is the same from a shell.
 
+Two more of ``docker run``'s options: ``init=True`` (``--init``) makes PID 1 a small
+reaper that passes signals on and reaps orphans (:func:`hardway.isolation.launch.reap`);
+``net="bridge"`` (``--net bridge``) plugs the container into the course's bridge
+(:mod:`~hardway.isolation.bridge`), and ``publish=["127.0.0.1:8080:80"]``
+(``--publish``) forwards a host port on the loopback address to it
+(:mod:`~hardway.isolation.publish`). :func:`start` runs a container in the background.
+
 >>> command_line(["/entry"], ["default"], ["override"])
 ['/entry', 'override']
 """
@@ -28,9 +35,10 @@ interrupt. ``python -m hardway run ROOTFS -- CMD…`` is the same from a shell.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,15 +46,17 @@ from typing import Any
 from hardway.errors import ContainerError, IsolationError
 from hardway.image.config import ContainerConfig, ImageConfig
 from hardway.isolation import container, hardening, seccomp
-from hardway.isolation.container import Completed
+from hardway.isolation.container import Completed, Container
 from hardway.isolation.group import Group
 from hardway.isolation.limits import Limits
 from hardway.isolation.namespaces import Isolation
+from hardway.isolation.publish import Port, Proxy
 
 __all__ = [
     "DEFAULT_HOSTNAME",
     "Options",
     "Plan",
+    "Running",
     "command_line",
     "config_of",
     "merge_env",
@@ -56,6 +66,7 @@ __all__ = [
     "register",
     "resolve_user",
     "run",
+    "start",
     "user_ids",
 ]
 
@@ -221,8 +232,11 @@ class Options:
     :param memory: (optional) bytes, or a size such as ``"64M"``
     :param cpus: (optional) CPUs' worth of time, e.g. ``0.5``
     :param pids: (optional) the most processes at once
-    :param net: connect it to the host with a veth pair (root only)
+    :param net: connect it to the host with a veth pair (root only): ``True`` or
+        ``"veth"`` for a pair of its own, ``"bridge"`` for one on the course's bridge
     :param env: (optional) added to (and overriding) the image's ``Env``
+    :param publish: (optional) ports to publish, ``"127.0.0.1:8080:80"`` (needs *net*)
+    :param init: PID 1 is a small init that reaps orphans and passes signals on
 
     >>> Options(memory="64M", pids=16).limits
     Limits(memory='64M', pids=16)
@@ -233,8 +247,10 @@ class Options:
     memory: int | str | None = None
     cpus: float | None = None
     pids: int | None = None
-    net: bool = False
+    net: bool | str = False
     env: Mapping[str, str] | None = None
+    publish: Sequence[str] = ()
+    init: bool = False
 
     @property
     def limits(self) -> Limits:
@@ -249,6 +265,7 @@ class Plan:
     isolation: Isolation
     argv: tuple[str, ...]
     limits: Limits
+    ports: tuple[Port, ...] = ()
 
 
 def plan(rootfs: str | os.PathLike[str], argv: Sequence[str] | None = None, **options: Any) -> Plan:
@@ -262,11 +279,20 @@ def plan(rootfs: str | os.PathLike[str], argv: Sequence[str] | None = None, **op
     line = command_line(image.entrypoint, image.cmd, argv)
     uid, gid = resolve_user(image.user, root)
     rootless = os.geteuid() != 0
+    if chosen.net not in (False, True, "veth", "bridge"):
+        raise IsolationError(f"net is True, 'veth' or 'bridge', not {chosen.net!r}")
+    ports = tuple(Port.parse(p) for p in chosen.publish)
+    if ports and not chosen.net:
+        raise IsolationError("a published port needs a network: add net='bridge'")
+    if ports and rootless:
+        raise IsolationError("a published port needs a veth pair, and that needs root")
     isolation = Isolation.container(
         root,
         chosen.hostname or DEFAULT_HOSTNAME,
         rootless=rootless,
-        veth=chosen.net and not rootless,
+        veth=bool(chosen.net) and not rootless,
+        bridge=chosen.net == "bridge" and not rootless,
+        init=chosen.init,
         env={**image.env_dict(), **(chosen.env or {})},
         cwd=image.working_dir or "/",
         make_cwd=bool(image.working_dir),
@@ -281,7 +307,7 @@ def plan(rootfs: str | os.PathLike[str], argv: Sequence[str] | None = None, **op
         # as root, always: the supplementary groups are then [gid], not the kernel's
         run_as=None if rootless and (uid, gid) == (0, 0) else (uid, gid),
     )
-    return Plan(isolation, tuple(line), chosen.limits)
+    return Plan(isolation, tuple(line), chosen.limits, ports)
 
 
 def run(
@@ -297,12 +323,16 @@ def run(
         ``Entrypoint``); default: ``Entrypoint + Cmd``
     :param timeout: seconds before the whole container is killed
     :param options: those of :class:`Options`: ``config``, ``hostname``, ``memory``,
-        ``cpus``, ``pids``, ``net``, ``env``
+        ``cpus``, ``pids``, ``net``, ``env``, ``publish``, ``init``
     :rtype: :class:`~hardway.isolation.container.Completed` (``returncode``, ``stdout``,
         ``stderr``)
     :raises DelegationError: limits asked for without root and without a delegated cgroup
     """
     chosen = plan(rootfs, argv, **options)
+    if chosen.ports:  # the proxies need the container's address: start, then wait
+        with start(rootfs, argv, **options) as running:
+            running.container.wait(timeout)
+            return running.container.logs()
     if os.geteuid() != 0 and not chosen.limits.controllers:  # nothing to limit: no cgroup
         return container.run(chosen.isolation, chosen.argv, timeout=timeout)
     with Group(chosen.limits, label="run") as group:  # removed, with what is left in it
@@ -310,17 +340,52 @@ def run(
         return container.run(spec, chosen.argv, timeout=timeout)
 
 
+@dataclass(frozen=True)
+class Running:
+    """A container :func:`start` started: the container, and its published ports with
+    the host ports they got (``docker port``)."""
+
+    container: Container
+    ports: tuple[Port, ...]
+
+
+@contextlib.contextmanager
+def start(
+    rootfs: str | os.PathLike[str], argv: Sequence[str] | None = None, **options: Any
+) -> Iterator[Running]:
+    """Start a container as :func:`run` would (``docker run -d``), publish its ports, and
+    stop it — processes, cgroup, veth pair, bridge, proxies — when the ``with`` block ends.
+
+    :param options: those of :class:`Options`
+    :rtype: :class:`Running`
+    """
+    chosen = plan(rootfs, argv, **options)
+    with contextlib.ExitStack() as stack:
+        spec = chosen.isolation
+        if os.geteuid() == 0 or chosen.limits.controllers:
+            group = stack.enter_context(Group(chosen.limits, label="run"))
+            spec = replace(spec, cgroup_procs=group.procs_files)
+        box = stack.enter_context(container.start(spec, chosen.argv))
+        address = str(box.veth.container_address.ip) if box.veth else ""
+        proxies = [stack.enter_context(Proxy(port, address)) for port in chosen.ports]
+        yield Running(box, tuple(proxy.port for proxy in proxies))
+
+
 # -- the command line --------------------------------------------------------------------
 
 
 def _command(args: argparse.Namespace) -> int:
+    if args.net not in (None, "veth", "bridge"):  # a bare --net took ROOTFS as its value
+        args.argv = [args.rootfs, *args.argv]
+        args.rootfs, args.net = args.net, "veth"
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
     env = dict(item.split("=", 1) if "=" in item else (item, "") for item in args.env)
     result = run(
         args.rootfs, argv or None, hostname=args.hostname, memory=args.memory,
-        cpus=args.cpus, pids=args.pids, net=args.net, env=env, timeout=args.timeout,
+        cpus=args.cpus, pids=args.pids, net=args.net or False, env=env, timeout=args.timeout,
+        publish=args.publish, init=args.init,
     )  # fmt: skip
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
@@ -340,7 +405,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--memory", default=None, help="e.g. 64M")
     parser.add_argument("--cpus", type=float, default=None, help="e.g. 0.5")
     parser.add_argument("--pids", type=int, default=None, help="the most processes at once")
-    parser.add_argument("--net", action="store_true", help="a veth pair to the host")
+    parser.add_argument(
+        "--net", nargs="?", const="veth", default=None, metavar="veth|bridge",
+        help="a veth pair to the host (the default), or on the course's bridge hw-br0",
+    )  # fmt: skip
+    parser.add_argument(
+        "--publish", "-p", action="append", default=[], metavar="127.0.0.1:8080:80",
+        help="forward a host port on 127.0.0.1 to a port of the container (needs --net)",
+    )  # fmt: skip
+    parser.add_argument("--init", action="store_true", help="PID 1 reaps and passes signals on")
     parser.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("rootfs", metavar="ROOTFS")
