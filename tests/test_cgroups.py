@@ -398,3 +398,19 @@ def test_real_cpu_quota_throttles_and_pids_limit_refuses_forks() -> None:
         stats = group.stats()
     assert stats.throttled, stats
     assert stats.pids_limited and stats.pids_max == 8, stats
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real cgroups")
+def test_real_pids_limit_counts_threads_too() -> None:
+    """``pids.max`` limits *tasks*: one process that only starts threads hits it as well
+    (the docs and ``--pids`` say "processes and threads", not "processes")."""
+    threads = (
+        "import os, threading, time\nn = 0\nfor _ in range(20):\n    try:\n"
+        "        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()\n"
+        "    except RuntimeError:\n        break\n    n += 1\nos._exit(n)\n"
+    )
+    with Group(Limits(pids=4), label="test-threads") as group:
+        started = _run_child(group, threads)
+        stats = group.stats()
+    assert started == 3, started  # the main thread is the 4th task
+    assert stats.pids_limited, stats

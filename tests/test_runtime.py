@@ -23,6 +23,7 @@ import pytest
 import hardway.isolation.bundle
 import hardway.isolation.runtime
 from hardway.course import cleanup, leftovers
+from hardway.course.grading import run_check
 from hardway.errors import ContainerError, IsolationError
 from hardway.isolation import bundle, cgroups, container, escapes, hardening, runtime
 from hardway.isolation.group import Group
@@ -56,6 +57,22 @@ def test_command_line_follows_docker(entrypoint, cmd, argv, expected) -> None:
 def test_nothing_to_run() -> None:
     with pytest.raises(IsolationError, match="nothing to run"):
         runtime.command_line(None, None, None)
+
+
+def test_a_shell_form_entrypoint_still_gets_cmd_as_arguments() -> None:
+    """``ENTRYPOINT top -b`` is ``["/bin/sh", "-c", "top -b"]`` in the config, and Docker
+    appends Cmd (or the run's arguments) to it like to any entrypoint: they become the
+    script's ``$0 $1``. Nothing is dropped."""
+    shell = ["/bin/sh", "-c", "top -b"]
+    assert runtime.command_line(shell, ["-d", "1"], None) == [*shell, "-d", "1"]
+    assert runtime.command_line(shell, ["-d", "1"], ["x"]) == [*shell, "x"]
+
+
+@pytest.mark.parametrize(("entrypoint", "cmd"), [("top -b", ["-d", "1"]), (["env"], "echo $HOME")])
+def test_strings_are_not_an_image_configs_command(entrypoint, cmd) -> None:
+    with pytest.raises(IsolationError, match="list of strings") as caught:
+        runtime.command_line(entrypoint, cmd, None)
+    assert "['/bin/sh', '-c'," in caught.value.fix
 
 
 def test_users_are_looked_up_in_the_image(tmp_path: Path) -> None:
@@ -287,3 +304,18 @@ def test_a_keyboard_interrupt_inside_run_leaves_nothing(busybox_rootfs: Path, af
     ):
         time.sleep(0.1)
     assert left == []  # cgroups included
+
+
+def test_check_04_1_fails_a_shell_form_that_drops_cmd() -> None:
+    """The rule the lab once taught (a shell-form entrypoint ignores Cmd and the override)
+    is a failure now; Docker's one rule passes."""
+    right = "def command_line(e, c, o):\n    return list(e or []) + list(o or c or [])\n"
+    drops = (
+        "def command_line(e, c, o):\n"
+        "    if e and list(e[:2]) == ['/bin/sh', '-c']:\n        return list(e)\n"
+        "    return list(e or []) + list(o or c or [])\n"
+    )
+    for source, status in ((right, "passed"), (drops, "failed")):
+        namespace: dict = {}
+        exec(source, namespace)
+        assert run_check("04.1", namespace).status == status

@@ -14,12 +14,18 @@ Writing a layer is one pass with constant memory::
     tar writer → sha256 (diff_id) → compressor → sha256 + byte count (digest, size) → file
 
 and it is deterministic, so the same tree gives the same diff_id every time: entries in
-sorted order, each directory before what it holds; PAX headers; uid/gid 0 and no user
-names unless ``keep_owners``; mtimes clamped to ``SOURCE_DATE_EPOCH`` when it is set
-(argument or environment variable); hard links as link entries; symlinks, devices and
-FIFOs as themselves; sockets skipped (tar cannot hold them); xattrs as
-``SCHILY.xattr.*`` records, minus overlayfs' and SELinux's own. The compressed digest
-also depends on the compressor (see :mod:`hardway.image.compression`).
+sorted order, each directory before what it holds; PAX headers; no user names (a name
+means whatever the reading machine's ``/etc/passwd`` says); mtimes clamped to
+``SOURCE_DATE_EPOCH`` when it is set (argument or environment variable); hard links as
+link entries; symlinks, devices and FIFOs as themselves; sockets skipped (tar cannot
+hold them); xattrs as ``SCHILY.xattr.*`` records, minus overlayfs' and SELinux's own.
+The compressed digest also depends on the compressor (see
+:mod:`hardway.image.compression`).
+
+Owners are not noise but content: a uid is part of what the image holds. By default
+every entry gets uid and gid 0, as Docker's ``COPY`` does without ``--chown``, because
+the builder's own uid means nothing inside the image; ``keep_owners=True`` keeps the
+real ids, as a root filesystem or a change made as root needs.
 
 The tar bytes come from :mod:`hardway.image.tarwriter`, the entries from
 :mod:`hardway.image.entries` (a whole tree: :func:`write_layer`), :mod:`hardway.image.diff`

@@ -4,8 +4,9 @@
 A layer is a tar archive, and its diff_id is the sha256 of that archive's bytes, so the
 bytes must be the same every time: the same header for the same file, the same padding,
 the same end. This module turns one :class:`~hardway.image.entries.Entry` into a tar
-header (:func:`tar_info`: PAX format, mode and type from ``lstat``, mtimes clamped, uid
-and gid 0 and no user names unless owners are kept, xattrs as ``SCHILY.xattr.*``
+header (:func:`tar_info`: PAX format, mode and type from ``lstat``, mtimes clamped, never
+a user name, uid and gid 0 unless owners are kept — a choice of content, not of
+reproducibility, see :mod:`hardway.image.layers` —, xattrs as ``SCHILY.xattr.*``
 records; a whiteout is an empty file with mode 0644 and mtime 0) and writes the stream
 (:class:`TarWriter`).
 

@@ -4,11 +4,13 @@
 Control groups limit what a group of processes may use (memory, CPU time, process
 count). Linux has two designs of the same idea, and a machine can mount either or both:
 
-* **v1**: one hierarchy per controller (``/sys/fs/cgroup/memory``, ``…/cpu``, …), each
-  its own ``cgroup`` mount whose super-options name the controllers it carries;
-* **v2**: one unified ``cgroup2`` hierarchy at ``/sys/fs/cgroup``; its
-  ``cgroup.controllers`` lists the controllers, ``cgroup.subtree_control`` the ones
-  handed down to child groups;
+* **v2**, the default of current distributions (Debian 12+, Ubuntu 22.04+): one unified
+  ``cgroup2`` hierarchy at ``/sys/fs/cgroup``; its ``cgroup.controllers`` lists the
+  controllers, ``cgroup.subtree_control`` the ones handed down to child groups;
+* **v1**: a hierarchy per controller or per set of controllers mounted together
+  (``/sys/fs/cgroup/memory``, and on most distributions ``cpu`` and ``cpuacct`` in one,
+  ``…/cpu,cpuacct``), each its own ``cgroup`` mount whose super-options name the
+  controllers it carries;
 * **hybrid**: v1 hierarchies plus a (usually controller-less) ``cgroup2`` mount at
   ``/sys/fs/cgroup/unified`` that systemd uses only to track processes.
 

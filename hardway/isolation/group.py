@@ -53,7 +53,8 @@ class Group:
     v2 makes one directory in the unified tree and turns on ``memory``, ``cpu`` and
     ``pids`` for it in the parent's ``cgroup.subtree_control``; v1 (and hybrid, where the
     controllers live on v1) makes one directory of the same name in each controller's
-    hierarchy. Every file read or written is under the *mode*'s root, so tests hand in
+    hierarchy — one for ``cpu`` and ``cpuacct`` where they are co-mounted, as on most
+    distributions. Every file read or written is under the *mode*'s root, so tests hand in
     a fake tree.
 
     >>> with Group(Limits(memory="64M", pids=32), label="demo") as group:   # doctest: +SKIP

@@ -2,7 +2,9 @@
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 
 A namespace gives a process its own view of one kind of resource; a container is a
-process with its own view of all of them. Linux has seven kinds that matter here:
+process with its own view of all of them. Linux has eight kinds (``time``, since 5.6,
+only shifts the monotonic and boot-time clocks, and runtimes rarely use it); the seven
+that matter here:
 
 =========  ==============================================  =================
 kind       what the process gets its own copy of           flag

@@ -2,12 +2,15 @@
 ~~~~~~~~~~~~~~~~~~~~~~~~~
 
 A container runtime is not one feature but the sum of the previous chapters, applied
-in the right order to one process: its own root (01), every namespace with a hostname,
-``/proc`` and a ``/dev`` like runc's (02), a cgroup with limits (03) — and then it is
-hardened as runc's default spec asks (:mod:`hardway.isolation.hardening`): masked and
-read-only paths, a read-only ``/sys``, Docker's default capabilities but ``MKNOD`` in
-all five sets, ``no_new_privs``, a seccomp filter (:mod:`hardway.isolation.seccomp`),
-and the image's user. :func:`run` is that sum, in the shape ``docker run`` has:
+to one process: its own root (01), every namespace with a hostname, ``/proc`` and a
+``/dev`` like runc's (02), a cgroup with limits (03) — and then it is hardened as runc's
+default spec asks (:mod:`hardway.isolation.hardening`): masked and read-only paths, a
+read-only ``/sys``, Docker's default capabilities but ``MKNOD`` in all five sets,
+``no_new_privs``, a seccomp filter (:mod:`hardway.isolation.seccomp`), and the image's
+user. The order is not the chapters': the launcher joins the cgroup first, so that every
+process is born inside it, then unshares, mounts ``/dev``, pivots, mounts ``/proc``, sets
+the hostname, drops privileges (the seccomp filter last) and execs
+(:mod:`hardway.isolation.launch`). :func:`run` is that sum, in the shape ``docker run`` has:
 
 * *argv* follows Docker's rules against the image config: the ``Entrypoint`` is
   always kept; *argv* given replaces ``Cmd``, none given means ``Cmd``
@@ -74,37 +77,38 @@ DEFAULT_HOSTNAME = "container"
 
 
 def command_line(
-    entrypoint: Sequence[str] | str | None,
-    cmd: Sequence[str] | str | None,
+    entrypoint: Sequence[str] | None,
+    cmd: Sequence[str] | None,
     argv: Sequence[str] | None,
 ) -> list[str]:
-    """What a container runs, by Docker's rules: ``Entrypoint + (argv or Cmd)``.
+    """What a container runs, by Docker's rule: ``Entrypoint + (argv or Cmd)``.
 
-    A string is Docker's *shell form*: ``"echo $HOME"`` runs as ``/bin/sh -c "echo
-    $HOME"``. A shell-form ``Entrypoint`` takes no arguments: ``Cmd`` and *argv* are
-    ignored, as ``docker run`` ignores them.
+    In an image config ``Entrypoint`` and ``Cmd`` are always arrays. A Dockerfile's
+    *shell form* is no exception: ``ENTRYPOINT top -b`` is stored as ``["/bin/sh", "-c",
+    "top -b"]`` (:func:`hardway.build.runconfig.argv_of`), and the same rule applies to
+    it. ``Cmd``'s elements, or *argv*, follow the script as its ``$0 $1 …``, which
+    ``top -b`` never reads: that is all "a shell-form entrypoint ignores ``CMD``" means.
+    A string is refused rather than guessed at: no image config holds one.
 
     >>> command_line(None, ["sh"], None), command_line(["echo"], ["hi"], None)
     (['sh'], ['echo', 'hi'])
     >>> command_line(["echo"], ["hi"], ["bye"]), command_line(None, ["sh"], ["ls", "/"])
     (['echo', 'bye'], ['ls', '/'])
-    >>> command_line("top -b", ["-n1"], None), command_line(["env"], "echo $HOME", None)
-    (['/bin/sh', '-c', 'top -b'], ['env', '/bin/sh', '-c', 'echo $HOME'])
+    >>> command_line(["/bin/sh", "-c", "top -b"], ["-d", "1"], None)
+    ['/bin/sh', '-c', 'top -b', '-d', '1']
     """
-    if isinstance(entrypoint, str):
-        return _exec_form(entrypoint)
-    line = [*(entrypoint or ()), *(argv if argv else _exec_form(cmd))]
+    for name, value in (("Entrypoint", entrypoint), ("Cmd", cmd), ("the command", argv)):
+        if isinstance(value, str):
+            raise IsolationError(
+                f"{name} is a list of strings, not the string {value!r}",
+                fix=f"a Dockerfile's shell form is stored as ['/bin/sh', '-c', {value!r}]",
+            )
+    line = [*(entrypoint or ()), *(argv if argv else (cmd or ()))]
     if not line:
         raise IsolationError(
             "nothing to run: no command given and the image has no Entrypoint or Cmd"
         )
     return line
-
-
-def _exec_form(command: Sequence[str] | str | None) -> list[str]:
-    if isinstance(command, str):
-        return ["/bin/sh", "-c", command]
-    return list(command or ())
 
 
 def merge_env(image_env: Sequence[str], overrides: Mapping[str, str] | None = None) -> list[str]:
@@ -231,7 +235,7 @@ class Options:
     :param hostname: (optional) default :data:`DEFAULT_HOSTNAME`
     :param memory: (optional) bytes, or a size such as ``"64M"``
     :param cpus: (optional) CPUs' worth of time, e.g. ``0.5``
-    :param pids: (optional) the most processes at once
+    :param pids: (optional) the most tasks at once (processes and threads: ``pids.max``)
     :param net: connect it to the host with a veth pair (root only): ``True`` or
         ``"veth"`` for a pair of its own, ``"bridge"`` for one on the course's bridge
     :param env: (optional) added to (and overriding) the image's ``Env``
@@ -404,7 +408,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hostname", default=None)
     parser.add_argument("--memory", default=None, help="e.g. 64M")
     parser.add_argument("--cpus", type=float, default=None, help="e.g. 0.5")
-    parser.add_argument("--pids", type=int, default=None, help="the most processes at once")
+    parser.add_argument(
+        "--pids", type=int, default=None, help="the most tasks (processes and threads) at once"
+    )
     parser.add_argument(
         "--net", nargs="?", const="veth", default=None, metavar="veth|bridge",
         help="a veth pair to the host (the default), or on the course's bridge hw-br0",

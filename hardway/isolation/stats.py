@@ -4,7 +4,7 @@
 A limit you cannot see bite is hard to believe, so chapter 03 reads back what the kernel
 counted for a group after the container ran: how much memory it used and how often it
 hit its limit, whether the OOM killer struck, how many CPU periods it was throttled in,
-how many forks were refused. Both cgroup designs count the same things, in different
+how many new tasks were refused. Both cgroup designs count the same things, in different
 files and units:
 
 * memory: v2 ``memory.current``, ``memory.max`` and ``memory.events`` (``max`` hits,
@@ -12,8 +12,8 @@ files and units:
   for "no limit"), ``memory.failcnt`` and ``memory.oom_control``;
 * CPU: ``cpu.stat`` in both (periods run and throttled; time throttled in µs on v2, in
   ns on v1), and the time used: v2's ``usage_usec``, v1's ``cpuacct.usage`` in ns;
-* processes: ``pids.current``, ``pids.max`` and ``pids.events`` (``max``: forks refused)
-  in both.
+* tasks: ``pids.current``, ``pids.max`` and ``pids.events`` (``max``: forks and new
+  threads refused) in both — the pids controller counts threads as well as processes.
 
 :func:`read_stats` reads them into one :class:`Stats`, which prints as a table in a
 terminal and renders as one in a notebook.
@@ -41,8 +41,9 @@ class Stats:
     ``oom_kills`` and ``memory_limit_hits`` come from v2 ``memory.events`` (``oom_kill``,
     ``max``) or v1 ``memory.oom_control`` (``oom_kill``) and ``memory.failcnt``;
     ``nr_throttled``/``throttled_usec`` from ``cpu.stat`` in both versions (v1 counts
-    ``throttled_time`` in ns); ``pids_refused`` from ``pids.events`` (``max``): forks
-    refused at the limit.
+    ``throttled_time`` in ns); ``pids_current`` counts tasks (threads too), and
+    ``pids_refused`` comes from ``pids.events`` (``max``): forks and new threads refused
+    at the limit.
     """
 
     version: str
@@ -85,8 +86,8 @@ class Stats:
             ("CPU time used", show(self.cpu_usage_usec, " µs")),
             ("periods throttled / run", f"{self.nr_throttled:,} / {self.nr_periods:,}"),
             ("time throttled", show(self.throttled_usec, " µs")),
-            ("processes now / limit", f"{show(self.pids_current)} / {show(self.pids_max)}"),
-            ("forks refused at the limit", show(self.pids_refused)),
+            ("tasks now / limit", f"{show(self.pids_current)} / {show(self.pids_max)}"),
+            ("new tasks refused at the limit", show(self.pids_refused)),
         ]
 
     def __str__(self) -> str:

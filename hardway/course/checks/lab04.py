@@ -5,7 +5,8 @@ The checks of lab 04, a container runtime by hand. Fresh random inputs, compared
 :mod:`hardway.isolation.runtime` and :mod:`hardway.isolation.bundle` (what the course's own runtime
 does):
 
-* 04.1 ``command_line(entrypoint, cmd, override) -> list``: Docker's rules, shell form too;
+* 04.1 ``command_line(entrypoint, cmd, override) -> list``: Docker's rule, a shell-form
+  entrypoint too;
 * 04.2 ``merge_env(image_env, overrides) -> list``: the image's ``Env`` plus ``-e``;
 * 04.3 ``user_ids(user, passwd, group) -> (uid, gid)``: ``User`` against ``/etc`` text;
 * 04.4 ``process_section(argv, env, cwd, uid, gid, capabilities, no_new_privs)``: the
@@ -33,25 +34,25 @@ def _word(rng: random.Random, size: int = 6) -> str:
 @exercise(
     "04.1",
     points=2,
-    hint="the Entrypoint always stays; an override replaces Cmd, no override means Cmd; a "
-    "string is shell form: ['/bin/sh', '-c', string] — and a shell-form Entrypoint ignores "
-    "both Cmd and the override.",
+    hint="the Entrypoint always stays; an override replaces Cmd, no override means Cmd. A "
+    "shell-form entrypoint ['/bin/sh', '-c', script] is no exception: Cmd or the override "
+    "still follows it (as the script's $0 $1 …).",
 )
 def argv_built(command_line: Callable[..., list[str]]) -> None:
     """command_line follows Docker's rules for Entrypoint, Cmd and an override."""
     rng = fresh_rng()
     entry = [f"/{_word(rng)}", f"--{_word(rng, 3)}"]
     cmd, override = [_word(rng)], [_word(rng), _word(rng)]
-    script = f"echo {_word(rng)} && {_word(rng)}"
+    shell = ["/bin/sh", "-c", f"echo {_word(rng)} && {_word(rng)}"]
     cases = [
         (None, cmd, None),
         (None, cmd, override),
         (entry, cmd, None),
         (entry, cmd, override),
         (entry, None, None),
-        (entry, script, None),
-        (None, script, None),
-        (script, cmd, override),
+        (None, shell, None),
+        (shell, cmd, None),
+        (shell, cmd, override),
     ]
     for case in cases:
         got, want = command_line(*case), runtime.command_line(*case)
