@@ -28,7 +28,7 @@ from hardway.errors import (
     ContainerTimeoutError,
     IsolationError,
 )
-from hardway.isolation import launch, mounts, namespaces
+from hardway.isolation import mounts, namespaces
 from hardway.isolation.container import Completed, call, run, start
 from hardway.isolation.namespaces import IdMap, Isolation
 from hardway.sys import linux
@@ -155,7 +155,7 @@ def test_a_minimal_dev_from_the_hosts_nodes(busybox_rootfs: Path) -> None:
     done = run(Isolation.container(busybox_rootfs), ["sh", "-c", script])
     assert done.ok, done
     *names, count, null = done.stdout.splitlines()
-    runc_like = [*launch.DEVICES, *mounts.DEV_LINKS, "pts", "shm", "mqueue"]  # ipc: mqueue
+    runc_like = [*mounts.DEVICES, *mounts.DEV_LINKS, "pts", "shm", "mqueue"]  # ipc: mqueue
     assert names == sorted(runc_like) and count.strip() == "4"
     assert null.startswith("crw-rw-rw-") and null.split()[4:6] == ["1,", "3"]
     assert list((busybox_rootfs / "dev").iterdir()) == []  # mounted inside only

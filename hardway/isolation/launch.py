@@ -62,7 +62,6 @@ from hardway.errors import HardwayError, PrivilegeError
 # hardway.isolation.network (a fifth of the start-up) only when the plan asks for a network, in
 # main()
 from hardway.isolation.mounts import (
-    DEVICES,
     mask_path,
     mount_dev,
     mount_point,
@@ -71,18 +70,7 @@ from hardway.isolation.mounts import (
 )
 from hardway.sys import linux
 
-__all__ = [
-    "DEVICES",
-    "chroot_into",
-    "join_namespaces",
-    "main",
-    "mask_path",
-    "mount_dev",
-    "mount_point",
-    "mount_sys",
-    "pivot_into",
-    "readonly_path",
-]
+__all__ = ["chroot_into", "join_namespaces", "main", "pivot_into"]
 
 #: the order namespaces are joined in: the user namespace first, because it grants
 #: the capabilities the other ``setns`` calls need; the mount namespace last, because
