@@ -14,9 +14,11 @@ set -eu
 # skopeo umoci runc independent tools that check what we build (tests, chapters 04-08)
 # busybox-static   a one-file root filesystem (chapter 01)
 # iproute2         `ip` for veth pairs and network namespaces (chapter 02)
+# gcc libc6-dev    chapter 04 compiles a 10-line static `keyctl` probe into the container
+#                  (busybox has no keyctl) to show the seccomp filter refusing it
 # chromium         a real browser for tests/test_browser.py (~100 MB; optional: the
 #                  test is skipped without it, and Ubuntu ships it only as a snap)
-PKGS="docker-registry skopeo umoci runc busybox-static iproute2"
+PKGS="docker-registry skopeo umoci runc busybox-static iproute2 gcc libc6-dev"
 OPTIONAL="chromium"
 WITHOUT="the browser test will be skipped"
 APT_OPTIONS=""

@@ -57,6 +57,8 @@ PACKAGES = {
     "iproute2": "`ip`: veth pairs and network namespaces (chapter 02, run --net)",
     "runc": "chapter 04 runs the same container with runc; cleanup asks `runc list`",
     "kmod": "modprobe: overlay, veth and bridge are modules in this kernel",
+    "gcc": "chapter 04 compiles its static keyctl probe (busybox has no keyctl)",
+    "libc6-dev": "the static libc that probe links against (gcc only recommends it)",
 }
 #: Debian's kernel for cloud VMs: small, virtio and NVMe drivers, boots fast under qemu
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
