@@ -72,6 +72,14 @@ def test_can_read_follows_the_owner_group_and_other_bits(place: Path) -> None:
     assert not can_read(top / "missing", NOBODY, [NOBODY])
 
 
+def private_checkout(private: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake checkout in *private* (mode 0700) that ``importable`` takes for ours."""
+    package = fake_checkout(private)
+    private.chmod(0o700)
+    monkeypatch.setattr(importable, "package_parent", lambda: package.parent)
+    return package
+
+
 def fake_checkout(place: Path) -> Path:
     """``place/checkout/hardway``: a small package with a subpackage and a cache."""
     package = place / "checkout" / "hardway"
@@ -90,9 +98,7 @@ def test_a_private_checkout_is_copied_where_the_user_can_read_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     private = tmp_path / "private"
-    package = fake_checkout(private)
-    private.chmod(0o700)
-    monkeypatch.setattr(importable, "package_parent", lambda: package.parent)
+    package = private_checkout(private, monkeypatch)
     with importable_for(NOBODY, NOBODY) as path:
         assert path != package.parent
         assert can_read(path / "hardway" / "sub" / "mod.py", NOBODY, [NOBODY])
@@ -121,9 +127,7 @@ def test_no_place_for_a_copy_says_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     private = tmp_path / "private"
-    package = fake_checkout(private)
-    private.chmod(0o700)
-    monkeypatch.setattr(importable, "package_parent", lambda: package.parent)
+    private_checkout(private, monkeypatch)
     monkeypatch.setattr(importable, "_FALLBACK_TEMP", ())
     monkeypatch.setattr(tempfile, "tempdir", str(private))
     with pytest.raises(HardwayError, match="cannot read") as raised, importable_for(NOBODY):
@@ -134,9 +138,7 @@ def test_no_place_for_a_copy_says_what_to_do(
 @needs_root
 def test_the_copy_imports_as_nobody(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     private = tmp_path / "private"
-    package = fake_checkout(private)
-    private.chmod(0o700)
-    monkeypatch.setattr(importable, "package_parent", lambda: package.parent)
+    package = private_checkout(private, monkeypatch)
     python = shutil.which("python3", path="/usr/bin:/bin")
     if python is None:
         pytest.skip("no /usr/bin/python3 for nobody to run")

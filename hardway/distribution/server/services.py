@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,37 +108,28 @@ def service_of(pid: int, argv: list[str]) -> Service | None:
     return None
 
 
+def _running() -> Iterator[Service]:
+    """Every service of the course alive now (zombies and exited ones left out)."""
+    for entry in os.listdir("/proc"):
+        service = service_of(int(entry), argv_of(entry)) if entry.isdigit() else None
+        if service and stat_of(entry)[0] not in ("", "Z", "X"):
+            yield service
+
+
 def services(session: str | None = None) -> list[Service]:
     """The course's registries and token services running now (not another session's).
 
     :param session: (optional) default: the environment's ``HARDWAY_SESSION``
     """
     session = session if session is not None else session_from_env()
-    found = []
-    for entry in os.listdir("/proc"):
-        service = service_of(int(entry), argv_of(entry)) if entry.isdigit() else None
-        if (
-            service
-            and stat_of(entry)[0] not in ("", "Z", "X")
-            and session_of(service.pid) == session
-        ):
-            found.append(service)
+    found = [service for service in _running() if session_of(service.pid) == session]
     return sorted(found, key=lambda s: (s.port, s.kind, s.pid))
 
 
 def registries_on(port: int) -> list[Service]:
     """The course's registries serving ``port`` now, started by any checkout, state
     directory or session (their state directories tell them apart)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        service = service_of(int(entry), argv_of(entry)) if entry.isdigit() else None
-        if (
-            service
-            and service.kind == "registry"
-            and service.port == port
-            and stat_of(entry)[0] not in ("", "Z", "X")
-        ):
-            found.append(service)
+    found = [s for s in _running() if s.kind == "registry" and s.port == port]
     return sorted(found, key=lambda s: s.pid)
 
 
