@@ -443,3 +443,25 @@ def test_checks_are_quick() -> None:
     for exercise_id in ("00.1", "00.2", "00.3"):
         run_check(exercise_id, solved())
     assert time.monotonic() - started < 2, "a check cell should answer at once"
+
+
+def test_hints_come_one_step_at_a_time() -> None:
+    @exercise("97.1", points=1, hints=("a nudge", "the idea", "the near-answer"))
+    def stepped(value: int) -> None:
+        expect(value == 1, "value is not 1")
+
+    failed = grading.run_check("97.1", {"value": 2})
+    assert failed.line == "❌ 97.1: value is not 1. Hint: a nudge (more: hint('97.1'))"
+    shown = [repr(grading.hint("97.1")) for _ in range(4)]
+    assert shown == [
+        "💡 97.1 hint 1/3: a nudge",
+        "💡 97.1 hint 2/3: the idea",
+        "💡 97.1 hint 3/3 (the last one): the near-answer",
+        "💡 97.1 hint 3/3 (the last one): the near-answer",
+    ]
+
+
+def test_hint_of_an_unknown_exercise_says_why() -> None:
+    assert "there is no exercise 00.99" in repr(grading.hint("00.99"))
+    with pytest.raises(ValueError, match="not both"):
+        exercise("97.2", hint="one", hints=("two",))

@@ -10,6 +10,11 @@ plain-text feedback, readable in JupyterLab, in a CI log and by nbval alike::
     ⏸ 07.6 not graded (2 points): the course's registry could not be used here: … To fix: …
     ✅ 05.2 passed (2/2)
 
+Hints come in steps, one at a time, as a tutor gives them: a failure shows the first (a
+nudge), and ``hint("05.2")`` shows the next one on each call (the idea, then the near-answer)::
+
+    💡 05.2 hint 2/3: the gzip stream and the tar stream are different bytes …
+
 The checks of lab NN live in :mod:`hardway.course.checks.labNN`, one function per exercise,
 declared with :func:`exercise`. As in otter-grader, a check's parameters *name* the
 learner's objects: ``def digest_of_bytes(digest_of)`` receives the learner's
@@ -62,6 +67,7 @@ __all__ = [
     "exercise",
     "exercises",
     "expect",
+    "hint",
     "run_check",
     "summary",
 ]
@@ -75,12 +81,20 @@ _EXERCISE_ID = re.compile(r"(\d\d)\.(\d+)")
 
 @dataclass(frozen=True)
 class Exercise:
-    """One graded exercise: its id (``"05.2"``), check function, points and hint."""
+    """One graded exercise: its id (``"05.2"``), check function, points and hints.
+
+    ``hints`` go from a nudge to the idea to the near-answer; a failure shows the first.
+    """
 
     id: str
     func: Callable[..., object]
     points: int
-    hint: str = ""
+    hints: tuple[str, ...] = ()
+
+    @property
+    def hint(self) -> str:
+        """The first hint, shown after every failure message ("" when there is none)."""
+        return self.hints[0] if self.hints else ""
 
     @property
     def lab(self) -> str:
@@ -96,17 +110,23 @@ class Exercise:
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(exercise_id: str, *, points: int = 1, hint: str = "") -> Callable:
+def exercise(
+    exercise_id: str, *, points: int = 1, hint: str = "", hints: tuple[str, ...] = ()
+) -> Callable:
     """Declare the decorated function as the check of ``exercise_id``.
 
-    ``hint`` is shown after every failure message, so write it to teach the idea, not
-    to give the answer away.
+    ``hints`` are given one at a time — a nudge, the idea, the near-answer — so write the
+    first to teach, not to give the answer away; the first is shown after every failure
+    message. ``hint`` is the short form for a single one.
     """
     if not _EXERCISE_ID.fullmatch(exercise_id):
         raise ValueError(f"exercise ids look like '05.2', not {exercise_id!r}")
+    if hint and hints:
+        raise ValueError("give hint or hints, not both")
+    steps = tuple(hints) or ((hint,) if hint else ())
 
     def decorate(func: Callable[..., object]) -> Callable[..., object]:
-        _REGISTRY[exercise_id] = Exercise(exercise_id, func, points, hint)
+        _REGISTRY[exercise_id] = Exercise(exercise_id, func, points, steps)
         return func
 
     return decorate
@@ -301,7 +321,10 @@ def _classify(ex: Exercise, exc: BaseException) -> Result:
         message = str(exc).strip() or "the result is not right"
         if message[-1] not in ".!?":
             message += "."
-        return _result(ex, "failed", f"{message} Hint: {ex.hint}" if ex.hint else message)
+        if not ex.hint:
+            return _result(ex, "failed", message)
+        more = f" (more: hint({ex.id!r}))" if len(ex.hints) > 1 else ""
+        return _result(ex, "failed", f"{message} Hint: {ex.hint}{more}")
     return _checker_bug(ex, exc)
 
 
@@ -451,6 +474,44 @@ def summary(lab: str | None = None, namespace: Mapping[str, object] | None = Non
         message = "no check has run yet: name the lab, e.g. summary('00')"
         return Summary("?", (_error("?", message),))
     return Summary(lab, tuple(_check_all(lab, namespace)))
+
+
+#: how many hints of each exercise this session has shown through :func:`hint`
+_hints_shown: dict[str, int] = {}
+
+
+@dataclass(frozen=True, repr=False)
+class Hint:
+    """One step of an exercise's hints; its repr is the line a cell shows."""
+
+    exercise: str
+    step: int  # 1-based
+    steps: int
+    text: str
+
+    def __repr__(self) -> str:
+        if not self.steps:
+            why = self.text or "its prompt and the check's message say it all"
+            return f"💡 {self.exercise} has no hints: {why}"
+        last = " (the last one)" if self.step == self.steps and self.steps > 1 else ""
+        return f"💡 {self.exercise} hint {self.step}/{self.steps}{last}: {self.text}"
+
+    __str__ = __repr__
+
+
+def hint(exercise_id: str) -> Hint:
+    """The next hint of an exercise: a nudge first, then the idea, then the near-answer.
+
+    Each call shows one more step, and the last one again once all are shown.
+    """
+    found = _find(exercise_id)
+    if isinstance(found, Result):
+        return Hint(str(exercise_id), 0, 0, found.message)
+    shown = min(_hints_shown.get(found.id, 0) + 1, len(found.hints))
+    _hints_shown[found.id] = shown
+    if not found.hints:
+        return Hint(found.id, 0, 0, "")
+    return Hint(found.id, shown, len(found.hints), found.hints[shown - 1])
 
 
 def emit(exercise_id: str, namespace: Mapping[str, object], prefix: str) -> None:
