@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -264,3 +265,26 @@ def test_marker_errors_reach_the_command_line_without_a_traceback(tmp_path: Path
     assert "cell 3 (id stray), line 1" in result.stderr
     assert "make labs" not in result.stderr and "To fix:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_learner_lines_count_code_inside_solution_regions_only(tmp_path: Path) -> None:
+    from hardway.course.labgen import learner_lines
+
+    source = (
+        "setup = 1\n"
+        "def f():\n"
+        "    ### BEGIN SOLUTION\n"
+        "    # a comment\n"
+        "\n"
+        "    x = 1\n"
+        "    return x\n"
+        "    ### END SOLUTION\n"
+        "after = 2\n"
+    )
+    cells = [
+        {"cell_type": "code", "source": source, "metadata": {}, "outputs": []},
+        {"cell_type": "markdown", "source": "### BEGIN SOLUTION\nwords\n### END SOLUTION"},
+    ]
+    path = tmp_path / "01-x.ipynb"
+    path.write_text(json.dumps({"cells": cells}))
+    assert learner_lines(path) == 2

@@ -84,12 +84,15 @@ class Exercise:
     """One graded exercise: its id (``"05.2"``), check function, points and hints.
 
     ``hints`` go from a nudge to the idea to the near-answer; a failure shows the first.
+    ``against`` names what the check runs the learner's code against for real ("kernel",
+    "registry", "skopeo", …), empty for a check of a pure function.
     """
 
     id: str
     func: Callable[..., object]
     points: int
     hints: tuple[str, ...] = ()
+    against: tuple[str, ...] = ()
 
     @property
     def hint(self) -> str:
@@ -111,13 +114,19 @@ _REGISTRY: dict[str, Exercise] = {}
 
 
 def exercise(
-    exercise_id: str, *, points: int = 1, hint: str = "", hints: tuple[str, ...] = ()
+    exercise_id: str,
+    *,
+    points: int = 1,
+    hint: str = "",
+    hints: tuple[str, ...] = (),
+    against: tuple[str, ...] = (),
 ) -> Callable:
     """Declare the decorated function as the check of ``exercise_id``.
 
     ``hints`` are given one at a time — a nudge, the idea, the near-answer — so write the
     first to teach, not to give the answer away; the first is shown after every failure
-    message. ``hint`` is the short form for a single one.
+    message. ``hint`` is the short form for a single one. ``against`` says what real
+    thing the check runs the learner's code against (the kernel, the registry, a tool).
     """
     if not _EXERCISE_ID.fullmatch(exercise_id):
         raise ValueError(f"exercise ids look like '05.2', not {exercise_id!r}")
@@ -126,7 +135,7 @@ def exercise(
     steps = tuple(hints) or ((hint,) if hint else ())
 
     def decorate(func: Callable[..., object]) -> Callable[..., object]:
-        _REGISTRY[exercise_id] = Exercise(exercise_id, func, points, steps)
+        _REGISTRY[exercise_id] = Exercise(exercise_id, func, points, steps, tuple(against))
         return func
 
     return decorate

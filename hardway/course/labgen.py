@@ -42,6 +42,7 @@ __all__ = [
     "generate_all",
     "lab_notebook",
     "lab_text",
+    "learner_lines",
     "orphan_labs",
     "register",
     "stale_labs",
@@ -208,6 +209,26 @@ def stale_labs(solutions_dir: Path, labs_dir: Path) -> list[str]:
     return stale
 
 
+def learner_lines(src: Path) -> int:
+    """How many lines the learner writes in a solution: code lines inside the solution
+    regions of code cells, blank lines and comments left out (the labs issue's measure).
+    """
+    import json
+
+    count = 0
+    for cell in json.loads(Path(src).read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        inside = False
+        for line in "".join(cell["source"]).splitlines():
+            marker = line.strip()
+            if marker in (_REGIONS[0].begin, _REGIONS[0].end):
+                inside = marker == _REGIONS[0].begin
+            elif inside and marker and not marker.startswith("#"):
+                count += 1
+    return count
+
+
 def _solutions(solutions_dir: Path) -> list[Path]:
     return sorted(solutions_dir.glob(NOTEBOOK_GLOB))
 
@@ -246,6 +267,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "become stubs, hidden tests and solution-only cells go, outputs are cleared.",
     )
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if stale")
+    parser.add_argument(
+        "--count",
+        action="store_true",
+        help="change nothing; print each lab's learner-written lines and points",
+    )
     parser.add_argument("--solutions", type=Path, default=root / "solutions", metavar="DIR")
     parser.add_argument("--labs", type=Path, default=root / "labs", metavar="DIR")
     parser.set_defaults(func=_main)
@@ -254,6 +280,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     if not args.solutions.is_dir():
         raise NotebookError(f"no solutions folder at {args.solutions}", fix="pass --solutions DIR")
+    if args.count:
+        _print_counts(args.solutions)
+        return 0
     if args.check:
         stale = stale_labs(args.solutions, args.labs)
         for entry in stale:
@@ -268,3 +297,16 @@ def _main(args: argparse.Namespace) -> int:
     for dst in generate_all(args.solutions, args.labs):
         print(f"wrote {_display(dst)}")
     return 0
+
+
+def _print_counts(solutions_dir: Path) -> None:
+    """Per lab: the lines a learner writes, the points, and the points of checks that run
+    the learner's code against something real (the kernel, the registry, a tool)."""
+    from hardway.course.grading import exercises
+
+    print(f"{'lab':<24} {'lines':>5} {'points':>6} {'real':>5}")
+    for src in _solutions(solutions_dir):
+        found = exercises(src.name[:2])
+        points = sum(e.points for e in found)
+        real = sum(e.points for e in found if e.against)
+        print(f"{src.name:<24} {learner_lines(src):>5} {points:>6} {real:>5}")
