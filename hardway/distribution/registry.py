@@ -179,7 +179,7 @@ class Registry(BlobUploads, BlobDownloads):
         """``DELETE`` a manifest by digest: every tag on it goes too (202 Accepted).
 
         The blobs stay until the registry's garbage collection. Deleting by *tag* is
-        optional in the OCI spec; Distribution 2.8 answers it ``UNSUPPORTED``, so
+        optional in the OCI spec; Distribution 2.8 refuses it (400 ``DIGEST_INVALID``), so
         resolve the tag with :meth:`head_manifest` (a HEAD, which Docker Hub does not
         count against its pull limit) and delete the digest.
         """
