@@ -160,7 +160,12 @@ def _our_pid(paths: RegistryPaths) -> int | None:
 
 
 def _answers(url: str, timeout: float = 0.5) -> bool:
-    """Does a Distribution registry answer ``GET /v2/`` (200, or 401 when auth is on)?"""
+    """Does a Distribution registry answer ``GET /v2/`` (200, or 401 when auth is on)?
+
+    The ``Docker-Distribution-Api-Version`` header tells *Distribution* (the server this
+    module starts) from another program on the port; the OCI spec does not require it,
+    so a client talking to any registry must not rely on it.
+    """
     try:
         with requests.Session() as session:
             session.trust_env = False  # an HTTP(S)_PROXY must not swallow 127.0.0.1
