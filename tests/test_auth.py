@@ -294,13 +294,13 @@ def test_a_token_refused_after_another_thread_refreshed_it_takes_the_successor(
 
 # --- login, logout and credential helpers (store / get / erase) ------------------------
 
-#: a credential helper as the chapter 07 reader writes one: it keeps what ``store`` gets
-#: in a JSON file beside it, and logs each call (verb and server only, never the secret)
+#: a credential helper like the one the chapter 07 reader writes, for several registries:
+#: it keeps what ``store`` gets in a JSON file beside it, and logs each verb
 HELPER = """#!/bin/sh
 store="$(dirname "$0")/store.json"
 [ -f "$store" ] || echo '{}' > "$store"
 input="$(cat)"
-echo "$1 $(echo "$input" | head -c 40 | tr -d '\\n' | sed 's/"Secret".*//')" >> "$(dirname "$0")/calls.log"
+echo "$1" >> "$(dirname "$0")/calls.log"
 python3 - "$1" "$store" "$input" <<'PY'
 import json, sys
 verb, path, data = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -415,7 +415,6 @@ def test_login_and_logout_go_through_the_credential_helper(
     assert json.loads((bindir / "store.json").read_text()) == {}
     calls = [line.split()[0] for line in (bindir / "calls.log").read_text().splitlines()]
     assert calls[0] == "store" and "get" in calls and calls[-1] == "erase"
-    assert "containers" not in (bindir / "calls.log").read_text()
     with pytest.raises(UnauthorizedError):
         client.pull(ref, authfile=authfile)
 

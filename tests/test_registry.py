@@ -344,7 +344,6 @@ def test_head_resolves_a_tag_and_delete_removes_the_manifest_and_its_tags(regist
 
 def test_garbage_collection_shrinks_the_storage_after_deletes(tmp_path: Path, capsys) -> None:
     from conftest import find_free_port
-
     from hardway.distribution.server import local_registry
 
     started = local_registry.start_mode(find_free_port(), "none")
@@ -352,7 +351,7 @@ def test_garbage_collection_shrinks_the_storage_after_deletes(tmp_path: Path, ca
         ref = f"{started.host}/life/gc"
         kept = random_image(50_000, 1, seed=905)
         client.push(kept, f"{ref}:kept")
-        raw, _ = multi_platform_layout(tmp_path / "multi")
+        multi_platform_layout(tmp_path / "multi")
         hardway(capsys, "copy", "--all", f"oci:{tmp_path / 'multi'}:v1", f"docker://{ref}:v1")
         dry = local_registry.garbage_collect(started.port)
         assert dry.blobs == 0 and dry.after == dry.before, "nothing deleted yet"
