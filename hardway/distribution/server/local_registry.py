@@ -498,6 +498,10 @@ def garbage_collect(
             f"there is no registry state for port {port} here",
             fix=f"python -m hardway registry start --port {port}",
         )
+    v2 = paths.data / "docker" / "registry" / "v2"
+    if not (v2 / "repositories").is_dir() or not (v2 / "blobs").is_dir():
+        size = _storage_size(paths.data)  # no blob was ever pushed: Distribution would fail
+        return Collected(size, size, 0, 0)
     exe = binary()
     argv = [str(exe), "garbage-collect", str(paths.config)]
     argv += ["--delete-untagged"] * delete_untagged + ["--dry-run"] * dry_run
