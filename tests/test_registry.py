@@ -321,6 +321,9 @@ def test_a_multi_platform_index_round_trips_whole_and_skopeo_reads_it(
     # without --all: the one image for this machine (never the attestation's unknown/unknown)
     hardway(capsys, "copy", f"docker://{ref}", f"oci:{tmp_path / 'one'}:v1")
     assert layout.read_image(tmp_path / "one", "v1").digest() == images[0].digest()
+    single = f"docker://{host(registry)}/life/single:v1"
+    hardway(capsys, "copy", f"oci:{tmp_path / 'one'}:v1", single)
+    assert "single image" in hardway(capsys, "copy", "--all", single, "oci:x:y", status=1)
 
 
 def test_head_resolves_a_tag_and_delete_removes_the_manifest_and_its_tags(registry, capsys) -> None:

@@ -23,10 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hardway.errors import BadImageNameError
+from hardway.errors import BadImageNameError, InvalidImageError
 from hardway.image import archive, layout
 from hardway.image.descriptor import Descriptor
+from hardway.image.jsondoc import parse_json
 from hardway.image.manifest import Index
+from hardway.image.mediatypes import INDEX_TYPES
 from hardway.image.mutate import convert
 from hardway.image.platform import Platform
 from hardway.image.protocols import Image
@@ -138,8 +140,11 @@ def read_all(name: str | ImageName) -> tuple[bytes, list[tuple[Descriptor, Image
         opener = lambda d: client.read_image(ref.repository, str(d.digest))  # noqa: E731
     else:
         raise BadImageNameError(f"{name}: --all copies from oci: or docker://")
-    doc = Index.from_json(raw)
-    return raw, [(d, opener(d)) for d in doc.manifests]
+    if parse_json(raw, "manifest").get("mediaType") not in INDEX_TYPES.values():
+        raise InvalidImageError(
+            f"{name} is a single image, not a multi-platform one", fix="copy it without --all"
+        )
+    return raw, [(d, opener(d)) for d in Index.from_json(raw).manifests]
 
 
 def write_all(raw_index: bytes, images: list[tuple[Descriptor, Image]], name: str | ImageName):
