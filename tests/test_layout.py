@@ -343,6 +343,41 @@ def test_docker_25_archive_is_an_oci_layout_plus_manifest_json(tmp_path: Path) -
         archive.write_image(image, tmp_path / "x.tar", layout="v2")
 
 
+def test_docker_25_archive_of_the_containerd_store_names_an_index(tmp_path: Path) -> None:
+    """With the containerd image store, index.json names the image's index (and the
+    archive holds only this platform's manifest): the reader finds the manifest in it."""
+    image = random_image(500, 1, seed=12)
+    archive.write_image(image, tmp_path / "a.tar", tags=["hi:v1"], layout="oci")
+    with tarfile.open(tmp_path / "a.tar") as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]
+    entry = json.loads(dict((m.name, d) for m, d in members)["index.json"])["manifests"][0]
+    other = {
+        "mediaType": OCI_MANIFEST,
+        "digest": "sha256:" + "0" * 64,
+        "size": 2,
+        "platform": {"architecture": "arm64", "os": "linux"},
+    }  # not saved
+    mine = {**entry, "platform": {"architecture": "amd64", "os": "linux"}}
+    del mine["annotations"]
+    inner = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [other, mine]}
+    ).encode()
+    outer = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {**entry, "mediaType": OCI_INDEX, "digest": str(sha256_digest(inner)),
+         "size": len(inner)}]}  # fmt: skip
+    with tarfile.open(tmp_path / "b.tar", "w") as tar:
+        for member, data in members:
+            if member.name == "index.json":
+                data = json.dumps(outer).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+        info = tarfile.TarInfo(f"blobs/sha256/{sha256_digest(inner).encoded}")
+        info.size = len(inner)
+        tar.addfile(info, io.BytesIO(inner))
+    back = archive.read_image(tmp_path / "b.tar")
+    assert back.manifest().media_type == OCI_MANIFEST and str(back.digest()) == entry["digest"]
+
+
 @needs_skopeo
 def test_skopeo_reads_the_docker_25_archive(tmp_path: Path, capsys) -> None:
     from hardway.cli import main

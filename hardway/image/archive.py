@@ -55,7 +55,13 @@ from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest, sha256_digest
 from hardway.image.jsondoc import canonical_json, parse_json
 from hardway.image.manifest import ANNOTATION_REF_NAME, Manifest
-from hardway.image.mediatypes import CONFIG_TYPES, MANIFEST_TYPES, OCI_INDEX, layer_media_type
+from hardway.image.mediatypes import (
+    CONFIG_TYPES,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    layer_media_type,
+)
 from hardway.image.protocols import Image
 from hardway.sys.atomic import temporary_file
 
@@ -388,22 +394,37 @@ def read_image(path: Path | str, ref: str | None = None) -> StoredImage:
 
 def _saved_manifest(archive: _Archive, made: Manifest) -> bytes | None:
     """The manifest a Docker 25+ archive keeps in ``blobs/`` for this image (same config,
-    same layers), its exact bytes; ``None`` in an older archive."""
+    same layers), its exact bytes; ``None`` in an older archive. ``index.json`` may name
+    it directly (classic image store) or through an image index (containerd store)."""
     if "oci-layout" not in archive.members or "index.json" not in archive.members:
         return None
-    for entry in archive.json("index.json").get("manifests") or []:
-        digest = str(entry.get("digest", ""))
-        name = "blobs/" + digest.replace(":", "/", 1)
-        if entry.get("mediaType") not in MANIFEST_TYPES.values() or name not in archive.members:
-            continue
-        raw = archive.read(name)
-        if str(sha256_digest(raw)) != digest:
-            raise InvalidImageError(f"{archive.path}: {name} does not hash to its name")
-        saved = Manifest.from_json(raw)
-        same_layers = [d.digest for d in saved.layers] == [d.digest for d in made.layers]
-        if saved.config.digest == made.config.digest and same_layers:
-            return raw
+    entries = list(archive.json("index.json").get("manifests") or [])
+    for _ in range(64):  # a few levels of indexes at most; never loop on a cycle
+        if not entries:
+            break
+        entry = entries.pop(0)
+        raw = _blob(archive, str(entry.get("digest", "")))
+        if raw is None:
+            continue  # Docker saves only this platform's blobs of a multi-platform image
+        if entry.get("mediaType") in INDEX_TYPES.values():
+            entries += parse_json(raw, "index").get("manifests") or []
+        elif entry.get("mediaType") in MANIFEST_TYPES.values():
+            saved = Manifest.from_json(raw)
+            same_layers = [d.digest for d in saved.layers] == [d.digest for d in made.layers]
+            if saved.config.digest == made.config.digest and same_layers:
+                return raw
     return None
+
+
+def _blob(archive: _Archive, digest: str) -> bytes | None:
+    """``blobs/<alg>/<hex>`` of the archive, checked against its name; ``None`` if absent."""
+    name = "blobs/" + digest.replace(":", "/", 1)
+    if ":" not in digest or name not in archive.members:
+        return None
+    raw = archive.read(name)
+    if str(sha256_digest(raw)) != digest:
+        raise InvalidImageError(f"{archive.path}: {name} does not hash to its name")
+    return raw
 
 
 def _pick(archive: _Archive, ref: str | None) -> tuple[str, list[str]]:
