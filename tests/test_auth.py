@@ -423,12 +423,12 @@ def test_a_missing_or_failing_helper_says_so(tmp_path: Path, monkeypatch) -> Non
     from hardway.distribution.credentials import store_credentials
     from hardway.errors import HardwayError
 
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     authfile = tmp_path / "config.json"
     authfile.write_text(json.dumps({"credsStore": "absent"}))
     with pytest.raises(HardwayError, match="docker-credential-absent is not installed"):
         store_credentials("127.0.0.1:1", Credentials("me", "pw-never-shown"), authfile=authfile)
-    (tmp_path / "docker-credential-absent").write_text("#!/bin/sh\necho locked; exit 1\n")
+    (tmp_path / "docker-credential-absent").write_text("#!/bin/sh\necho locked; cat; exit 1\n")
     (tmp_path / "docker-credential-absent").chmod(0o755)
     with pytest.raises(HardwayError, match="store failed: locked") as failed:
         store_credentials("127.0.0.1:1", Credentials("me", "pw-never-shown"), authfile=authfile)

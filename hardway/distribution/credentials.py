@@ -108,11 +108,11 @@ def _keys(registry: str) -> list[str]:
     return [registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/"]
 
 
-def _run_helper(name: str, verb: str, message: bytes) -> bytes:
+def _run_helper(name: str, verb: str, message: bytes, secret: str = "") -> bytes:
     """``docker-credential-NAME VERB`` with ``message`` on stdin; its stdout.
 
-    A helper's error text is its stdout, which never holds the secret we sent it; only
-    its first 200 characters are shown.
+    A helper's error text is its stdout: its first 200 characters are shown, with the
+    ``secret`` we sent it blanked out, should a careless helper echo its input.
     """
     program = f"docker-credential-{name}"
     try:
@@ -126,7 +126,8 @@ def _run_helper(name: str, verb: str, message: bytes) -> bytes:
         ) from None
     if done.returncode != 0:
         out = done.stdout.decode(errors="replace").strip()
-        raise _HelperError(f"{program} {verb} failed: {out[:200]}", missing=_not_found(out))
+        shown = out.replace(secret, "***") if secret else out
+        raise _HelperError(f"{program} {verb} failed: {shown[:200]}", missing=_not_found(out))
     return done.stdout
 
 
@@ -257,7 +258,7 @@ def store_credentials(
         user = "<token>" if credentials.identity_token else credentials.username
         secret = credentials.identity_token or credentials.password
         message = {"ServerURL": key, "Username": user, "Secret": secret}
-        _run_helper(helper, "store", json.dumps(message).encode())
+        _run_helper(helper, "store", json.dumps(message).encode(), secret)
         auths[key] = {}
         where = f"the credential helper docker-credential-{helper}"
     elif credentials.identity_token:
