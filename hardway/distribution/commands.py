@@ -34,7 +34,12 @@ import tempfile
 from pathlib import Path
 
 from hardway.distribution.transports import read_image, write_image
-from hardway.errors import InvalidImageError
+from hardway.errors import (
+    BadImageNameError,
+    BadReferenceError,
+    HardwayError,
+    InvalidImageError,
+)
 from hardway.image.config import image_id
 from hardway.image.mediatypes import layer_media_type
 from hardway.image.mutate import from_dir
@@ -267,7 +272,10 @@ def _delete(args: argparse.Namespace) -> int:
 
     name = parse_image_name(args.image)
     if name.transport != "docker":
-        raise InvalidImageError(f"delete works on docker://REF, not {name.transport}:")
+        raise BadImageNameError(
+            f"delete works on docker://REF, not {name.transport}:",
+            fix="delete docker://HOST/REPO:TAG",
+        )
     with _registry_options(args):
         digest = registry.delete(name.path[2:])
     print(f"deleted {digest} (and every tag on it) from {name.path[2:]}")
@@ -280,7 +288,7 @@ def _registry_host(text: str) -> str:
     if host in ("index.docker.io", "registry-1.docker.io"):
         return "docker.io"
     if not host:
-        raise InvalidImageError(f"{text!r} names no registry", fix="login 127.0.0.1:5000")
+        raise BadReferenceError(f"{text!r} names no registry", fix="login 127.0.0.1:5000")
     return host
 
 
@@ -297,7 +305,7 @@ def _login(args: argparse.Namespace) -> int:
     else:
         password = getpass.getpass("Password: ")
     if not username or not password:
-        raise InvalidImageError(
+        raise HardwayError(
             "login needs a user name and a password",
             fix=f"login {host} --username NAME --password-stdin",
         )
