@@ -31,7 +31,8 @@ COMMAND_HOMES = {
     "cleanup": "hardway.course.cleanup",
     "layer": "hardway.image.commands",
     **dict.fromkeys(
-        ("image", "copy", "unpack", "pull", "inspect"), "hardway.distribution.commands"
+        ("image", "copy", "unpack", "pull", "inspect", "delete", "login", "logout"),
+        "hardway.distribution.commands",
     ),
     "build": "hardway.build.dockerbuild",
     "cache": "hardway.build.cache",

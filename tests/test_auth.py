@@ -290,3 +290,146 @@ def test_a_token_refused_after_another_thread_refreshed_it_takes_the_successor(
     assert send(auth, registry, late).status_code == 200
     assert auth.tokens_fetched == 2, "the successor was reused"
     assert registry.sent[-2:] == ["Bearer T1", "Bearer T2"]
+
+
+# --- login, logout and credential helpers (store / get / erase) ------------------------
+
+#: a credential helper like the one the chapter 07 reader writes, for several registries:
+#: it keeps what ``store`` gets in a JSON file beside it, and logs each verb
+HELPER = """#!/bin/sh
+store="$(dirname "$0")/store.json"
+[ -f "$store" ] || echo '{}' > "$store"
+input="$(cat)"
+echo "$1" >> "$(dirname "$0")/calls.log"
+python3 - "$1" "$store" "$input" <<'PY'
+import json, sys
+verb, path, data = sys.argv[1], sys.argv[2], sys.argv[3]
+store = json.load(open(path))
+if verb == "store":
+    doc = json.loads(data)
+    store[doc["ServerURL"]] = [doc["Username"], doc["Secret"]]
+elif verb in ("get", "erase"):
+    if data.strip() not in store:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    if verb == "get":
+        user, secret = store[data.strip()]
+        print(json.dumps({"ServerURL": data.strip(), "Username": user, "Secret": secret}))
+    else:
+        del store[data.strip()]
+json.dump(store, open(path, "w"))
+PY
+"""
+
+
+def _login(capsys, host: str, authfile: Path, password: str, monkeypatch) -> int:
+    monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+    argv = ["login", host, "--username", "learner", "--password-stdin"]
+    return main([*argv, "--authfile", str(authfile)])
+
+
+def test_login_writes_auths_0600_and_every_command_reads_it(
+    secured, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    image = random_image(3000, 1, seed=803)
+    ref = f"{secured.host}/login/app:v1"
+    authfile = tmp_path / "conf" / "config.json"
+    assert _login(capsys, secured.host, authfile, "wrong-password", monkeypatch) == 1
+    assert not authfile.exists(), "refused credentials are not stored"
+    assert "wrong-password" not in "".join(capsys.readouterr())
+    assert _login(capsys, secured.host, authfile, "containers", monkeypatch) == 0
+    out, err = capsys.readouterr()
+    assert "Login Succeeded" in out and "containers" not in out + err
+    assert authfile.stat().st_mode & 0o777 == 0o600
+    doc = json.loads(authfile.read_text())
+    assert base64.b64decode(doc["auths"][secured.host]["auth"]) == b"learner:containers"
+    client.push(image, ref, credentials=GOOD)
+    assert main(["inspect", f"docker://{ref}", "--authfile", str(authfile)]) == 0
+    assert json.loads(capsys.readouterr().out)["Digest"] == str(image.digest())
+    # skopeo reads the file we wrote
+    skopeo = ["skopeo", "inspect", "--raw", "--tls-verify=false", "--authfile", str(authfile)]
+    raw = subprocess.run([*skopeo, f"docker://{ref}"], capture_output=True, check=True).stdout
+    assert sha256_digest(raw) == image.digest()
+    assert main(["logout", secured.host, "--authfile", str(authfile)]) == 0
+    assert json.loads(authfile.read_text())["auths"] == {}
+    assert main(["inspect", f"docker://{ref}", "--authfile", str(authfile)]) == 1
+    assert main(["logout", secured.host, "--authfile", str(authfile)]) == 1
+
+
+def test_we_read_what_skopeo_login_wrote(secured, tmp_path: Path) -> None:
+    authfile = tmp_path / "auth.json"
+    subprocess.run(
+        [
+            "skopeo",
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            str(authfile),
+            "--username",
+            "learner",
+            "--password-stdin",
+            secured.host,
+        ],
+        input=b"containers\n",
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    assert load_credentials(secured.host, authfile=authfile) == GOOD
+
+
+def test_docker_config_and_registry_auth_file_choose_the_file(tmp_path: Path, monkeypatch) -> None:
+    from hardway.distribution.credentials import login_path, store_credentials
+
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    assert login_path() == tmp_path / "docker" / "config.json"
+    store_credentials("127.0.0.1:1", GOOD)
+    assert load_credentials("127.0.0.1:1") == GOOD
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    assert login_path() == tmp_path / "auth.json"
+    assert login_path(tmp_path / "x.json") == tmp_path / "x.json"
+
+
+def test_login_and_logout_go_through_the_credential_helper(
+    secured, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-course"
+    helper.write_text(HELPER)
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    authfile = tmp_path / "config.json"
+    authfile.write_text(json.dumps({"credHelpers": {secured.host: "course"}}))
+    assert _login(capsys, secured.host, authfile, "containers", monkeypatch) == 0
+    assert "docker-credential-course" in capsys.readouterr().out
+    assert "containers" not in authfile.read_text(), "the helper keeps it, not the file"
+    assert json.loads((bindir / "store.json").read_text())[secured.host][1] == "containers"
+    assert load_credentials(secured.host, authfile=authfile) == GOOD
+    image = random_image(2000, 1, seed=804)
+    ref = f"{secured.host}/helped/app:v1"
+    client.push(image, ref, authfile=authfile)
+    assert client.pull(ref, authfile=authfile).digest() == image.digest()
+    assert main(["logout", secured.host, "--authfile", str(authfile)]) == 0
+    assert json.loads((bindir / "store.json").read_text()) == {}
+    calls = [line.split()[0] for line in (bindir / "calls.log").read_text().splitlines()]
+    assert calls[0] == "store" and "get" in calls and calls[-1] == "erase"
+    with pytest.raises(UnauthorizedError):
+        client.pull(ref, authfile=authfile)
+
+
+def test_a_missing_or_failing_helper_says_so(tmp_path: Path, monkeypatch) -> None:
+    from hardway.distribution.credentials import store_credentials
+    from hardway.errors import HardwayError
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    authfile = tmp_path / "config.json"
+    authfile.write_text(json.dumps({"credsStore": "absent"}))
+    with pytest.raises(HardwayError, match="docker-credential-absent is not installed"):
+        store_credentials("127.0.0.1:1", Credentials("me", "pw-never-shown"), authfile=authfile)
+    (tmp_path / "docker-credential-absent").write_text("#!/bin/sh\necho locked; cat; exit 1\n")
+    (tmp_path / "docker-credential-absent").chmod(0o755)
+    with pytest.raises(HardwayError, match="store failed: locked") as failed:
+        store_credentials("127.0.0.1:1", Credentials("me", "pw-never-shown"), authfile=authfile)
+    assert "pw-never-shown" not in str(failed.value)

@@ -422,3 +422,27 @@ def test_append_and_convert_keep_layer_blobs_and_config_bytes() -> None:
     assert oci.digest() != image.digest()
     assert convert(oci, "oci") is oci
     validate_image(oci)
+
+
+def test_select_skips_buildkits_unknown_unknown_attestations_and_platformless_entries() -> None:
+    import random
+
+    from hardway.image.random import ATTESTATION, random_index
+
+    rng = random.Random(5)
+    for _ in range(20):
+        index, chosen = random_index(rng)
+        for wanted in chosen:
+            picked = index.select(wanted)
+            assert picked.platform is not None and picked.platform.matches(wanted)
+        if index.media_type == OCI_INDEX:
+            notes = [
+                d
+                for d in index.manifests
+                if d.annotations.get("vnd.docker.reference.type") == ATTESTATION
+            ]
+            assert len(notes) == 1 and str(notes[0].platform) == "unknown/unknown"
+            assert any(d.platform is None for d in index.manifests)
+    with pytest.raises(InvalidImageError, match="offers unknown/unknown"):
+        only = Descriptor.of(b"x", OCI_MANIFEST, platform=Platform("unknown", "unknown"))
+        Index((only,)).select(Platform("amd64", "linux"))

@@ -316,6 +316,95 @@ def test_we_read_skopeos_archive_with_its_symlinks(tmp_path: Path) -> None:
     assert archive.list_tags(tmp_path / "a.tar") == ["docker.io/some/name:v2"]
 
 
+def test_docker_25_archive_is_an_oci_layout_plus_manifest_json(tmp_path: Path) -> None:
+    image = random_image(3000, 2, seed=9, compression="zstd")
+    archive.write_image(image, tmp_path / "new.tar", tags=["hello:v1"], layout="oci")
+    names = archive_names(tmp_path / "new.tar")
+    assert {"oci-layout", "index.json", "manifest.json", "repositories"} <= set(names)
+    assert not any(n.endswith("layer.tar") or n.endswith("/json") for n in names)
+    with tarfile.open(tmp_path / "new.tar") as tar:
+        entries = json.load(tar.extractfile("manifest.json"))
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    diff_ids = [x.diff_id for x in image.layers()]
+    assert entries[0]["Layers"] == [f"blobs/sha256/{d.encoded}" for d in diff_ids]
+    assert entries[0]["Config"] == f"blobs/sha256/{image.image_id().encoded}"
+    back = archive.read_image(tmp_path / "new.tar", "hello:v1")
+    validate_image(back)
+    assert back.manifest().media_type == OCI_MANIFEST, "the saved manifest, not a made one"
+    assert [x.digest for x in back.layers()] == diff_ids, "layers are stored uncompressed"
+    # unpacked, the archive *is* an OCI layout: the same manifest, found by its tag
+    unpacked = layout.read_image(tmp_path / "unpacked", "v1")
+    assert unpacked.digest() == back.digest()
+    assert layout.read_index(tmp_path / "unpacked").manifests[0].annotations == {
+        "io.containerd.image.name": "docker.io/library/hello:v1",
+        ANNOTATION_REF_NAME: "v1",
+    }
+    with pytest.raises(InvalidImageError, match="'legacy' or 'oci'"):
+        archive.write_image(image, tmp_path / "x.tar", layout="v2")
+
+
+def test_docker_25_archive_of_the_containerd_store_names_an_index(tmp_path: Path) -> None:
+    """With the containerd image store, index.json names the image's index (and the
+    archive holds only this platform's manifest): the reader finds the manifest in it."""
+    image = random_image(500, 1, seed=12)
+    archive.write_image(image, tmp_path / "a.tar", tags=["hi:v1"], layout="oci")
+    with tarfile.open(tmp_path / "a.tar") as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]
+    entry = json.loads(dict((m.name, d) for m, d in members)["index.json"])["manifests"][0]
+    other = {
+        "mediaType": OCI_MANIFEST,
+        "digest": "sha256:" + "0" * 64,
+        "size": 2,
+        "platform": {"architecture": "arm64", "os": "linux"},
+    }  # not saved
+    mine = {**entry, "platform": {"architecture": "amd64", "os": "linux"}}
+    del mine["annotations"]
+    inner = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [other, mine]}
+    ).encode()
+    outer = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {**entry, "mediaType": OCI_INDEX, "digest": str(sha256_digest(inner)),
+         "size": len(inner)}]}  # fmt: skip
+    with tarfile.open(tmp_path / "b.tar", "w") as tar:
+        for member, data in members:
+            if member.name == "index.json":
+                data = json.dumps(outer).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+        info = tarfile.TarInfo(f"blobs/sha256/{sha256_digest(inner).encoded}")
+        info.size = len(inner)
+        tar.addfile(info, io.BytesIO(inner))
+    back = archive.read_image(tmp_path / "b.tar")
+    assert back.manifest().media_type == OCI_MANIFEST and str(back.digest()) == entry["digest"]
+
+
+@needs_skopeo
+def test_skopeo_reads_the_docker_25_archive(tmp_path: Path, capsys) -> None:
+    from hardway.cli import main
+
+    image = random_image(3000, 2, seed=10)
+    layout.write_image(image, tmp_path / "l", tag="t")
+    tar = tmp_path / "new.tar"
+    assert (
+        main(
+            [
+                "copy",
+                "--archive-format",
+                "oci",
+                f"oci:{tmp_path / 'l'}:t",
+                f"docker-archive:{tar}:hello:v1",
+            ]
+        )
+        == 0
+    )
+    inspected = json.loads(skopeo("inspect", f"docker-archive:{tar}"))
+    assert inspected["Layers"] == [str(x.diff_id) for x in image.layers()]
+    skopeo("copy", f"docker-archive:{tar}", f"oci:{tmp_path / 'copied'}:t")
+    copied = layout.read_image(tmp_path / "copied", "t")
+    validate_image(copied)
+    assert copied.config().rootfs == image.config().rootfs  # skopeo re-encodes the config
+
+
 # --- transports -------------------------------------------------------------------------
 
 

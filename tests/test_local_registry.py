@@ -517,3 +517,29 @@ def test_the_sweep_never_deletes_through_a_mount_left_in_a_dead_runs_directory(
         assert (point / "precious").exists()
     finally:
         subprocess.run(["umount", str(point)], check=True)
+
+
+def test_garbage_collect_needs_a_registry_state_and_leaves_a_stopped_one_stopped(
+    free_port: int,
+) -> None:
+    with pytest.raises(RegistryConfigError, match="no registry state for port"):
+        local_registry.garbage_collect(free_port)
+    start(free_port)
+    try:
+        empty = local_registry.garbage_collect(free_port)  # Distribution fails on no repository
+        assert (empty.blobs, empty.manifests) == (0, 0) and status(free_port).running
+        url = f"http://127.0.0.1:{free_port}"  # one repository, one unreferenced blob
+        opened = requests.post(f"{url}/v2/gc/blob/blobs/uploads/", timeout=10)
+        digest = "sha256:" + hashlib.sha256(b"orphan").hexdigest()
+        location = requests.compat.urljoin(url, opened.headers["Location"])
+        done = requests.put(f"{location}&digest={digest}", data=b"orphan", timeout=10)
+        assert done.status_code == 201
+        assert stop(free_port)
+        collected = local_registry.garbage_collect(free_port, dry_run=True)
+        assert (collected.blobs, collected.before) == (1, collected.after), "a dry run"
+        assert not status(free_port).running, "collecting does not start a stopped registry"
+        assert str(collected).startswith("garbage-collect: 1 blob(s) and 0 manifest(s)")
+        swept = local_registry.garbage_collect(free_port)
+        assert swept.after < swept.before and not status(free_port).running
+    finally:
+        stop(free_port)

@@ -272,3 +272,100 @@ def test_rare_errors_from_a_fake_transport() -> None:
     lying = fake(200, manifest, **{"Content-Type": OCI_MANIFEST})
     with pytest.raises(DigestMismatchError):
         lying.get_manifest("x", "sha256:" + "0" * 64)
+
+
+# --- the registry's whole life cycle: an index, HEAD, delete, garbage collection -------
+
+
+def multi_platform_layout(path: Path) -> tuple[bytes, list]:
+    """An OCI layout tagged v1 holding an index of two platforms and an attestation
+    entry as BuildKit writes it: platform ``unknown/unknown`` and its annotations."""
+    from dataclasses import replace
+
+    from hardway.image.manifest import Index
+    from hardway.image.mediatypes import OCI_INDEX
+    from hardway.image.platform import Platform
+    from hardway.image.protocols import describe
+
+    images = [
+        random_image(20_000, 2, seed=901, platform=Platform("amd64", "linux")),
+        random_image(20_000, 2, seed=902, platform=Platform("arm64", "linux", "v8")),
+        random_image(500, 1, seed=903, platform=Platform("unknown", "unknown")),
+    ]
+    entries = describe(images)
+    notes = {
+        "vnd.docker.reference.digest": str(entries[0].digest),
+        "vnd.docker.reference.type": "attestation-manifest",
+    }
+    entries[2] = replace(entries[2], annotations=notes)
+    raw = Index(tuple(entries), media_type=OCI_INDEX).to_json()
+    layout.write_raw_index(raw, images, path, tag="v1")
+    return raw, images
+
+
+@needs_tools
+def test_a_multi_platform_index_round_trips_whole_and_skopeo_reads_it(
+    registry, tmp_path: Path, capsys
+) -> None:
+    raw, images = multi_platform_layout(tmp_path / "multi")
+    ref = f"{host(registry)}/life/multi:v1"
+    out = hardway(capsys, "copy", "--all", f"oci:{tmp_path / 'multi'}:v1", f"docker://{ref}")
+    assert str(sha256_digest(raw)) in out and "3 manifests" in out
+    got = run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}").stdout
+    assert got == raw, "the index arrives byte for byte"
+    for image in images:  # every manifest is there, by digest
+        assert client.pull(f"{ref.split(':v1')[0]}@{image.digest()}").digest() == image.digest()
+    hardway(capsys, "copy", "--all", f"docker://{ref}", f"oci:{tmp_path / 'back'}:v1")
+    assert layout.read_raw_index(tmp_path / "back", "v1") == raw
+    run("skopeo", "copy", "--all", f"oci:{tmp_path / 'back'}:v1", f"oci:{tmp_path / 'sk'}:v1")
+    # without --all: the one image for this machine (never the attestation's unknown/unknown)
+    hardway(capsys, "copy", f"docker://{ref}", f"oci:{tmp_path / 'one'}:v1")
+    assert layout.read_image(tmp_path / "one", "v1").digest() == images[0].digest()
+    single = f"docker://{host(registry)}/life/single:v1"
+    hardway(capsys, "copy", f"oci:{tmp_path / 'one'}:v1", single)
+    assert "single image" in hardway(capsys, "copy", "--all", single, "oci:x:y", status=1)
+
+
+def test_head_resolves_a_tag_and_delete_removes_the_manifest_and_its_tags(registry, capsys) -> None:
+    image = random_image(4000, 1, seed=904)
+    ref = f"{host(registry)}/life/deleted"
+    client.push(image, f"{ref}:a")
+    client.push(image, f"{ref}:b")
+    with client.client_for(f"{ref}:a") as reg:
+        head = reg.head_manifest("life/deleted", "a")
+        assert head is not None and head.digest == image.digest()
+        with pytest.raises(RegistryError) as by_tag:
+            reg.delete_manifest("life/deleted", "a")
+        assert by_tag.value.status_code in (400, 404, 405), "Distribution 2.8: by digest only"
+    out = hardway(capsys, "delete", f"docker://{ref}:a")
+    assert str(image.digest()) in out
+    with client.client_for(f"{ref}:b") as reg:
+        assert reg.head_manifest("life/deleted", "b") is None, "every tag on it is gone"
+        assert reg.tags("life/deleted") == []
+    hardway(capsys, "delete", f"docker://{ref}:b", status=1)
+
+
+def test_garbage_collection_shrinks_the_storage_after_deletes(tmp_path: Path, capsys) -> None:
+    from conftest import find_free_port
+    from hardway.distribution.server import local_registry
+
+    started = local_registry.start_mode(find_free_port(), "none")
+    try:
+        ref = f"{started.host}/life/gc"
+        kept = random_image(50_000, 1, seed=905)
+        client.push(kept, f"{ref}:kept")
+        multi_platform_layout(tmp_path / "multi")
+        hardway(capsys, "copy", "--all", f"oci:{tmp_path / 'multi'}:v1", f"docker://{ref}:v1")
+        dry = local_registry.garbage_collect(started.port)
+        assert dry.blobs == 0 and dry.after == dry.before, "nothing deleted yet"
+        hardway(capsys, "delete", f"docker://{ref}:v1")
+        out = hardway(capsys, "registry", "gc", "--port", started.port, "--delete-untagged")
+        assert "eligible" in out
+        done = local_registry.garbage_collect(started.port)
+        assert done.after == done.before, "a second collection finds nothing more"
+        sizes = [int(n.replace(",", "")) for n in out.split("storage ")[1].split()[::2][:2]]
+        assert sizes[1] < sizes[0] - 80_000, f"the storage shrank by the images' layers: {out}"
+        assert local_registry.status(started.port).running, "started again after the sweep"
+        assert client.pull(f"{ref}:kept").digest() == kept.digest()
+    finally:
+        local_registry.stop(started.port)

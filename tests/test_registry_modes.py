@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
@@ -141,3 +142,20 @@ def test_seed_is_reproducible_idempotent_and_skopeo_reads_it(registry, capsys) -
     assert info["Digest"] == str(first.digest)
     assert info["Name"] == f"127.0.0.1:{registry.port}/{BASE_REPOSITORY}"
     assert info["Created"] == "2023-11-14T22:13:20Z" and len(info["Layers"]) == 1
+
+
+def test_seed_uses_the_credentials_login_stored(
+    free_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    local_registry.start_mode(free_port, "basic")
+    try:
+        with pytest.raises(UnauthorizedError):
+            seed_base_image(free_port)
+        monkeypatch.setattr("sys.stdin", io.StringIO("containers\n"))
+        host = f"127.0.0.1:{free_port}"
+        assert main(["login", host, "-u", "learner", "--password-stdin"]) == 0
+        assert seed_base_image(free_port).reference == f"{host}/{BASE_REPOSITORY}:latest"
+    finally:
+        local_registry.stop(free_port)

@@ -152,6 +152,58 @@ def test_the_command_line_shows_no_password(secured) -> None:
     assert not leaks(done.stdout + done.stderr, issued, WRONG)
 
 
+def _on_a_terminal(argv: list[str], answer: str) -> tuple[int, str]:
+    """Run ``argv`` on a pseudo-terminal, type ``answer`` at its password prompt, and
+    return its exit status and everything the terminal showed."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(
+        argv, stdin=follower, stdout=follower, stderr=follower, cwd=ROOT, start_new_session=True
+    )
+    os.close(follower)
+    shown, typed = b"", False
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            child.kill()
+            break
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+        if not typed and b"Password:" in shown:
+            os.write(leader, answer.encode() + b"\n")
+            typed = True
+    os.close(leader)
+    return child.wait(timeout=60), shown.decode(errors="replace")
+
+
+def test_login_prompts_without_echo_and_stores_no_secret_in_sight(secured, tmp_path: Path) -> None:
+    started, issued = secured
+    authfile = tmp_path / "config.json"
+    login = [sys.executable, "-m", "hardway", "login", started.host, "--username", "learner"]
+    status, shown = _on_a_terminal([*login, "--authfile", str(authfile)], SECRET)
+    assert status == 0 and "Login Succeeded" in shown, shown
+    assert not leaks(shown, issued, SECRET), "the terminal did not echo the password"
+    assert authfile.stat().st_mode & 0o777 == 0o600, "only its owner may read the file"
+    status, shown = _on_a_terminal([*login, "--authfile", str(tmp_path / "w.json")], WRONG)
+    assert status == 1 and "error:" in shown and not leaks(shown, issued, WRONG)
+    assert not (tmp_path / "w.json").exists()
+    done = subprocess.run(
+        [*login, "--password-stdin", "--authfile", str(authfile)],
+        input=SECRET + "\n", capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and not leaks(done.stdout + done.stderr, issued, SECRET)
+    paths = RegistryPaths(started.state)
+    for log in (paths.log, paths.token_log):
+        assert not leaks(log.read_text(errors="replace"), issued, SECRET, WRONG)
+
+
 # --- notebooks ------------------------------------------------------------------------
 
 #: the notebooks that use credentials or tokens

@@ -213,12 +213,14 @@ def python_image(workdir: Path | str, cache=None):
 
 
 def _push(image, port: int | None, repository: str, tag: str) -> SeedResult:
-    from hardway.distribution.registry import Registry
+    """Push with the credentials of the docker config file, as every command does (after
+    ``python -m hardway login 127.0.0.1:PORT``, a basic or token registry takes it)."""
+    from hardway.distribution.registry import client_for
     from hardway.distribution.server.config import default_port
 
     port = default_port() if port is None else port
     host = f"127.0.0.1:{port}"
-    with Registry(host) as registry:
+    with client_for(f"{host}/{repository}:{tag}", push=True) as registry:
         digest = registry.write_image(image, repository, tag)
         uploaded = registry.requests["PUT upload"]
     return SeedResult(f"{host}/{repository}:{tag}", digest, uploaded)
@@ -234,8 +236,8 @@ def seed_base_image(port: int | None = None, *, tag: str = "latest") -> SeedResu
     """Build the base image and push it to the registry on ``port`` (idempotent).
 
     The registry must be running
-    (:func:`hardway.distribution.server.local_registry.ensure_running`) without
-    auth, or in a mode this client can answer anonymously.
+    (:func:`hardway.distribution.server.local_registry.ensure_running`); with auth on,
+    log in to it first (credentials come from the docker config file).
     """
     with tempfile.TemporaryDirectory(prefix="hardway-seed-") as tmp:
         return _push(base_image(tmp), port, BASE_REPOSITORY, tag)

@@ -10,8 +10,8 @@ the module-level ``pull``/``push`` (:mod:`~hardway.distribution.registry`), whos
 keyword options have one home (:mod:`~hardway.distribution.options`). Around it:
 authentication — challenges, scopes, bearer tokens (:mod:`~hardway.distribution.auth`)
 — and the credentials it answers with, from ``~/.docker/config.json`` and credential
-helpers (:mod:`~hardway.distribution.credentials`), which failures are retried
-(:mod:`~hardway.distribution.retry`), the registry's errors
+helpers, where ``login`` stores them (:mod:`~hardway.distribution.credentials`), which
+failures are retried (:mod:`~hardway.distribution.retry`), the registry's errors
 (:mod:`~hardway.distribution.errors`), progress bars (:mod:`~hardway.distribution.progress`),
 the ``oci:``/``docker-archive:``/``docker://`` names that tie the formats together
 (:mod:`~hardway.distribution.transports`) and the image commands of ``python -m hardway``
@@ -20,7 +20,8 @@ starts the course's own registry.
 
 Public contract (notebooks and labs import these): ``registry`` with ``Registry`` (its
 methods from every floor: ``push_blob``, ``get_manifest``, ``write_image``, …),
-``pull``, ``push`` and ``ACCEPT``; ``credentials.Credentials``;
+``pull``, ``push``, ``push_index``, ``delete``, ``login`` and ``ACCEPT``;
+``credentials.Credentials``, ``store_credentials``, ``erase_credentials``;
 ``auth.parse_challenges``. (Unpacking a pulled image is :mod:`hardway.image.unpack`.)
 
 Grading references — checks compare learners' answers with these:

@@ -10,8 +10,14 @@ The image commands of ``python -m hardway``, with skopeo's image names (see
     python -m hardway unpack oci:build/hello:v1 rootfs/         # every layer, safely
     python -m hardway copy oci:build/hello:v1 docker://127.0.0.1:5000/hello:v1   # push
     python -m hardway pull 127.0.0.1:5000/hello:v1 rootfs/      # pull and unpack
+    python -m hardway copy --all docker://HOST/multi:v1 docker://HOST/copy:v1  # an index
+    python -m hardway delete docker://127.0.0.1:5000/hello:v1   # the manifest, every tag
+    python -m hardway login 127.0.0.1:5000 --username learner   # then no --creds needed
+    python -m hardway logout 127.0.0.1:5000
 
-Registry names take ``--creds USER:PASS``, ``--authfile FILE`` and ``--insecure``.
+Registry names take ``--creds USER:PASS``, ``--authfile FILE`` and ``--insecure``; without
+``--creds``, credentials come from the docker config file that ``login`` writes
+(:mod:`hardway.distribution.credentials`: ``auths``, ``credHelpers``, ``credsStore``).
 
 ``unpack`` copies each layer to a temporary file first and checks its digest there, so
 no byte of a corrupt or tampered layer reaches the root filesystem
@@ -28,7 +34,12 @@ import tempfile
 from pathlib import Path
 
 from hardway.distribution.transports import read_image, write_image
-from hardway.errors import InvalidImageError
+from hardway.errors import (
+    BadImageNameError,
+    BadReferenceError,
+    HardwayError,
+    InvalidImageError,
+)
 from hardway.image.config import image_id
 from hardway.image.mediatypes import layer_media_type
 from hardway.image.mutate import from_dir
@@ -93,6 +104,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     copy.add_argument("src")
     copy.add_argument("dest")
     copy.add_argument("--platform", help="from a multi-platform image, take this one")
+    copy.add_argument(
+        "--all",
+        action="store_true",
+        help="copy a multi-platform image whole: every manifest and the index, byte for byte "
+        "(oci: and docker:// only; without it, the one for --platform or this machine)",
+    )
+    copy.add_argument(
+        "--archive-format",
+        choices=("legacy", "oci"),
+        default="legacy",
+        help="docker-archive: to write: legacy (<id>/layer.tar, as docker save did until "
+        "Docker 25, read by every docker load) or oci (Docker 25+: an OCI layout plus "
+        "manifest.json)",
+    )
     _registry_flags(copy)
     copy.set_defaults(func=_copy)
 
@@ -118,6 +143,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--config", action="store_true", help="the config's exact bytes")
     inspect.add_argument("--platform")
     inspect.set_defaults(func=_inspect)
+
+    delete = sub.add_parser(
+        "delete",
+        help="delete an image's manifest from a registry (its blobs go at garbage collection)",
+    )
+    delete.add_argument("image", help="docker://HOST/REPO:TAG or …@sha256:…")
+    _registry_flags(delete)
+    delete.set_defaults(func=_delete)
+
+    login = sub.add_parser(
+        "login",
+        help="check a user and password on a registry and remember them (like skopeo login)",
+        description="Checks the credentials against REGISTRY, then writes them where "
+        "docker does: through the credential helper the config file names for REGISTRY, "
+        "else into its 'auths' (base64, mode 0600). The file: --authfile, else "
+        "$REGISTRY_AUTH_FILE, else $DOCKER_CONFIG/config.json, else ~/.docker/config.json.",
+    )
+    login.add_argument("registry", help="a host: 127.0.0.1:5000, docker.io, …")
+    login.add_argument("--username", "-u", help="default: asked")
+    login.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (no prompt)"
+    )
+    _registry_flags(login)
+    login.set_defaults(func=_login)
+
+    logout = sub.add_parser("logout", help="forget the credentials of a registry")
+    logout.add_argument("registry")
+    logout.add_argument("--authfile", type=Path, metavar="FILE", help="a docker config.json")
+    logout.set_defaults(func=_logout)
 
 
 def _registry_flags(parser: argparse.ArgumentParser) -> None:
@@ -190,11 +244,94 @@ def _report(name: str, image) -> None:
 
 
 def _copy(args: argparse.Namespace) -> int:
+    from hardway.distribution.transports import parse_image_name, read_all, write_all
+    from hardway.image import archive
+
     with _registry_options(args):
+        if args.all:
+            raw, images = read_all(args.src)
+            digest = write_all(raw, images, args.dest)
+            print(args.dest)
+            print(f"  index     {digest} ({len(images)} manifests)")
+            return 0
         image = read_image(args.src, platform=_platform(args.platform))
-        write_image(image, args.dest)
+        dest = parse_image_name(args.dest)
+        if dest.transport == "docker-archive" and args.archive_format == "oci":
+            archive.write_image(
+                image, Path(dest.path), tags=[dest.ref] if dest.ref else [], layout="oci"
+            )
+        else:
+            write_image(image, dest)
     _report(args.dest, image)
     return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from hardway.distribution import registry
+    from hardway.distribution.transports import parse_image_name
+
+    name = parse_image_name(args.image)
+    if name.transport != "docker":
+        raise BadImageNameError(
+            f"delete works on docker://REF, not {name.transport}:",
+            fix="delete docker://HOST/REPO:TAG",
+        )
+    with _registry_options(args):
+        digest = registry.delete(name.path[2:])
+    print(f"deleted {digest} (and every tag on it) from {name.path[2:]}")
+    return 0
+
+
+def _registry_host(text: str) -> str:
+    """``https://127.0.0.1:5000/`` → ``127.0.0.1:5000``; Docker Hub's names → docker.io."""
+    host = text.split("://", 1)[-1].split("/", 1)[0]
+    if host in ("index.docker.io", "registry-1.docker.io"):
+        return "docker.io"
+    if not host:
+        raise BadReferenceError(f"{text!r} names no registry", fix="login 127.0.0.1:5000")
+    return host
+
+
+def _login(args: argparse.Namespace) -> int:
+    import getpass
+
+    from hardway.distribution import registry
+    from hardway.distribution.credentials import Credentials, store_credentials
+
+    host = _registry_host(args.registry)
+    username = args.username or input("Username: ").strip()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+    if not username or not password:
+        raise HardwayError(
+            "login needs a user name and a password",
+            fix=f"login {host} --username NAME --password-stdin",
+        )
+    credentials = Credentials(username, password)
+    with _registry_options(args):
+        registry.login(host, credentials)
+    where = store_credentials(host, credentials, authfile=args.authfile)
+    print(f"Login Succeeded! ({username} on {host}, stored in {_shown(where)})")
+    return 0
+
+
+def _shown(where: str) -> str:
+    """A path relative to the home directory, as ``~/…`` (no absolute paths in outputs)."""
+    home = str(Path.home())
+    return "~" + where[len(home) :] if where.startswith(home + "/") else where
+
+
+def _logout(args: argparse.Namespace) -> int:
+    from hardway.distribution.credentials import erase_credentials
+
+    host = _registry_host(args.registry)
+    if erase_credentials(host, authfile=args.authfile):
+        print(f"Removed login credentials for {host}")
+        return 0
+    print(f"Not logged in to {host}", file=sys.stderr)
+    return 1
 
 
 def _pull(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ the spec promises rather than trusting the server::
 
     GET  /v2/                                   ping (200, or 401 + a challenge)
     GET|HEAD|PUT /v2/<repo>/manifests/<ref>     manifests, with the full Accept list
+    DELETE /v2/<repo>/manifests/<digest>        a manifest, and every tag on it
     GET  /v2/<repo>/tags/list?n=                tags, page by page (Link: rel="next")
     GET  /v2/<repo>/blobs/<digest>              a blob, verified while it streams
     HEAD, POST, PATCH, PUT, DELETE …/blobs/…    a blob upload
@@ -39,12 +40,17 @@ from urllib.parse import urljoin
 import requests
 
 from hardway.distribution.auth import BearerAuth
-from hardway.distribution.credentials import load_credentials
+from hardway.distribution.credentials import Credentials, load_credentials
 from hardway.distribution.downloads import BlobDownloads
-from hardway.distribution.errors import check
+from hardway.distribution.errors import RegistryNotFoundError, check
 from hardway.distribution.options import Options, current_options
 from hardway.distribution.progress import ProgressReader, progress_bar
-from hardway.distribution.reference import Reference, parse_reference
+from hardway.distribution.reference import (
+    DOCKER_HUB,
+    DOCKER_HUB_API,
+    Reference,
+    parse_reference,
+)
 from hardway.distribution.uploads import BlobUploads
 from hardway.errors import DigestMismatchError, InvalidImageError
 from hardway.image.blobs import StoredImage, read_verified
@@ -63,7 +69,7 @@ from hardway.image.mediatypes import (
 from hardway.image.platform import Platform, host_platform
 from hardway.image.protocols import Image
 
-__all__ = ["ACCEPT", "Registry", "client_for", "pull", "push"]
+__all__ = ["ACCEPT", "Registry", "client_for", "delete", "login", "pull", "push", "push_index"]
 
 #: every manifest and index type we can read: without the OCI ones Distribution answers
 #: 404 MANIFEST_UNKNOWN for an OCI image, even though it has it
@@ -168,6 +174,17 @@ class Registry(BlobUploads, BlobDownloads):
         if theirs and theirs != str(ours):
             raise DigestMismatchError(f"{what}: the registry stored {theirs}, we sent {ours}")
         return ours
+
+    def delete_manifest(self, repository: str, ref: str) -> None:
+        """``DELETE`` a manifest by digest: every tag on it goes too (202 Accepted).
+
+        The blobs stay until the registry's garbage collection. Deleting by *tag* is
+        optional in the OCI spec; Distribution 2.8 refuses it (400 ``DIGEST_INVALID``), so
+        resolve the tag with :meth:`head_manifest` (a HEAD, which Docker Hub does not
+        count against its pull limit) and delete the digest.
+        """
+        response = self._send("DELETE", f"/v2/{repository}/manifests/{ref}", "manifest")
+        check(response, f"DELETE manifest {repository}:{ref}", 202)
 
     # --- whole images -------------------------------------------------------------------
 
@@ -333,18 +350,22 @@ class _Reading:
 # --- module-level API ------------------------------------------------------------------
 
 
-def client_for(ref: Reference | str, *, push: bool = False, **changes: Any) -> Registry:
+def client_for(
+    ref: Reference | str, *, push: bool = False, scope_action: str = "", **changes: Any
+) -> Registry:
     """A :class:`Registry` for ``ref``'s host, with credentials from
     :class:`~hardway.distribution.options.Options`.
 
     :param push: (optional) ask for push rights up front (a token with ``push,pull``)
+    :param scope_action: (optional) the action to ask for instead (``delete``)
     """
     ref = parse_reference(ref) if isinstance(ref, str) else ref
     options = current_options(**changes)
     credentials = options.credentials
     if credentials is None:
         credentials = load_credentials(ref.registry, authfile=options.authfile)
-    auth = BearerAuth(credentials, scopes=[ref.scope("push" if push else "pull")])
+    action = scope_action or ("push" if push else "pull")
+    auth = BearerAuth(credentials, scopes=[ref.scope(action)])
     return Registry(
         ref.api_host,
         auth=auth,
@@ -381,3 +402,56 @@ def push(image: Image, ref: Reference | str, **changes: Any) -> Digest:
             jobs=options.jobs,
             progress=options.progress,
         )
+
+
+def delete(ref: Reference | str, **changes: Any) -> Digest:
+    """Delete the manifest ``ref`` names (a tag is first resolved with a HEAD); returns
+    its digest. Every tag on that manifest is gone afterwards."""
+    ref = parse_reference(ref) if isinstance(ref, str) else ref
+    with client_for(ref, scope_action="delete", **changes) as registry:
+        found = registry.head_manifest(ref.repository, ref.identifier)
+        if found is None:
+            raise RegistryNotFoundError(f"{ref} does not exist", status_code=404)
+        registry.delete_manifest(ref.repository, str(found.digest))
+        return found.digest
+
+
+def login(registry: str, credentials: Credentials, **changes: Any) -> None:
+    """Check ``credentials`` on ``registry`` (a host) as ``docker login`` does: ``GET /v2/``
+    with them, answering the registry's challenge (Basic, or a token for no scope)."""
+    options = current_options(**changes)
+    api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+    auth = BearerAuth(credentials)
+    with Registry(
+        api_host,
+        auth=auth,
+        insecure=options.insecure,
+        timeout=options.timeout,
+        retry=options.retry_policy(),
+    ) as client:
+        client.ping()
+
+
+def push_index(
+    raw_index: bytes,
+    images: list[tuple[Descriptor, Image]],
+    ref: Reference | str,
+    **changes: Any,
+) -> Digest:
+    """Push a multi-platform image as it is: each manifest by its digest, then the index's
+    exact bytes (so its digest does not change) at ``ref``."""
+    ref = parse_reference(ref) if isinstance(ref, str) else ref
+    options = current_options(**changes)
+    media_type = parse_json(raw_index, "index").get("mediaType") or OCI_INDEX
+    with client_for(ref, push=True, **changes) as registry:
+        for descriptor, image in images:
+            registry.write_image(
+                image,
+                ref.repository,
+                str(descriptor.digest),
+                mount_from=options.mount_from,
+                chunk_size=options.chunk_size,
+                jobs=options.jobs,
+                progress=options.progress,
+            )
+        return registry.put_manifest(ref.repository, ref.identifier, raw_index, media_type)

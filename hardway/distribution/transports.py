@@ -23,9 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hardway.errors import BadImageNameError
+from hardway.errors import BadImageNameError, InvalidImageError
 from hardway.image import archive, layout
 from hardway.image.descriptor import Descriptor
+from hardway.image.jsondoc import parse_json
+from hardway.image.manifest import Index
+from hardway.image.mediatypes import INDEX_TYPES
 from hardway.image.mutate import convert
 from hardway.image.platform import Platform
 from hardway.image.protocols import Image
@@ -35,8 +38,10 @@ __all__ = [
     "ImageName",
     "Transport",
     "parse_image_name",
+    "read_all",
     "read_image",
     "register_transport",
+    "write_all",
     "write_image",
 ]
 
@@ -115,6 +120,46 @@ def write_image(image: Image, name: str | ImageName) -> Descriptor | None:
     if isinstance(name, str):
         name = parse_image_name(name)
     return TRANSPORTS[name.transport].write(image, name)
+
+
+def read_all(name: str | ImageName) -> tuple[bytes, list[tuple[Descriptor, Image]]]:
+    """A multi-platform image whole (``copy --all``): the index's exact bytes and every
+    manifest it lists, as an image (an attestation manifest is one too: its "layers" are
+    in-toto statements). Only ``oci:`` and ``docker://`` hold indexes."""
+    name = parse_image_name(name) if isinstance(name, str) else name
+    if name.transport == "oci":
+        raw = layout.read_raw_index(Path(name.path), name.ref)
+        opener = lambda d: layout.read_image_at(Path(name.path), d)  # noqa: E731
+    elif name.transport == "docker":
+        from hardway.distribution import registry
+        from hardway.distribution.reference import parse_reference
+
+        ref = parse_reference(name.path[2:])
+        client = registry.client_for(ref)
+        raw, _ = client.get_manifest(ref.repository, ref.identifier)
+        opener = lambda d: client.read_image(ref.repository, str(d.digest))  # noqa: E731
+    else:
+        raise BadImageNameError(f"{name}: --all copies from oci: or docker://")
+    if parse_json(raw, "manifest").get("mediaType") not in INDEX_TYPES.values():
+        raise InvalidImageError(
+            f"{name} is a single image, not a multi-platform one", fix="copy it without --all"
+        )
+    return raw, [(d, opener(d)) for d in Index.from_json(raw).manifests]
+
+
+def write_all(raw_index: bytes, images: list[tuple[Descriptor, Image]], name: str | ImageName):
+    """Write what :func:`read_all` read: every manifest, then the index, byte for byte;
+    returns the index's digest (the same as the source's)."""
+    name = parse_image_name(name) if isinstance(name, str) else name
+    if name.transport == "oci":
+        return layout.write_raw_index(
+            raw_index, [i for _, i in images], Path(name.path), tag=name.ref
+        ).digest
+    if name.transport == "docker":
+        from hardway.distribution import registry
+
+        return registry.push_index(raw_index, images, name.path[2:])
+    raise BadImageNameError(f"{name}: --all copies to oci: or docker://")
 
 
 def _write_oci(image: Image, name: ImageName) -> Descriptor:

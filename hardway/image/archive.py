@@ -14,9 +14,19 @@ layer tars, bottom first::
     repositories               legacy tags: {"hello": {"latest": "<id of the top layer>"}}
 
 ``manifest.json`` came with Docker 1.10 (format "v1.2"); before it, an archive had only
-the legacy files, and a layer's ``json`` chained to its ``parent``. :func:`write_image`
-writes both, as ``docker save`` did until Docker 25, so any ``docker load`` (or skopeo)
-reads it; :func:`read_image` reads both, preferring ``manifest.json``.
+the legacy files, and a layer's ``json`` chained to its ``parent``. Since Docker 25,
+``docker save`` writes an OCI image layout instead of the ``<id>/`` directories, and
+keeps ``manifest.json`` and ``repositories`` beside it for older readers::
+
+    oci-layout, index.json     an OCI layout: index.json names the image's manifest
+    blobs/sha256/<hex>         manifest, config, and each layer (still uncompressed)
+    manifest.json              as above, its paths pointing into blobs/
+
+:func:`read_image` reads all three, preferring ``manifest.json``; from a Docker 25
+archive it takes the manifest itself out of ``blobs/``, so the digest is the one Docker
+would push. :func:`write_image` writes the legacy layout by default (``layout="oci"``:
+Docker 25's): every ``docker load`` since 1.10, and skopeo, read it, and the course's
+digests and checks were made with it; Docker 25+ loads both.
 
 An archive has no manifest, so reading one *makes* a Docker V2.2 manifest for it. Its
 layers are whatever the tar holds (usually uncompressed tars, media type
@@ -44,8 +54,14 @@ from hardway.image.config import ImageConfig, chain_ids
 from hardway.image.descriptor import Descriptor
 from hardway.image.digest import Digest, sha256_digest
 from hardway.image.jsondoc import canonical_json, parse_json
-from hardway.image.manifest import Manifest
-from hardway.image.mediatypes import CONFIG_TYPES, MANIFEST_TYPES, layer_media_type
+from hardway.image.manifest import ANNOTATION_REF_NAME, Manifest
+from hardway.image.mediatypes import (
+    CONFIG_TYPES,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    layer_media_type,
+)
 from hardway.image.protocols import Image
 from hardway.sys.atomic import temporary_file
 
@@ -74,12 +90,19 @@ def normalize_tag(ref: str) -> str:
 # --- writing ----------------------------------------------------------------------------
 
 
-def write_image(image: Image, path: Path | str, *, tags: Sequence[str] = ()) -> None:
+def write_image(
+    image: Image, path: Path | str, *, tags: Sequence[str] = (), layout: str = "legacy"
+) -> None:
     """Write ``image`` as a ``docker load`` tarball at ``path`` (replacing the file).
 
     Layers are stored uncompressed, as ``docker save`` does, and each is checked against
-    its diff_id on the way.
+    its diff_id on the way. ``layout``: ``"legacy"`` (``<id>/layer.tar``, Docker < 25)
+    or ``"oci"`` (Docker 25+: an OCI layout plus ``manifest.json``).
     """
+    if layout == "oci":
+        return _write_oci_archive(image, Path(path), [normalize_tag(t) for t in tags])
+    if layout != "legacy":
+        raise InvalidImageError(f"layout={layout!r}: write 'legacy' or 'oci'")
     path = Path(path)
     config = image.config()
     raw_config = image.raw_config()
@@ -108,6 +131,63 @@ def write_image(image: Image, path: Path | str, *, tags: Sequence[str] = ()) -> 
         out.close()
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+
+
+def _write_oci_archive(image: Image, path: Path, tags: list[str]) -> None:
+    """Docker 25's ``docker save``: an OCI layout whose layers are uncompressed tars (so a
+    layer's digest *is* its diff_id), plus ``manifest.json`` and ``repositories``."""
+    raw_config = image.raw_config()
+    config_desc = Descriptor.of(raw_config, CONFIG_TYPES["oci"])
+    diff_ids = image.config().rootfs.diff_ids
+    with temporary_file(path.parent, ".tar") as (tmp, out):
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            _add_dir(tar, "blobs")
+            _add_dir(tar, "blobs/sha256")
+            layers = []
+            for layer, diff_id in zip(image.layers(), diff_ids, strict=True):
+                with _uncompressed_file(layer) as (tar_file, size):
+                    tar.addfile(_info(f"blobs/sha256/{diff_id.encoded}", size), tar_file)
+                layers.append(Descriptor(layer_media_type("oci", "none"), diff_id, size))
+            _add_bytes(tar, f"blobs/sha256/{config_desc.digest.encoded}", raw_config)
+            raw = Manifest(config_desc, tuple(layers), media_type=MANIFEST_TYPES["oci"]).to_json()
+            manifest_desc = Descriptor.of(raw, MANIFEST_TYPES["oci"])
+            _add_bytes(tar, f"blobs/sha256/{manifest_desc.digest.encoded}", raw)
+            entries = [
+                {
+                    **manifest_desc.to_dict(),
+                    "annotations": {
+                        "io.containerd.image.name": _full_name(tag),
+                        ANNOTATION_REF_NAME: tag.rpartition(":")[2],
+                    },
+                }
+                for tag in tags
+            ] or [manifest_desc.to_dict()]
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+            _add_bytes(tar, "index.json", canonical_json(index))
+            _add_bytes(tar, "oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
+            names = [f"blobs/sha256/{d.encoded}" for d in diff_ids]
+            entry = {
+                "Config": f"blobs/sha256/{config_desc.digest.encoded}",
+                "RepoTags": tags,
+                "Layers": names,
+            }
+            _add_bytes(tar, "manifest.json", canonical_json([entry]))
+            if diff_ids and tags:
+                repositories: dict[str, dict[str, str]] = {}
+                for tag in tags:
+                    name, _, version = tag.rpartition(":")
+                    repositories.setdefault(name, {})[version] = diff_ids[-1].encoded
+                _add_bytes(tar, "repositories", canonical_json(repositories))
+        out.close()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+
+
+def _full_name(tag: str) -> str:
+    """``hello:latest`` → ``docker.io/library/hello:latest`` (containerd's image name)."""
+    name = tag if "/" in tag.split(":")[0] else f"library/{tag}"
+    first = name.split("/")[0]
+    return name if "." in first or ":" in first or first == "localhost" else f"docker.io/{name}"
 
 
 def _v1_json(config: ImageConfig, raw_config: bytes, ids: list[str], i: int) -> dict[str, Any]:
@@ -302,13 +382,49 @@ def read_image(path: Path | str, ref: str | None = None) -> StoredImage:
         layers=tuple(Descriptor(layer_media_type(fmt, c), d, s) for d, s, c in layers),
         media_type=MANIFEST_TYPES[fmt],
     )
+    raw_manifest = _saved_manifest(archive, manifest) or manifest.to_json()
 
     def opener(digest: Digest) -> BinaryIO:
         if digest not in where:
             raise ImageNotFoundError(f"{path} has no layer {digest}")
         return archive.open(where[digest])  # type: ignore[return-value]
 
-    return StoredImage(manifest.to_json(), raw_config, opener)
+    return StoredImage(raw_manifest, raw_config, opener)
+
+
+def _saved_manifest(archive: _Archive, made: Manifest) -> bytes | None:
+    """The manifest a Docker 25+ archive keeps in ``blobs/`` for this image (same config,
+    same layers), its exact bytes; ``None`` in an older archive. ``index.json`` may name
+    it directly (classic image store) or through an image index (containerd store)."""
+    if "oci-layout" not in archive.members or "index.json" not in archive.members:
+        return None
+    entries = list(archive.json("index.json").get("manifests") or [])
+    for _ in range(64):  # a few levels of indexes at most; never loop on a cycle
+        if not entries:
+            break
+        entry = entries.pop(0)
+        raw = _blob(archive, str(entry.get("digest", "")))
+        if raw is None:
+            continue  # Docker saves only this platform's blobs of a multi-platform image
+        if entry.get("mediaType") in INDEX_TYPES.values():
+            entries += parse_json(raw, "index").get("manifests") or []
+        elif entry.get("mediaType") in MANIFEST_TYPES.values():
+            saved = Manifest.from_json(raw)
+            same_layers = [d.digest for d in saved.layers] == [d.digest for d in made.layers]
+            if saved.config.digest == made.config.digest and same_layers:
+                return raw
+    return None
+
+
+def _blob(archive: _Archive, digest: str) -> bytes | None:
+    """``blobs/<alg>/<hex>`` of the archive, checked against its name; ``None`` if absent."""
+    name = "blobs/" + digest.replace(":", "/", 1)
+    if ":" not in digest or name not in archive.members:
+        return None
+    raw = archive.read(name)
+    if str(sha256_digest(raw)) != digest:
+        raise InvalidImageError(f"{archive.path}: {name} does not hash to its name")
+    return raw
 
 
 def _pick(archive: _Archive, ref: str | None) -> tuple[str, list[str]]:

@@ -40,10 +40,13 @@ __all__ = [
     "blob_path",
     "init_layout",
     "read_image",
+    "read_image_at",
     "read_index",
+    "read_raw_index",
     "tags",
     "write_image",
     "write_index",
+    "write_raw_index",
 ]
 
 LAYOUT_VERSION = "1.0.0"
@@ -115,6 +118,22 @@ def read_image(
     raise InvalidImageError(f"{path}: indexes nested too deep below {descriptor.digest}")
 
 
+def read_raw_index(path: Path | str, tag: str | None = None) -> bytes:
+    """The exact bytes of the multi-platform image tagged ``tag`` (or the only one)."""
+    path = Path(path)
+    descriptor = _entry(path, read_index(path), tag)
+    if descriptor.media_type not in _INDEXES:
+        raise InvalidImageError(f"{path}:{tag or ''} is a single image, not an index")
+    return BlobDir(path / "blobs").read(descriptor)
+
+
+def read_image_at(path: Path | str, descriptor: Descriptor) -> StoredImage:
+    """The image whose manifest ``descriptor`` names (an entry of an index)."""
+    blobs = BlobDir(Path(path) / "blobs")
+    raw = blobs.read(descriptor)
+    return StoredImage(raw, blobs.read(Manifest.from_json(raw).config), blobs.open_raw)
+
+
 def _entry(path: Path, index: Index, tag: str | None) -> Descriptor:
     if tag is not None:
         found = index.tagged(tag)
@@ -158,6 +177,20 @@ def write_index(
     raw = Index(tuple(describe(images)), media_type=INDEX_TYPES[fmt]).to_json()
     blobs.write_bytes(raw)
     return _tag(path, Descriptor.of(raw, INDEX_TYPES[fmt]), tag)
+
+
+def write_raw_index(
+    raw: bytes, images: Sequence[Image], path: Path | str, *, tag: str | None = None
+) -> Descriptor:
+    """Write a multi-platform image as it was: its manifests, then the index ``raw``, byte
+    for byte (its digest stays what it was, attestation entries and all)."""
+    path = init_layout(path)
+    blobs = BlobDir(path / "blobs")
+    for image in images:
+        _write_blobs(image, blobs)
+    media_type = parse_json(raw, "index").get("mediaType") or OCI_INDEX
+    blobs.write_bytes(raw)
+    return _tag(path, Descriptor.of(raw, media_type), tag)
 
 
 def _write_blobs(image: Image, blobs: BlobDir) -> None:

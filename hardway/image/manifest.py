@@ -116,7 +116,11 @@ class Index(Document):
         return "docker" if self.media_type == DOCKER_MANIFEST_LIST else "oci"
 
     def select(self, wanted: Platform) -> Descriptor:
-        """The first manifest whose platform matches ``wanted`` (what ``docker pull`` picks)."""
+        """The first manifest whose platform matches ``wanted`` (what ``docker pull`` picks).
+
+        Entries without a platform are skipped, and so, by the same comparison, are
+        BuildKit's attestation entries: they carry the platform ``unknown/unknown``.
+        """
         for descriptor in self.manifests:
             if descriptor.platform is not None and descriptor.platform.matches(wanted):
                 return descriptor

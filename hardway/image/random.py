@@ -103,9 +103,15 @@ def random_image(
     return StoredImage(manifest.to_json(), raw_config, opener)
 
 
+#: the ``vnd.docker.reference.type`` of BuildKit's attestation (SBOM, provenance) entries
+ATTESTATION = "attestation-manifest"
+
+
 def random_index(rng: random.Random) -> tuple[Index, list[Platform]]:
     """A random index and the platforms in it: several, a variant or two, and (OCI only)
-    an attestation entry with no platform, as BuildKit adds. Labs 06 and 08 pick from it."""
+    an attestation entry as BuildKit adds one — platform ``unknown/unknown``, annotated
+    with the digest of the image it attests — and an entry with no platform at all (the
+    spec makes ``platform`` optional: an artifact, say). Labs 06 and 08 pick from it."""
     platforms = [
         Platform("amd64", "linux"),
         Platform("arm64", "linux", "v8"),
@@ -118,6 +124,12 @@ def random_index(rng: random.Random) -> tuple[Index, list[Platform]]:
     docker = rng.random() < 0.4
     kind = (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST) if docker else (OCI_INDEX, OCI_MANIFEST)
     entries = [Descriptor.of(rng.randbytes(32), kind[1], platform=p) for p in chosen]
-    if kind[0] == OCI_INDEX:  # an attestation manifest, as BuildKit adds: no usable platform
+    if kind[0] == OCI_INDEX:
         entries.insert(rng.randint(0, len(entries)), Descriptor.of(rng.randbytes(8), kind[1]))
+        attested = str(next(e.digest for e in entries if e.platform is not None))
+        notes = {"vnd.docker.reference.digest": attested, "vnd.docker.reference.type": ATTESTATION}
+        unknown = Platform("unknown", "unknown")
+        entries.append(
+            Descriptor.of(rng.randbytes(8), kind[1], platform=unknown, annotations=notes)
+        )
     return Index(tuple(entries), media_type=kind[0]), chosen

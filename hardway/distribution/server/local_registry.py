@@ -17,8 +17,14 @@ from different processes, and a stale pid must never lead to killing a stranger
 This module is the public API on top of the package: :func:`status`, :func:`start` with
 a :class:`~hardway.distribution.server.config.RegistryConfig`, :func:`start_mode` in one
 of the course's auth modes (:mod:`~hardway.distribution.server.modes`),
-:func:`ensure_running`, :func:`stop`, who owns a registry (:func:`claim`), and the
-``registry start|stop|status`` command.
+:func:`ensure_running`, :func:`stop`, who owns a registry (:func:`claim`), its
+:func:`garbage_collect`, and the ``registry start|stop|status|gc`` command.
+
+Why garbage collection stops the registry: deleting a manifest only unlinks it; its blobs
+stay on disk until ``registry garbage-collect`` marks every blob some manifest still
+references and sweeps the rest. A push running during the sweep could reference a blob
+the mark phase did not see, and lose it, so Distribution's documentation asks for the
+registry to be stopped (or read-only) while it runs.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import atexit
 import contextlib
 import errno
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -66,10 +73,12 @@ from hardway.sys.atomic import write_atomic
 from hardway.sys.proc import argv_of
 
 __all__ = [
+    "Collected",
     "RegistryStatus",
     "binary",
     "claim",
     "ensure_running",
+    "garbage_collect",
     "register",
     "start",
     "start_mode",
@@ -151,7 +160,12 @@ def _our_pid(paths: RegistryPaths) -> int | None:
 
 
 def _answers(url: str, timeout: float = 0.5) -> bool:
-    """Does a Distribution registry answer ``GET /v2/`` (200, or 401 when auth is on)?"""
+    """Does a Distribution registry answer ``GET /v2/`` (200, or 401 when auth is on)?
+
+    The ``Docker-Distribution-Api-Version`` header tells *Distribution* (the server this
+    module starts) from another program on the port; the OCI spec does not require it,
+    so a client talking to any registry must not rely on it.
+    """
     try:
         with requests.Session() as session:
             session.trust_env = False  # an HTTP(S)_PROXY must not swallow 127.0.0.1
@@ -436,6 +450,98 @@ def stop_at(root: Path, *, timeout: float = 10.0) -> bool:
     return stopped
 
 
+# --- garbage collection ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What one garbage collection did: the storage's size before and after (bytes),
+    and the blobs and manifests Distribution found unreferenced ("eligible")."""
+
+    before: int
+    after: int
+    blobs: int
+    manifests: int
+
+    def __str__(self) -> str:
+        return (
+            f"garbage-collect: {self.blobs} blob(s) and {self.manifests} manifest(s) "
+            f"eligible; storage {self.before:,} → {self.after:,} bytes"
+        )
+
+
+def _storage_size(root: Path) -> int:
+    """Bytes of every file under ``root`` (what ``du --apparent-size`` counts)."""
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def garbage_collect(
+    port: int | None = None,
+    *,
+    delete_untagged: bool = False,
+    dry_run: bool = False,
+    timeout: float = 15.0,
+) -> Collected:
+    """``docker-registry garbage-collect`` on our registry's storage, with the registry
+    stopped for the sweep and started again (same config) if it was running.
+
+    :param delete_untagged: (optional) also delete manifests no tag points at (``-m``):
+        an image pushed by digest only goes too — and a multi-platform image's manifests,
+        which only its index references, in Distribution 2.8
+    :param dry_run: (optional) only report what would go
+    :raises RegistryConfigError: the registry on ``port`` was never started here
+    """
+    port = default_port() if port is None else port
+    paths = RegistryPaths.for_port(port)
+    if not paths.config.is_file():
+        raise RegistryConfigError(
+            f"there is no registry state for port {port} here",
+            fix=f"python -m hardway registry start --port {port}",
+        )
+    v2 = paths.data / "docker" / "registry" / "v2"
+    if not (v2 / "repositories").is_dir() or not (v2 / "blobs").is_dir():
+        size = _storage_size(paths.data)  # no blob was ever pushed: Distribution would fail
+        return Collected(size, size, 0, 0)
+    exe = binary()
+    argv = [str(exe), "garbage-collect", str(paths.config)]
+    argv += ["--delete-untagged"] * delete_untagged + ["--dry-run"] * dry_run
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    with paths.locked():
+        was_running = _our_pid(paths) is not None
+        before = _storage_size(paths.data)
+        if was_running:
+            _stop_locked(paths, timeout=10.0)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        finally:
+            if was_running:
+                _restart_locked(exe, paths, port, timeout)
+        if done.returncode != 0:
+            raise RegistryServerError(
+                f"registry garbage-collect exited with {done.returncode}: "
+                f"{done.stderr.strip()[-400:] or done.stdout.strip()[-400:]}"
+            )
+        after = _storage_size(paths.data)
+    found = re.search(r"(\d+) blobs and (\d+) manifests eligible", done.stdout + done.stderr)
+    blobs, manifests = (int(found[1]), int(found[2])) if found else (0, 0)
+    return Collected(before, after, blobs, manifests)
+
+
+def _restart_locked(exe: Path, paths: RegistryPaths, port: int, timeout: float) -> None:
+    """Start the registry again with the config file it ran with."""
+    url = f"http://127.0.0.1:{port}"
+    paths.pid.unlink(missing_ok=True)
+    child, offset = _spawn(exe, paths)
+    ready, _ = process.wait_ready(child, lambda: _answers(url), timeout)
+    if not ready:
+        paths.pid.unlink(missing_ok=True)
+        raise RegistryServerError(
+            f"the registry did not come back after garbage-collect:\n"
+            f"{process.log_tail(paths.log, offset)}",
+            fix=f"python -m hardway registry start --port {port}",
+        )
+
+
 # --- the command line ------------------------------------------------------------
 
 
@@ -468,6 +574,11 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gc(args: argparse.Namespace) -> int:
+    print(garbage_collect(args.port, delete_untagged=args.delete_untagged, dry_run=args.dry_run))
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     current = status(args.port)
     print(current)
@@ -493,6 +604,12 @@ def register(subparsers: argparse._SubParsersAction, more: tuple[Action, ...] = 
         ("start", _cmd_start, "start it (or leave it running) and print its URL"),
         ("stop", _cmd_stop, "stop it; stopping a stopped registry is fine"),
         ("status", _cmd_status, "print its state; exit status 3 when it is not running"),
+        (
+            "gc",
+            _cmd_gc,
+            "garbage-collect its storage: blobs no manifest references are deleted (it is "
+            "stopped meanwhile, then started again)",
+        ),
         *more,
     ):
         action = actions.add_parser(name, help=text, description=text)
@@ -509,5 +626,14 @@ def register(subparsers: argparse._SubParsersAction, more: tuple[Action, ...] = 
                 default="none",
                 help="none; basic (htpasswd, user learner); token (with the course's token "
                 "service as a detached process)",
+            )
+        if name == "gc":
+            action.add_argument(
+                "--delete-untagged",
+                action="store_true",
+                help="also delete manifests no tag points at",
+            )
+            action.add_argument(
+                "--dry-run", action="store_true", help="only report what would be deleted"
             )
         action.set_defaults(func=func)
