@@ -53,12 +53,12 @@ BAD = [
     ("", 1, "no FROM"),
     ("# just a comment\n", 1, "no FROM"),
     ("RUN echo\nFROM a\n", 1, "before the first FROM"),
-    ("FROM a\nHEALTHCHECK CMD true\n", 2, "HEALTHCHECK"),
-    ("FROM a\n\nONBUILD RUN x\n", 3, "ONBUILD"),
-    ('FROM a\nSHELL ["/bin/bash", "-c"]\n', 2, "SHELL"),
-    ("FROM a\nVOLUME /data\n", 2, "VOLUME"),
+    ("FROM a\nHEALTHCHECK --interval 30s CMD true\n", 2, "HEALTHCHECK"),
+    ("FROM a\n\nONBUILD FROM x\n", 3, "ONBUILD FROM"),
+    ("FROM a\nONBUILD ONBUILD RUN x\n", 2, "not allowed"),
+    ("FROM a\nMAINTAINER me\n", 2, "LABEL maintainer"),
+    ("FROM a\nCOPY --chown=1 <<EOF /x\nno end\n", 2, "no closing line"),
     ("FROM a\nFROBNICATE x\n", 2, "unknown instruction"),
-    ("FROM a\nRUN <<EOF\necho\nEOF\n", 2, "heredoc"),
     ("FROM a\nRUN --mount=type=cache,target=/x make\n", 2, "--mount"),
     ("FROM a\nCOPY --link a b\n", 2, "--link"),
     ("FROM --platform=linux/arm64 a\n", 1, "--platform"),
@@ -90,6 +90,39 @@ def test_bad_dockerfiles_name_the_line(text: str, line: int, word: str) -> None:
     assert "Dockerfile.bad" in str(error) and error.line == line
     if line:
         assert f"line {line}:" in str(error)
+
+
+def test_heredocs_as_dockers_frontend_reads_them() -> None:
+    text = (
+        "FROM a\nRUN <<EOF\necho one\n# not a comment here\nEOF\n"
+        "COPY <<-'CONF' <<TWO /etc/\n\tkey=$V\n\tCONF\nx=$V\nTWO\n"
+        "RUN cat <<EOF >/x\nhi\nEOF\nCMD done\n"
+    )
+    run, copy, cat, cmd = parse(text).stages[0].instructions
+    assert (run.line, run.args, [(d.name, d.content) for d in run.heredocs]) == (
+        2, "<<EOF", [("EOF", "echo one\n# not a comment here\n")]
+    )  # fmt: skip
+    conf, two = copy.heredocs
+    assert (conf.name, conf.chomp, conf.expand, conf.text) == ("CONF", True, False, "key=$V\n")
+    assert (two.name, two.chomp, two.expand, two.text) == ("TWO", False, True, "x=$V\n")
+    assert (cat.line, cat.args, cat.heredocs[0].content) == (11, "cat <<EOF >/x", "hi\n")
+    assert (cmd.line, cmd.keyword, cmd.heredocs) == (14, "CMD", ())
+
+
+def test_new_instructions_parse_with_their_flags() -> None:
+    text = (
+        "FROM a\nVOLUME /data\nSTOPSIGNAL SIGINT\n"
+        "HEALTHCHECK --interval=5s --retries=2 CMD true\nSHELL [\"/bin/ash\", \"-c\"]\n"
+        "ONBUILD COPY --chown=1 . /app\n"
+    )
+    got = [(i.keyword, i.args, dict(i.flags)) for i in parse(text).stages[0].instructions]
+    assert got == [
+        ("VOLUME", "/data", {}),
+        ("STOPSIGNAL", "SIGINT", {}),
+        ("HEALTHCHECK", "CMD true", {"interval": "5s", "retries": "2"}),
+        ("SHELL", '["/bin/ash", "-c"]', {}),
+        ("ONBUILD", "COPY --chown=1 . /app", {}),
+    ]
 
 
 def test_a_tab_separates_keyword_and_flags() -> None:
