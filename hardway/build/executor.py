@@ -36,6 +36,7 @@ and config blob and a selector from its key to them: a hit loads the stored resu
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -58,7 +59,7 @@ from hardway.build.dockerfile import (
     split_words,
     substitute,
 )
-from hardway.build.runconfig import configured, join_workdir, shell_of
+from hardway.build.runconfig import configured, from_base, join_workdir, shell_of
 from hardway.build.stage import ImageState, StageState, base_reference, known, read_base
 from hardway.build.stepkey import copy_created_by, created_by, step_key
 from hardway.errors import BuildError, ContainerError, DockerfileError, HardwayError
@@ -197,9 +198,8 @@ class Executor:
                 ) from None
             state = ImageState(image.config(), list(image.layers()), image.raw_config())
         triggers = list(state.config.config.extra.get("OnBuild") or ())
-        if triggers:  # they fire once, in this child, which does not pass them on
-            extra = {k: v for k, v in state.config.config.extra.items() if k != "OnBuild"}
-            run = replace(state.config.config, extra=extra)
+        run = from_base(state.config.config)  # no triggers (they fire here), a PATH
+        if run != state.config.config:
             state = ImageState(replace(state.config, config=run), state.layers)
         root = self.workdir / f"stage-{index}" / "rootfs"
         current = StageState(index, state, {}, root)
@@ -390,8 +390,9 @@ class Executor:
                 items += copy_plan(documents, named, dest, workdir, where="the heredocs")
         except BuildError as exc:
             raise self._fail(inst, exc.message, exc.fix) from None
-        if inst.keyword == "ADD":
-            items = [replace(i, unpack=True) if is_archive(i) else i for i in items]
+        if inst.keyword == "ADD":  # an archive unpacks into the destination directory
+            into = (lambda i: os.path.dirname(i.dest)) if dest.endswith("/") else (lambda i: i.dest)
+            items = [replace(i, unpack=True, dest=into(i)) if is_archive(i) else i for i in items]
         return items, copy_content(items)
 
     def _filesystem_step(

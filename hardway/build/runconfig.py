@@ -32,7 +32,19 @@ from hardway.build.dockerfile import DEFAULT_SHELL, exec_form, split_words
 from hardway.errors import DockerfileError
 from hardway.image.config import ContainerConfig
 
-__all__ = ["argv_of", "configured", "duration", "healthcheck", "join_workdir", "shell_of"]
+__all__ = [
+    "DEFAULT_PATH",
+    "argv_of",
+    "configured",
+    "duration",
+    "from_base",
+    "healthcheck",
+    "join_workdir",
+    "shell_of",
+]
+
+#: the ``PATH`` a build gives an image whose base has none (``scratch`` too), as Docker does
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #: ``HEALTHCHECK`` options and the key Docker writes each under
 _HEALTH_DURATIONS = {
@@ -103,6 +115,20 @@ def configured(
     elif keyword == "ONBUILD":
         extra["OnBuild"] = [*(run.extra.get("OnBuild") or ()), text]
     return replace(run, **changes, extra=extra), cmd_set
+
+
+def from_base(run: ContainerConfig) -> ContainerConfig:
+    """The run settings a stage starts from after ``FROM``: the base image's, with its
+    ``OnBuild`` triggers dropped (they fire in this build, and only here) and a ``PATH``
+    if it had none — BuildKit's rule ("make sure that PATH is always set"), which
+    buildah follows too.
+
+    >>> from_base(ContainerConfig(extra={"OnBuild": ["RUN x"]}))
+    ContainerConfig(user='', exposed_ports=(), env=('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',), entrypoint=None, cmd=None, volumes=(), working_dir='', labels={}, stop_signal='', extra={})
+    """  # noqa: E501
+    extra = {k: v for k, v in run.extra.items() if k != "OnBuild"}
+    env = run.env if "PATH" in run.env_dict() else (*run.env, f"PATH={DEFAULT_PATH}")
+    return replace(run, env=env, extra=extra)
 
 
 def shell_of(run: ContainerConfig) -> tuple[str, ...]:
