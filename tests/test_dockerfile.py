@@ -112,7 +112,7 @@ def test_heredocs_as_dockers_frontend_reads_them() -> None:
 def test_new_instructions_parse_with_their_flags() -> None:
     text = (
         "FROM a\nVOLUME /data\nSTOPSIGNAL SIGINT\n"
-        "HEALTHCHECK --interval=5s --retries=2 CMD true\nSHELL [\"/bin/ash\", \"-c\"]\n"
+        'HEALTHCHECK --interval=5s --retries=2 CMD true\nSHELL ["/bin/ash", "-c"]\n'
         "ONBUILD COPY --chown=1 . /app\n"
     )
     got = [(i.keyword, i.args, dict(i.flags)) for i in parse(text).stages[0].instructions]

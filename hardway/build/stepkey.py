@@ -32,8 +32,9 @@ def created_by(
 ) -> str:
     """The history text of a step, Docker-style; it is also what its cache key hashes.
 
-    ``RUN`` shows its command, *argv* if given (``SHELL``, heredocs), prefixed ``|N K=V`` by the build arguments in scope, whose
-    values change what it does); everything else is ``/bin/sh -c #(nop)`` and the
+    ``RUN`` shows its command, *argv* if given (``SHELL``, heredocs), prefixed
+    ``|N K=V`` by the build arguments in scope (whose values change what it does);
+    everything else is ``/bin/sh -c #(nop)`` and the
     instruction with its variables replaced.
 
     >>> created_by(Instruction("RUN", "echo hi", 1), "echo hi", {"V": "1"})

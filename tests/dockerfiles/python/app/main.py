@@ -1,2 +1,4 @@
 import json
-print(json.load(open("/app/data.json")))
+
+with open("/app/data.json") as fh:
+    print(json.load(fh))
