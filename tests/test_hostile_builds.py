@@ -214,7 +214,7 @@ def test_add_of_a_hostile_archive_stays_inside_the_root(tmp_path, outside, metho
     hostile_archive(ctx / "bad.tar.gz", outside, entry)
     (ctx / "Dockerfile").write_text("FROM scratch\nADD bad.tar.gz /opt/\n")
     if entry != "link":
-        with pytest.raises(HardwayError, match="line 2: ADD failed: .*unsafe layer entry"):
+        with pytest.raises(HardwayError, match=r"line 2: ADD failed: .*unsafe layer entry"):
             built_root(ctx, tmp_path, method)
         return
     root = built_root(ctx, tmp_path, method)
