@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hardway.build import capture, copyplan, runconfig
+from hardway.build import copyplan, runconfig
 from hardway.build.cache import Cache
 from hardway.build.dockerbuild import build
 from hardway.course import leftovers
@@ -40,20 +40,6 @@ def seeded(registry, tmp_path_factory) -> str:
     seed_base_image(registry.port)
     seed_python_image(registry.port, cache=Cache(tmp_path_factory.mktemp("seed-cache")))
     return f"127.0.0.1:{registry.port}"
-
-
-@pytest.fixture
-def executions(monkeypatch) -> list[str]:
-    """Every filesystem step that really ran (RUN, COPY, WORKDIR), by kind."""
-    ran: list[str] = []
-    real = capture.changes
-
-    def counting(lower, work, action, *args, **kwargs):
-        ran.append(action["kind"])
-        return real(lower, work, action, *args, **kwargs)
-
-    monkeypatch.setattr(capture, "changes", counting)
-    return ran
 
 
 def context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
@@ -620,8 +606,8 @@ def test_sigint_to_the_cli_leaves_nothing(seeded, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["capture", "copyplan", "dockerbuild", "executor", "inroot", "result", "runconfig", "stage",
-     "stepkey"],
+    ["capture", "copyplan", "dockerbuild", "dockerignore", "executor", "inroot", "result",
+     "runconfig", "stage", "stepkey"],
 )  # fmt: skip
 def test_doctests(module: str) -> None:
     import doctest

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import doctest
+import os
 
 import pytest
 
 import hardway.build.dockerfile
+from hardway.build import dockerignore
 from hardway.build.dockerfile import (
     Instruction,
     command,
@@ -220,3 +222,56 @@ def test_logical_lines_keep_numbers_of_first_lines() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(hardway.build.dockerfile).failed == 0
+
+
+# -- .dockerignore ---------------------------------------------------------------------------
+
+#: (.dockerignore, name in the context, ignored?) — the Docker CLI's pattern rules
+IGNORE_CASES = [
+    ("secret.txt", "secret.txt", True),
+    ("secret.txt", "sub/secret.txt", False),  # relative to the top, not anywhere
+    ("/secret.txt", "secret.txt", True),  # a leading / is dropped
+    ("**/*.log", "a.log", True),  # ** is none or more directories
+    ("**/*.log", "x/y/z.log", True),
+    ("*.log", "x/z.log", False),  # * stays within one name
+    ("a/**/b", "a/b", True),
+    ("a/**/b", "a/x/y/b", True),
+    ("docs", "docs/deep/file.md", True),  # a matching directory takes all below it
+    ("docs/*.md\n!docs/keep.md", "docs/keep.md", False),  # the last match wins
+    ("!docs/keep.md\ndocs/*.md", "docs/keep.md", True),
+    ("# note\n  ./build// ", "build/out.o", True),  # cleaned like a path, blanks trimmed
+    ("file?.txt", "file1.txt", True),
+    ("file?.txt", "file10.txt", False),
+    ("[a-c].txt", "b.txt", True),
+    ("[^a-c].txt", "b.txt", False),
+    ("Dockerfile\n.dockerignore", ".dockerignore", True),
+]
+
+
+@pytest.mark.parametrize(("text", "name", "expected"), IGNORE_CASES)
+def test_dockerignore_patterns_as_docker_reads_them(text: str, name: str, expected: bool) -> None:
+    assert dockerignore.ignored(name, dockerignore.patterns(text)) is expected
+
+
+def test_send_context_copies_what_is_not_ignored(tmp_path) -> None:
+    ctx = tmp_path / "ctx"
+    for name in ("keep/a.txt", "skip/b.txt", "skip/back.txt", "x.log"):
+        (ctx / name).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / name).write_text(name)
+    (ctx / "empty").mkdir()
+    (ctx / "keep" / "a.txt").chmod(0o600)
+    os.symlink("/etc/passwd", ctx / "link")  # copied as a link, never followed
+    (ctx / ".dockerignore").write_text("skip\n!skip/back.txt\n*.log\n")
+    sent = dockerignore.send_context(ctx, tmp_path / "sent")
+    names = sorted(str(p.relative_to(sent)) for p in sent.rglob("*"))
+    assert names == [".dockerignore", "empty", "keep", "keep/a.txt", "link", "skip",
+                     "skip/back.txt"]  # fmt: skip
+    assert (sent / "keep" / "a.txt").stat().st_mode & 0o777 == 0o600
+    assert os.readlink(sent / "link") == "/etc/passwd"
+    (ctx / ".dockerignore").unlink()
+    assert dockerignore.send_context(ctx, tmp_path / "unused") == ctx  # nothing to leave out
+    assert not (tmp_path / "unused").exists()
+
+
+def test_dockerignore_doctests() -> None:
+    assert doctest.testmod(dockerignore).failed == 0

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import pytest
 
-from hardway.build import capture
 from hardway.build.cache import Cache
 from hardway.build.dockerbuild import build
 from hardway.course.seed import seed_base_image, seed_python_image
@@ -278,20 +277,6 @@ def test_onbuild_triggers_run_in_the_child_like_buildah(builders, tmp_path) -> N
 
 
 # -- .dockerignore: never in a layer, never in a cache key ---------------------------------
-
-
-@pytest.fixture
-def executions(monkeypatch) -> list[str]:
-    """Every filesystem step that really ran (RUN, COPY, WORKDIR), by kind."""
-    ran: list[str] = []
-    real = capture.changes
-
-    def counting(lower, work, action, *args, **kwargs):
-        ran.append(action["kind"])
-        return real(lower, work, action, *args, **kwargs)
-
-    monkeypatch.setattr(capture, "changes", counting)
-    return ran
 
 
 IGNORED = ["secret.txt", "logs/a.log", "sub/b.log", "build/output.bin", "docs/README.md",
