@@ -109,6 +109,8 @@ def test_heredocs_as_dockers_frontend_reads_them() -> None:
     assert (two.name, two.chomp, two.expand, two.text) == ("TWO", False, True, "x=$V\n")
     assert (cat.line, cat.args, cat.heredocs[0].content) == (11, "cat <<EOF >/x", "hi\n")
     assert (cmd.line, cmd.keyword, cmd.heredocs) == (14, "CMD", ())
+    shifts = parse("FROM a\nRUN echo $((1<<2)) <<<x\nCMD y\n").stages[0].instructions
+    assert [(i.keyword, i.heredocs) for i in shifts] == [("RUN", ()), ("CMD", ())]  # no heredoc
 
 
 def test_new_instructions_parse_with_their_flags() -> None:

@@ -77,7 +77,11 @@ FLAGS = {
 HEREDOC_KEYWORDS = ("RUN", "COPY", "ADD")
 #: what ``ONBUILD`` may not wrap (Docker's rule)
 NOT_ONBUILD = ("ONBUILD", "FROM", "MAINTAINER")
-_HEREDOC = re.compile(r"(?<![<\w])\d*<<(-?)(?:\"([^\"\s]+)\"|'([^'\s]+)'|([A-Za-z0-9_.\-]+))")
+#: a heredoc word: ``<<EOF``, ``<<-EOF``, ``<<"EOF"``, ``2<<EOF`` — a word of its own, so
+#: that ``$((1<<2))`` or ``<<<`` is not one
+_HEREDOC = re.compile(
+    r"(?:(?<=\s)|^)\d*<<(-?)(?:\"([^\"\s]+)\"|'([^'\s]+)'|([A-Za-z0-9_.\-]+))(?=[\s>|;&)]|$)"
+)
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _KNOWN_DIRECTIVES = ("syntax", "escape", "check")
 
