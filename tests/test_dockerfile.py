@@ -270,6 +270,9 @@ def test_send_context_copies_what_is_not_ignored(tmp_path) -> None:
                      "skip/back.txt"]  # fmt: skip
     assert (sent / "keep" / "a.txt").stat().st_mode & 0o777 == 0o600
     assert os.readlink(sent / "link") == "/etc/passwd"
+    (ctx / "app.Dockerfile.dockerignore").write_text("keep\n")  # this Dockerfile's own
+    own = dockerignore.send_context(ctx, tmp_path / "own", ctx / "app.Dockerfile")
+    assert not (own / "keep").exists() and (own / "skip" / "b.txt").exists()
     (ctx / ".dockerignore").unlink()
     assert dockerignore.send_context(ctx, tmp_path / "unused") == ctx  # nothing to leave out
     assert not (tmp_path / "unused").exists()

@@ -90,7 +90,7 @@ def build(
     index = parsed.stage(target)
     workdir = Path(tempfile.mkdtemp(prefix="hardway-build-"))
     try:
-        sent = send_context(context, workdir / "context")
+        sent = send_context(context, workdir / "context", path)
         with store.lock():
             executor = Executor(
                 parsed, sent, store, build_args=build_args or {}, use_cache=not no_cache,

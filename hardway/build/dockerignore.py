@@ -13,7 +13,9 @@ its ``.dockerignore`` names. Docker's rules (the ``patternmatcher`` of the Docke
 * a pattern that matches a directory excludes everything below it;
 * ``!pattern`` is an exception: it brings a file back; **the last matching line wins**;
 * ``.dockerignore`` and the ``Dockerfile`` may be excluded too: they are still read
-  (the builder needs them) but then ``COPY`` never sees them.
+  (the builder needs them) but then ``COPY`` never sees them;
+* ``app.Dockerfile.dockerignore`` beside ``app.Dockerfile`` takes the place of the
+  context's ``.dockerignore`` for that Dockerfile (BuildKit's rule).
 
 :func:`send_context` makes that context — a copy without the ignored files, or the
 directory itself when there is no ``.dockerignore`` — so an ignored file can reach
@@ -36,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["IGNORE_FILE", "Pattern", "ignored", "patterns", "send_context"]
+__all__ = ["IGNORE_FILE", "Pattern", "ignore_file", "ignored", "patterns", "send_context"]
 
 #: the file in the context's top directory that lists what not to send
 IGNORE_FILE = ".dockerignore"
@@ -132,13 +134,21 @@ def ignored(name: str, rules: Sequence[Pattern]) -> bool:
     return result
 
 
-def send_context(context: Path, into: Path) -> Path:
-    """The build context as Docker sends it: *context* itself when it has no
-    ``.dockerignore``, else a copy in *into* (a new directory) without the ignored
-    files. Links are copied as links, never followed; modes are kept; the copy makes
-    no file outside *into*."""
-    ignore = context / IGNORE_FILE
-    if not ignore.is_file():
+def ignore_file(context: Path, dockerfile: Path | None = None) -> Path | None:
+    """The ignore file that applies: ``NAME.dockerignore`` beside Dockerfile ``NAME``
+    (BuildKit's rule, so each Dockerfile of a repository can have its own), else the
+    context's ``.dockerignore``; ``None`` when there is neither."""
+    candidates = [dockerfile.with_name(dockerfile.name + IGNORE_FILE)] if dockerfile else []
+    return next((c for c in [*candidates, context / IGNORE_FILE] if c.is_file()), None)
+
+
+def send_context(context: Path, into: Path, dockerfile: Path | None = None) -> Path:
+    """The build context as Docker sends it: *context* itself when no ignore file
+    applies (:func:`ignore_file`), else a copy in *into* (a new directory) without the
+    ignored files. Links are copied as links, never followed; modes are kept; the copy
+    makes no file outside *into*."""
+    ignore = ignore_file(context, dockerfile)
+    if ignore is None:
         return context
     rules = patterns(ignore.read_text(errors="replace"))
     may_reinclude = any(rule.exception for rule in rules)
