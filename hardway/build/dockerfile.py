@@ -42,6 +42,7 @@ from hardway.errors import DockerfileError
 
 __all__ = [
     "DEFAULT_SHELL",
+    "HEREDOC",
     "SUPPORTED",
     "Dockerfile",
     "Heredoc",
@@ -79,7 +80,7 @@ HEREDOC_KEYWORDS = ("RUN", "COPY", "ADD")
 NOT_ONBUILD = ("ONBUILD", "FROM", "MAINTAINER")
 #: a heredoc word: ``<<EOF``, ``<<-EOF``, ``<<"EOF"``, ``2<<EOF`` — a word of its own, so
 #: that ``$((1<<2))`` or ``<<<`` is not one
-_HEREDOC = re.compile(
+HEREDOC = re.compile(
     r"(?:(?<=\s)|^)\d*<<(-?)(?:\"([^\"\s]+)\"|'([^'\s]+)'|([A-Za-z0-9_.\-]+))(?=[\s>|;&)]|$)"
 )
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
@@ -229,6 +230,16 @@ def instructions_text(
     return result
 
 
+def heredoc_word(word: str) -> str | None:
+    """The delimiter if *word* opens a heredoc (``<<EOF``, ``<<-"EOF"``), else ``None``.
+
+    >>> heredoc_word("<<-'EOF'"), heredoc_word("$((1<<2))")
+    ('EOF', None)
+    """
+    match = HEREDOC.fullmatch(word)
+    return next(g for g in match.groups()[1:] if g) if match else None
+
+
 def _heredocs(
     line: str, lines: Sequence[str], number: int, path: str, first: int
 ) -> tuple[tuple[Heredoc, ...], int]:
@@ -236,7 +247,7 @@ def _heredocs(
     if not line or line.split(None, 1)[0].upper() not in HEREDOC_KEYWORDS:
         return (), number
     docs = []
-    for match in _HEREDOC.finditer(line):
+    for match in HEREDOC.finditer(line):
         chomp, name = match.group(1) == "-", next(g for g in match.groups()[1:] if g)
         content: list[str] = []
         while True:

@@ -47,13 +47,13 @@ from hardway.build import capture
 from hardway.build.cache import Cache, Selector
 from hardway.build.copyplan import CopyItem, copy_content, copy_plan, is_archive
 from hardway.build.dockerfile import (
-    _HEREDOC,
     Dockerfile,
     Instruction,
     Stage,
     command,
     exec_form,
     expand,
+    heredoc_word,
     name_values,
     parse,
     split_words,
@@ -343,7 +343,7 @@ class Executor:
         docs = inst.heredocs
         if not docs:
             return command(text, shell)
-        if _HEREDOC.fullmatch(text) and len(docs) == 1:
+        if heredoc_word(text) and len(docs) == 1:
             if docs[0].text.startswith("#!"):
                 raise self._fail(
                     inst,
@@ -362,9 +362,8 @@ class Executor:
         if inst.keyword == "ADD" and any("://" in w for w in words[:-1]):
             raise self._fail(inst, "ADD from a URL is not supported", "download it, then COPY")
         docs = {d.name: d for d in inst.heredocs}
-        named = [m.group(2) or m.group(3) or m.group(4) for w in words[:-1]
-                 if (m := _HEREDOC.fullmatch(w))]  # fmt: skip
-        sources = [w for w in words[:-1] if not _HEREDOC.fullmatch(w)]
+        named = [name for w in words[:-1] if (name := heredoc_word(w))]
+        sources = [w for w in words[:-1] if not heredoc_word(w)]
         source = inst.flags.get("from")
         if source is None:
             root, where = self.context, "the build context"
@@ -390,9 +389,8 @@ class Executor:
                 items += copy_plan(documents, named, dest, workdir, where="the heredocs")
         except BuildError as exc:
             raise self._fail(inst, exc.message, exc.fix) from None
-        if inst.keyword == "ADD":  # an archive unpacks into the destination directory
-            into = (lambda i: os.path.dirname(i.dest)) if dest.endswith("/") else (lambda i: i.dest)
-            items = [replace(i, unpack=True, dest=into(i)) if is_archive(i) else i for i in items]
+        if inst.keyword == "ADD":
+            items = [_unpacked(i, dest) if is_archive(i) else i for i in items]
         return items, copy_content(items)
 
     def _filesystem_step(
@@ -492,3 +490,11 @@ class Executor:
             config = replace(config, rootfs=RootFS(diff_ids, config.rootfs.type or "layers"))
         config = replace(config, history=(*config.history, entry))
         return ImageState(config, layers, b"", cmd_set)
+
+
+def _unpacked(item: CopyItem, dest: str) -> CopyItem:
+    """``ADD archive DEST``: unpacked into directory *DEST* (``DEST/`` too, where a file
+    would get the archive's name inside it)."""
+    return replace(
+        item, unpack=True, dest=os.path.dirname(item.dest) if dest.endswith("/") else item.dest
+    )
