@@ -207,6 +207,23 @@ def free_port() -> int:
     return find_free_port()
 
 
+@pytest.fixture
+def executions(monkeypatch) -> list[str]:
+    """Every filesystem step of a Dockerfile build that really ran (RUN, COPY, WORKDIR),
+    by kind: counted where they run, not by the builder's own report."""
+    from hardway.build import capture
+
+    ran: list[str] = []
+    real = capture.changes
+
+    def counting(lower, work, action, *args, **kwargs):
+        ran.append(action["kind"])
+        return real(lower, work, action, *args, **kwargs)
+
+    monkeypatch.setattr(capture, "changes", counting)
+    return ran
+
+
 @pytest.fixture(scope="session")
 def busybox_rootfs() -> Iterator[Path]:
     """A busybox root filesystem that every uid can read (in a 0755 ``hardway-…`` dir)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hardway.build import capture, copyplan, runconfig
+from hardway.build import copyplan, runconfig
 from hardway.build.cache import Cache
 from hardway.build.dockerbuild import build
 from hardway.course import leftovers
@@ -40,20 +40,6 @@ def seeded(registry, tmp_path_factory) -> str:
     seed_base_image(registry.port)
     seed_python_image(registry.port, cache=Cache(tmp_path_factory.mktemp("seed-cache")))
     return f"127.0.0.1:{registry.port}"
-
-
-@pytest.fixture
-def executions(monkeypatch) -> list[str]:
-    """Every filesystem step that really ran (RUN, COPY, WORKDIR), by kind."""
-    ran: list[str] = []
-    real = capture.changes
-
-    def counting(lower, work, action, *args, **kwargs):
-        ran.append(action["kind"])
-        return real(lower, work, action, *args, **kwargs)
-
-    monkeypatch.setattr(capture, "changes", counting)
-    return ran
 
 
 def context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
@@ -209,8 +195,8 @@ ENTRYPOINT echo hi
 """
     result = build(context(tmp_path, dockerfile), cache=tmp_path / "c", out=quiet)
     config = json.loads(result.image.raw_config())["config"]
-    assert config["Env"][:2] == ["A=1", "B=two words"]
-    assert config["Env"][2] == "PATH=/opt/bin:"  # the busybox image sets no PATH
+    # the busybox image sets no PATH: FROM gives it Docker's default one, first
+    assert config["Env"] == [f"PATH=/opt/bin:{runconfig.DEFAULT_PATH}", "A=1", "B=two words"]
     assert config["WorkingDir"] == "/srv/app" and config["User"] == "1000:1000"
     assert config["Labels"] == {"org.opencontainers.image.title": "demo", "version": "1"}
     assert sorted(config["ExposedPorts"]) == ["53/udp", "80/tcp"]
@@ -357,6 +343,11 @@ def test_a_build_arg_behind_chown_changes_the_copy_key(tmp_path) -> None:
         ("FROM hardway/busybox\nCOPY --chmod=u+x a /a\n", 2, "not an octal mode"),
         ("FROM hardway/busybox\nRUN []\n", 2, "no command"),
         ("ARG BASE\n\nFROM $BASE\n", 3, "image name is empty"),
+        ("FROM hardway/busybox\nRUN <<EOF\n#!/bin/sh\necho\nEOF\n", 2, "RUN python3 <<EOF"),
+        ("FROM hardway/busybox\nHEALTHCHECK --interval=5x CMD true\n", 2, "not a duration"),
+        ("FROM hardway/busybox\nHEALTHCHECK --timeout=1s NONE\n", 2, "no options"),
+        ("FROM hardway/busybox\nSHELL /bin/bash -c\n", 2, "exec form"),
+        ("FROM hardway/busybox\nCOPY <<A <<B /x\na\nA\nb\nB\n", 2, "ending in /"),
     ],
 )
 def test_failures_name_the_line(seeded, tmp_path, dockerfile, line, words) -> None:
@@ -439,10 +430,10 @@ def test_cli_holds_the_cache_lock_until_the_image_is_written(tmp_path, monkeypat
 def test_cli_reports_unsupported_instruction(seeded, tmp_path, capsys) -> None:
     from hardway.cli import main
 
-    ctx = context(tmp_path, "FROM hardway/busybox\nHEALTHCHECK CMD true\n")
+    ctx = context(tmp_path, "FROM hardway/busybox\nMAINTAINER me\n")
     assert main(["build", "-t", f"oci:{tmp_path}/out:x", str(ctx)]) == 1
     err = capsys.readouterr().err
-    assert "Dockerfile, line 2: HEALTHCHECK is not supported" in err
+    assert "Dockerfile, line 2: MAINTAINER is not supported" in err
     with pytest.raises(DockerfileError):
         build(ctx, out=quiet)
 
@@ -615,8 +606,8 @@ def test_sigint_to_the_cli_leaves_nothing(seeded, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["capture", "copyplan", "dockerbuild", "executor", "inroot", "result", "runconfig", "stage",
-     "stepkey"],
+    ["capture", "copyplan", "dockerbuild", "dockerignore", "executor", "inroot", "result",
+     "runconfig", "stage", "stepkey"],
 )  # fmt: skip
 def test_doctests(module: str) -> None:
     import doctest
@@ -668,3 +659,83 @@ def test_run_on_a_base_with_only_bin(tmp_path) -> None:
     root = tmp_path / "root"
     assert sorted(p.name for p in root.iterdir()) == ["bin", "dev", "hi", "proc", "sys"]
     assert [list((root / name).iterdir()) for name in ("dev", "proc", "sys")] == [[], [], []]
+
+
+def test_shell_healthcheck_volume_and_stopsignal(seeded, tmp_path) -> None:
+    """``SHELL`` runs later shell-form steps and ``CMD``; the rest is config, as Docker
+    writes it (``Healthcheck``/``Shell`` in ``config``, durations in nanoseconds)."""
+    dockerfile = """\
+FROM hardway/busybox
+SHELL ["/bin/sh", "-e", "-c"]
+RUN echo "$0 $-" > /shell.txt
+VOLUME ["/data"]
+VOLUME /logs /cache
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=1m30s --start-interval=500ms CMD ["true"]
+CMD serve
+"""
+    result = build(context(tmp_path, dockerfile), cache=tmp_path / "c", out=quiet)
+    config = json.loads(result.image.raw_config())["config"]
+    assert config["Shell"] == ["/bin/sh", "-e", "-c"]
+    assert config["Cmd"] == ["/bin/sh", "-e", "-c", "serve"]
+    assert config["Volumes"] == {"/cache": {}, "/data": {}, "/logs": {}}
+    assert config["StopSignal"] == "SIGQUIT"
+    assert config["Healthcheck"] == {
+        "Test": ["CMD", "true"], "Interval": 90_000_000_000, "StartInterval": 500_000_000
+    }  # fmt: skip
+    unpack_image(result.image, tmp_path / "root")
+    assert "e" in (tmp_path / "root" / "shell.txt").read_text().split()[1]  # sh -e ran it
+    history = json.loads(result.image.raw_config())["history"]
+    assert history[2]["created_by"] == '/bin/sh -e -c echo "$0 $-" > /shell.txt'
+
+
+def test_healthcheck_none_turns_off_the_base_images_check(seeded, tmp_path) -> None:
+    parent = context(tmp_path, "FROM hardway/busybox\nHEALTHCHECK --retries=2 CMD true\n")
+    image = build(parent, cache=tmp_path / "c", out=quiet).image
+    write_image(image, f"docker://{seeded}/hardway/checked:latest")
+    child = context(tmp_path, "FROM hardway/checked\nHEALTHCHECK NONE\n")
+    config = json.loads(build(child, cache=tmp_path / "c", out=quiet).image.raw_config())
+    assert json.loads(image.raw_config())["config"]["Healthcheck"]["Retries"] == 2
+    assert config["config"]["Healthcheck"] == {"Test": ["NONE"]}
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_add_unpacks_a_local_archive(tmp_path, mode) -> None:
+    """``ADD`` unpacks a tar, plain or compressed (found by its content, not its name),
+    keeping the archive's owners and links; ``COPY`` copies the same file as it is."""
+    ctx = context(tmp_path, "FROM scratch\nADD bundle /opt/\nCOPY bundle /copied\n")
+    tree = tmp_path / "tree"
+    (tree / "lib").mkdir(parents=True)
+    (tree / "lib" / "a.txt").write_text("a\n")
+    os.symlink("lib/a.txt", tree / "link")
+    with tarfile.open(ctx / "bundle", mode) as tar:
+        tar.add(tree, arcname=".", filter=lambda m: m.replace(uid=7, gid=8, deep=False))
+    result = build(ctx, cache=tmp_path / "c", out=quiet)
+    root = tmp_path / "root"
+    unpack_image(result.image, root)
+    assert (root / "opt" / "lib" / "a.txt").read_text() == "a\n"
+    assert os.readlink(root / "opt" / "link") == "lib/a.txt"
+    assert (root / "opt" / "lib" / "a.txt").stat().st_uid == 7
+    assert (root / "copied").read_bytes() == (ctx / "bundle").read_bytes()
+
+
+def test_copy_heredocs_substitute_unless_quoted(tmp_path) -> None:
+    dockerfile = """\
+FROM scratch
+ARG WHO=you
+COPY <<EOF /greeting
+hello $WHO, "${WHO:-x}" \\n
+EOF
+COPY --chmod=600 <<-"RAW" <<TWO /etc/
+\t$WHO stays
+\tRAW
+two
+TWO
+"""
+    result = build(context(tmp_path, dockerfile), cache=tmp_path / "c", out=quiet)
+    root = tmp_path / "root"
+    unpack_image(result.image, root)
+    assert (root / "greeting").read_text() == 'hello you, "you" \\n\n'
+    assert (root / "greeting").stat().st_mode & 0o777 == 0o644
+    assert (root / "etc" / "RAW").read_text() == "$WHO stays\n"
+    assert (root / "etc" / "TWO").stat().st_mode & 0o777 == 0o600

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import doctest
+import os
 
 import pytest
 
 import hardway.build.dockerfile
+from hardway.build import dockerignore
 from hardway.build.dockerfile import (
     Instruction,
     command,
@@ -53,12 +55,12 @@ BAD = [
     ("", 1, "no FROM"),
     ("# just a comment\n", 1, "no FROM"),
     ("RUN echo\nFROM a\n", 1, "before the first FROM"),
-    ("FROM a\nHEALTHCHECK CMD true\n", 2, "HEALTHCHECK"),
-    ("FROM a\n\nONBUILD RUN x\n", 3, "ONBUILD"),
-    ('FROM a\nSHELL ["/bin/bash", "-c"]\n', 2, "SHELL"),
-    ("FROM a\nVOLUME /data\n", 2, "VOLUME"),
+    ("FROM a\nHEALTHCHECK --interval 30s CMD true\n", 2, "HEALTHCHECK"),
+    ("FROM a\n\nONBUILD FROM x\n", 3, "ONBUILD FROM"),
+    ("FROM a\nONBUILD ONBUILD RUN x\n", 2, "not allowed"),
+    ("FROM a\nMAINTAINER me\n", 2, "LABEL maintainer"),
+    ("FROM a\nCOPY --chown=1 <<EOF /x\nno end\n", 2, "no closing line"),
     ("FROM a\nFROBNICATE x\n", 2, "unknown instruction"),
-    ("FROM a\nRUN <<EOF\necho\nEOF\n", 2, "heredoc"),
     ("FROM a\nRUN --mount=type=cache,target=/x make\n", 2, "--mount"),
     ("FROM a\nCOPY --link a b\n", 2, "--link"),
     ("FROM --platform=linux/arm64 a\n", 1, "--platform"),
@@ -90,6 +92,41 @@ def test_bad_dockerfiles_name_the_line(text: str, line: int, word: str) -> None:
     assert "Dockerfile.bad" in str(error) and error.line == line
     if line:
         assert f"line {line}:" in str(error)
+
+
+def test_heredocs_as_dockers_frontend_reads_them() -> None:
+    text = (
+        "FROM a\nRUN <<EOF\necho one\n# not a comment here\nEOF\n"
+        "COPY <<-'CONF' <<TWO /etc/\n\tkey=$V\n\tCONF\nx=$V\nTWO\n"
+        "RUN cat <<EOF >/x\nhi\nEOF\nCMD done\n"
+    )
+    run, copy, cat, cmd = parse(text).stages[0].instructions
+    assert (run.line, run.args, [(d.name, d.content) for d in run.heredocs]) == (
+        2, "<<EOF", [("EOF", "echo one\n# not a comment here\n")]
+    )  # fmt: skip
+    conf, two = copy.heredocs
+    assert (conf.name, conf.chomp, conf.expand, conf.text) == ("CONF", True, False, "key=$V\n")
+    assert (two.name, two.chomp, two.expand, two.text) == ("TWO", False, True, "x=$V\n")
+    assert (cat.line, cat.args, cat.heredocs[0].content) == (11, "cat <<EOF >/x", "hi\n")
+    assert (cmd.line, cmd.keyword, cmd.heredocs) == (14, "CMD", ())
+    shifts = parse("FROM a\nRUN echo $((1<<2)) <<<x\nCMD y\n").stages[0].instructions
+    assert [(i.keyword, i.heredocs) for i in shifts] == [("RUN", ()), ("CMD", ())]  # no heredoc
+
+
+def test_new_instructions_parse_with_their_flags() -> None:
+    text = (
+        "FROM a\nVOLUME /data\nSTOPSIGNAL SIGINT\n"
+        'HEALTHCHECK --interval=5s --retries=2 CMD true\nSHELL ["/bin/ash", "-c"]\n'
+        "ONBUILD COPY --chown=1 . /app\n"
+    )
+    got = [(i.keyword, i.args, dict(i.flags)) for i in parse(text).stages[0].instructions]
+    assert got == [
+        ("VOLUME", "/data", {}),
+        ("STOPSIGNAL", "SIGINT", {}),
+        ("HEALTHCHECK", "CMD true", {"interval": "5s", "retries": "2"}),
+        ("SHELL", '["/bin/ash", "-c"]', {}),
+        ("ONBUILD", "COPY --chown=1 . /app", {}),
+    ]
 
 
 def test_a_tab_separates_keyword_and_flags() -> None:
@@ -187,3 +224,59 @@ def test_logical_lines_keep_numbers_of_first_lines() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(hardway.build.dockerfile).failed == 0
+
+
+# -- .dockerignore ---------------------------------------------------------------------------
+
+#: (.dockerignore, name in the context, ignored?) — the Docker CLI's pattern rules
+IGNORE_CASES = [
+    ("secret.txt", "secret.txt", True),
+    ("secret.txt", "sub/secret.txt", False),  # relative to the top, not anywhere
+    ("/secret.txt", "secret.txt", True),  # a leading / is dropped
+    ("**/*.log", "a.log", True),  # ** is none or more directories
+    ("**/*.log", "x/y/z.log", True),
+    ("*.log", "x/z.log", False),  # * stays within one name
+    ("a/**/b", "a/b", True),
+    ("a/**/b", "a/x/y/b", True),
+    ("docs", "docs/deep/file.md", True),  # a matching directory takes all below it
+    ("docs/*.md\n!docs/keep.md", "docs/keep.md", False),  # the last match wins
+    ("!docs/keep.md\ndocs/*.md", "docs/keep.md", True),
+    ("# note\n  ./build// ", "build/out.o", True),  # cleaned like a path, blanks trimmed
+    ("file?.txt", "file1.txt", True),
+    ("file?.txt", "file10.txt", False),
+    ("[a-c].txt", "b.txt", True),
+    ("[^a-c].txt", "b.txt", False),
+    ("Dockerfile\n.dockerignore", ".dockerignore", True),
+]
+
+
+@pytest.mark.parametrize(("text", "name", "expected"), IGNORE_CASES)
+def test_dockerignore_patterns_as_docker_reads_them(text: str, name: str, expected: bool) -> None:
+    assert dockerignore.ignored(name, dockerignore.patterns(text)) is expected
+
+
+def test_send_context_copies_what_is_not_ignored(tmp_path) -> None:
+    ctx = tmp_path / "ctx"
+    for name in ("keep/a.txt", "skip/b.txt", "skip/back.txt", "x.log"):
+        (ctx / name).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / name).write_text(name)
+    (ctx / "empty").mkdir()
+    (ctx / "keep" / "a.txt").chmod(0o600)
+    os.symlink("/etc/passwd", ctx / "link")  # copied as a link, never followed
+    (ctx / ".dockerignore").write_text("skip\n!skip/back.txt\n*.log\n")
+    sent = dockerignore.send_context(ctx, tmp_path / "sent")
+    names = sorted(str(p.relative_to(sent)) for p in sent.rglob("*"))
+    assert names == [".dockerignore", "empty", "keep", "keep/a.txt", "link", "skip",
+                     "skip/back.txt"]  # fmt: skip
+    assert (sent / "keep" / "a.txt").stat().st_mode & 0o777 == 0o600
+    assert os.readlink(sent / "link") == "/etc/passwd"
+    (ctx / "app.Dockerfile.dockerignore").write_text("keep\n")  # this Dockerfile's own
+    own = dockerignore.send_context(ctx, tmp_path / "own", ctx / "app.Dockerfile")
+    assert not (own / "keep").exists() and (own / "skip" / "b.txt").exists()
+    (ctx / ".dockerignore").unlink()
+    assert dockerignore.send_context(ctx, tmp_path / "unused") == ctx  # nothing to leave out
+    assert not (tmp_path / "unused").exists()
+
+
+def test_dockerignore_doctests() -> None:
+    assert doctest.testmod(dockerignore).failed == 0

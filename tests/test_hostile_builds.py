@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from hardway.build.dockerbuild import build
-from hardway.errors import BuildError
+from hardway.errors import BuildError, HardwayError
 from hardway.image.apply import apply_layer
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: overlayfs, namespaces")
@@ -180,3 +180,42 @@ def test_copy_refuses_special_files_instead_of_waiting_on_them(tmp_path, method)
             (ctx / "Dockerfile").write_text(f"FROM scratch\nCOPY {source} /got/\n")
             with pytest.raises(BuildError, match="COPY copies files, directories and symlinks"):
                 built_root(ctx, tmp_path, method)
+
+
+def hostile_archive(path: Path, outside: Path, entry: str) -> None:
+    """A tar that tries one way out: a link out then a file through it, a hard link to
+    a file out there, or a name climbing out with ``..``."""
+    import io
+    import tarfile
+
+    def add(tar: tarfile.TarFile, name: str, kind: bytes, link: str = "", data: bytes = b""):
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname, info.size = kind, link, len(data)
+        tar.addfile(info, io.BytesIO(data) if data else None)
+
+    with tarfile.open(path, "w:gz") as tar:
+        if entry == "link":
+            add(tar, "out", tarfile.SYMTYPE, str(outside))
+            add(tar, "out/pwned", tarfile.REGTYPE, data=b"pwned\n")
+        elif entry == "hard":
+            add(tar, "hard", tarfile.LNKTYPE, str(outside / "conf"))
+        else:
+            climb = "../" * 12 + str(outside).lstrip("/") + "/pwned"
+            add(tar, climb, tarfile.REGTYPE, data=b"pwned\n")
+
+
+@pytest.mark.parametrize("entry", ["link", "hard", "dotdot"])
+def test_add_of_a_hostile_archive_stays_inside_the_root(tmp_path, outside, method, entry):
+    """``ADD`` unpacks with the layer applier: a link is followed inside the destination,
+    a name or hard link that would leave it is refused. *outside* must not change (its
+    fixture checks)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    hostile_archive(ctx / "bad.tar.gz", outside, entry)
+    (ctx / "Dockerfile").write_text("FROM scratch\nADD bad.tar.gz /opt/\n")
+    if entry != "link":
+        with pytest.raises(HardwayError, match=r"line 2: ADD failed: .*unsafe layer entry"):
+            built_root(ctx, tmp_path, method)
+        return
+    root = built_root(ctx, tmp_path, method)
+    assert (inside(root / "opt", outside) / "pwned").read_text() == "pwned\n"

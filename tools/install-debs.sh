@@ -18,7 +18,7 @@ set -eu
 #                  (busybox has no keyctl) to show the seccomp filter refusing it
 # chromium         a real browser for tests/test_browser.py (~100 MB; optional: the
 #                  test is skipped without it, and Ubuntu ships it only as a snap)
-PKGS="docker-registry skopeo umoci runc busybox-static iproute2 gcc libc6-dev"
+PKGS="docker-registry skopeo umoci runc buildah busybox-static iproute2 gcc libc6-dev"
 OPTIONAL="chromium"
 WITHOUT="the browser test will be skipped"
 APT_OPTIONS=""

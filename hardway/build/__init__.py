@@ -6,7 +6,9 @@ per unit of work (:mod:`~hardway.build.result`):
 
 * incremental builds from layer sources (:mod:`~hardway.build.builder`);
 * ``docker build`` (:mod:`~hardway.build.dockerbuild`, also ``python -m hardway build``):
-  the Dockerfile parser (:mod:`~hardway.build.dockerfile`), the executor that runs it
+  the Dockerfile parser (:mod:`~hardway.build.dockerfile`), the context as Docker sends
+  it, without what ``.dockerignore`` names (:mod:`~hardway.build.dockerignore`), the
+  executor that runs it
   stage by stage (:mod:`~hardway.build.executor`, on the images in the making of
   :mod:`~hardway.build.stage`), the cache keys of its steps (:mod:`~hardway.build.stepkey`),
   what config instructions do (:mod:`~hardway.build.runconfig`), what ``COPY`` copies

@@ -35,6 +35,8 @@ class CopyItem:
     is_dir: bool
     #: the name the copy gets in an existing directory (the source's, not its link target's)
     name: str = ""
+    #: ``ADD`` of a tar archive: unpack it into ``dest`` instead of copying it
+    unpack: bool = False
 
 
 def copy_plan(
@@ -120,6 +122,7 @@ def copy_content(items: Sequence[CopyItem]) -> str:
     of each item's :func:`tree_hash` and destination (and, for a file copied to a
     destination that may be a directory, the name it lands under there)."""
     hashes = [f"{tree_hash(Path(i.source))} {i.dest} {int(i.is_dir)}" for i in items]
+    hashes += [f"unpack {i.dest}" for i in items if i.unpack]
     hashes += [f"name {i.name}" for i in items if _may_rename(i)]
     content = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
     return f"{'dir' if any(i.is_dir for i in items) else 'file'}:{content}"
@@ -131,5 +134,11 @@ def _may_rename(item: CopyItem) -> bool:
 
 
 def is_archive(item: CopyItem) -> bool:
-    """Whether *item* is a tar archive (which ``ADD`` would unpack: not supported)."""
-    return not item.is_dir and tarfile.is_tarfile(item.source)
+    """Whether *item* is a tar archive, plain or compressed, which ``ADD`` unpacks (by its
+    content, as Docker decides, never by its name)."""
+    if item.is_dir:
+        return False
+    try:
+        return tarfile.is_tarfile(item.source)
+    except (OSError, EOFError, tarfile.TarError):  # a damaged compressed file: not a tar
+        return False

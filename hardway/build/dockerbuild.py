@@ -5,7 +5,9 @@
 returns the image, and ``python -m hardway build -t DEST CONTEXT`` writes it to each
 destination. The parts, each a module of this package:
 
-* :mod:`~hardway.build.dockerfile` reads the Dockerfile;
+* :mod:`~hardway.build.dockerfile` reads the Dockerfile, and
+  :mod:`~hardway.build.dockerignore` makes the context Docker would send (without what
+  ``.dockerignore`` names);
 * :mod:`~hardway.build.executor` executes it stage by stage, instruction by instruction,
   each turning the image so far (:mod:`~hardway.build.stage`) into a new one;
 * :mod:`~hardway.build.runconfig` is what ``ENV``, ``CMD`` and the other config-only
@@ -36,6 +38,7 @@ from pathlib import Path
 from hardway.build.cache import Cache
 from hardway.build.capture import METHODS, default_method
 from hardway.build.dockerfile import parse
+from hardway.build.dockerignore import send_context
 from hardway.build.executor import Executor, StepReport
 from hardway.build.result import BuildResult
 from hardway.errors import BuildError
@@ -87,9 +90,10 @@ def build(
     index = parsed.stage(target)
     workdir = Path(tempfile.mkdtemp(prefix="hardway-build-"))
     try:
+        sent = send_context(context, workdir / "context", path)
         with store.lock():
             executor = Executor(
-                parsed, context, store, build_args=build_args or {}, use_cache=not no_cache,
+                parsed, sent, store, build_args=build_args or {}, use_cache=not no_cache,
                 workdir=workdir, out=out or print, fmt=fmt, method=method or default_method(),
             )  # fmt: skip
             state = executor.run(index)

@@ -13,7 +13,11 @@ arguments. Before a builder can do anything it has to read them the way Docker d
 * ``$VAR``, ``${VAR}`` and ``${VAR:-default}`` are replaced by the builder itself in
   ``FROM``, ``COPY``, ``ENV``, ``ARG``, ``LABEL``, ``EXPOSE``, ``USER`` and ``WORKDIR``,
   never in ``RUN``/``CMD``/``ENTRYPOINT`` (there the shell, if any, does it);
-* ``FROM`` starts a *stage*; ``ARG`` before the first ``FROM`` is only for ``FROM`` lines.
+* ``FROM`` starts a *stage*; ``ARG`` before the first ``FROM`` is only for ``FROM`` lines;
+* ``RUN``, ``COPY`` and ``ADD`` take *heredocs* (Dockerfile syntax 1.4): ``<<EOF`` on the
+  instruction's line, then the document's lines up to a line ``EOF``. ``<<-EOF`` strips
+  leading tabs (from the document and the closing line); ``<<"EOF"`` or ``<<'EOF'``
+  turns off variable substitution in a ``COPY`` document (:class:`Heredoc`).
 
 Everything here is a pure function of the text: :func:`parse` gives a
 :class:`Dockerfile` of :class:`Stage` s of :class:`Instruction` s, and
@@ -37,37 +41,73 @@ from dataclasses import dataclass, field
 from hardway.errors import DockerfileError
 
 __all__ = [
+    "DEFAULT_SHELL",
+    "HEREDOC",
     "SUPPORTED",
     "Dockerfile",
+    "Heredoc",
     "Instruction",
     "Stage",
     "command",
     "exec_form",
     "expand",
+    "instructions_text",
     "logical_lines",
     "name_values",
     "parse",
     "split_words",
+    "substitute",
 ]
 
 #: the instructions this course's builder executes
 SUPPORTED = (
     "FROM", "COPY", "ADD", "RUN", "ENV", "WORKDIR", "USER", "LABEL", "EXPOSE",
-    "ENTRYPOINT", "CMD", "ARG",
+    "ENTRYPOINT", "CMD", "ARG", "VOLUME", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "ONBUILD",
 )  # fmt: skip
 #: Docker instructions it knows but does not execute, and what to do instead
 UNSUPPORTED = {
-    "HEALTHCHECK": "the course's runtime does not run health checks; remove it",
-    "ONBUILD": "triggers for child images are not built here; remove it",
-    "SHELL": "shell-form commands always run with /bin/sh -c here; use the exec form",
-    "STOPSIGNAL": "not supported here; remove it",
-    "VOLUME": "volumes are not supported here; remove it",
     "MAINTAINER": "deprecated by Docker; use LABEL maintainer=…",
 }
 #: the flags each instruction accepts (``--from=build``)
-FLAGS = {"COPY": ("from", "chown", "chmod"), "ADD": ("chown", "chmod")}
+FLAGS = {
+    "COPY": ("from", "chown", "chmod"),
+    "ADD": ("chown", "chmod"),
+    "HEALTHCHECK": ("interval", "timeout", "start-period", "start-interval", "retries"),
+}
+#: the instructions that take heredocs, as in Docker's frontend
+HEREDOC_KEYWORDS = ("RUN", "COPY", "ADD")
+#: what ``ONBUILD`` may not wrap (Docker's rule)
+NOT_ONBUILD = ("ONBUILD", "FROM", "MAINTAINER")
+#: a heredoc word: ``<<EOF``, ``<<-EOF``, ``<<"EOF"``, ``2<<EOF`` — a word of its own, so
+#: that ``$((1<<2))`` or ``<<<`` is not one
+HEREDOC = re.compile(
+    r"(?:(?<=\s)|^)\d*<<(-?)(?:\"([^\"\s]+)\"|'([^'\s]+)'|([A-Za-z0-9_.\-]+))(?=[\s>|;&)]|$)"
+)
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _KNOWN_DIRECTIVES = ("syntax", "escape", "check")
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    """One here-document: its delimiter (``COPY <<EOF /x`` names the file ``EOF``), its
+    lines as written, ``<<-`` (*chomp*: leading tabs go) and whether its delimiter was
+    unquoted (*expand*: ``COPY`` replaces ``$VAR`` in it).
+
+    >>> Heredoc("EOF", "\\tx=1\\n", chomp=True).text
+    'x=1\\n'
+    """
+
+    name: str
+    content: str
+    chomp: bool = False
+    expand: bool = True
+
+    @property
+    def text(self) -> str:
+        """The document as Docker uses it (leading tabs stripped for ``<<-``)."""
+        if not self.chomp:
+            return self.content
+        return "".join(line.lstrip("\t") for line in self.content.splitlines(keepends=True))
 
 
 @dataclass(frozen=True)
@@ -81,6 +121,7 @@ class Instruction:
     line: int
     flags: Mapping[str, str] = field(default_factory=dict)
     original: str = ""
+    heredocs: tuple[Heredoc, ...] = ()
 
     def __str__(self) -> str:
         flags = "".join(f"--{k}={v} " for k, v in self.flags.items())
@@ -138,23 +179,38 @@ def _directives(lines: Sequence[str], path: str) -> tuple[dict[str, str], int]:
 
 def logical_lines(text: str, path: str = "Dockerfile") -> list[tuple[int, str]]:
     """``(first line number, text)`` of each instruction: directives, comments and blank
-    lines dropped, continuation lines joined (the escape character removed).
+    lines dropped, continuation lines joined (the escape character removed), heredoc
+    documents left out (:func:`instructions_text` has them).
 
     >>> logical_lines("# syntax=docker/dockerfile:1\\nFROM a\\n\\nRUN x \\\\\\n# note\\n  y\\n")
     [(2, 'FROM a'), (4, 'RUN x   y')]
     >>> logical_lines("# escape=`\\nRUN a `\\n b")
     [(2, 'RUN a  b')]
     """
+    return [(number, line) for number, line, _ in instructions_text(text, path)]
+
+
+def instructions_text(
+    text: str, path: str = "Dockerfile"
+) -> list[tuple[int, str, tuple[Heredoc, ...]]]:
+    """:func:`logical_lines` with each instruction's heredocs: after a ``RUN``, ``COPY``
+    or ``ADD`` line naming ``<<EOF``, the lines up to ``EOF`` are its document.
+
+    >>> instructions_text("RUN <<EOF\\necho hi\\nEOF\\nCMD x\\n")
+    [(1, 'RUN <<EOF', (Heredoc(name='EOF', content='echo hi\\n', chomp=False, expand=True),)), (4, 'CMD x', ())]
+    """  # noqa: E501
     lines = text.splitlines()
     directives, start = _directives(lines, path)
     escape = directives.get("escape", "\\")
     if escape not in ("\\", "`"):
         raise _error(path, 1, f"the escape character must be \\ or `, not {escape!r}")
     continued = re.compile(re.escape(escape) + r"[ \t]*$")
-    result: list[tuple[int, str]] = []
+    result: list[tuple[int, str, tuple[Heredoc, ...]]] = []
     pending: list[str] = []
-    first = 0
-    for number, raw in enumerate(lines[start:], start + 1):
+    first, number = 0, start
+    while number < len(lines):
+        raw = lines[number]
+        number += 1
         stripped = raw.strip()
         if stripped.startswith("#") or (pending and not stripped):
             continue  # a comment, or a blank line inside a continuation
@@ -165,11 +221,44 @@ def logical_lines(text: str, path: str = "Dockerfile") -> list[tuple[int, str]]:
         body, ends = continued.subn("", raw)
         pending.append(body)  # Docker keeps a continuation line's leading blanks
         if not ends:
-            result.append((first, "".join(pending).strip()))
+            line = "".join(pending).strip()
+            docs, number = _heredocs(line, lines, number, path, first)
+            result.append((first, line, docs))
             pending = []
     if pending:
-        result.append((first, "".join(pending).strip()))
+        result.append((first, "".join(pending).strip(), ()))
     return result
+
+
+def heredoc_word(word: str) -> str | None:
+    """The delimiter if *word* opens a heredoc (``<<EOF``, ``<<-"EOF"``), else ``None``.
+
+    >>> heredoc_word("<<-'EOF'"), heredoc_word("$((1<<2))")
+    ('EOF', None)
+    """
+    match = HEREDOC.fullmatch(word)
+    return next(g for g in match.groups()[1:] if g) if match else None
+
+
+def _heredocs(
+    line: str, lines: Sequence[str], number: int, path: str, first: int
+) -> tuple[tuple[Heredoc, ...], int]:
+    """The documents *line* opens, read from ``lines[number:]``, and the line after them."""
+    if not line or line.split(None, 1)[0].upper() not in HEREDOC_KEYWORDS:
+        return (), number
+    docs = []
+    for match in HEREDOC.finditer(line):
+        chomp, name = match.group(1) == "-", next(g for g in match.groups()[1:] if g)
+        content: list[str] = []
+        while True:
+            if number >= len(lines):
+                raise _error(path, first, f"the heredoc <<{name} has no closing line {name!r}")
+            text, number = lines[number], number + 1
+            if (text.lstrip("\t") if chomp else text) == name:
+                break
+            content.append(text + "\n")
+        docs.append(Heredoc(name, "".join(content), chomp, match.group(4) is not None))
+    return tuple(docs), number
 
 
 def _first_word(text: str) -> tuple[str, str]:
@@ -182,7 +271,9 @@ def _first_word(text: str) -> tuple[str, str]:
     return word, rest[0].strip() if rest else ""
 
 
-def _instruction(number: int, text: str, path: str) -> Instruction:
+def _instruction(
+    number: int, text: str, path: str, heredocs: tuple[Heredoc, ...] = ()
+) -> Instruction:
     keyword, rest = _first_word(text)
     keyword = keyword.upper()
     if keyword in UNSUPPORTED:
@@ -196,8 +287,10 @@ def _instruction(number: int, text: str, path: str) -> Instruction:
             f"unknown instruction {keyword!r}",
             fix=f"use one of {', '.join(SUPPORTED)}",
         )
-    if rest.startswith("<<"):
-        raise _error(path, number, "heredocs (<<EOF) are not supported", "use one line per command")
+    if keyword == "ONBUILD":
+        trigger = _instruction(number, rest, path) if rest else None
+        if trigger is not None and trigger.keyword in NOT_ONBUILD:
+            raise _error(path, number, f"ONBUILD {trigger.keyword} is not allowed (Docker's rule)")
     flags: dict[str, str] = {}
     while rest.startswith("--"):
         word, rest = _first_word(rest)
@@ -209,7 +302,7 @@ def _instruction(number: int, text: str, path: str) -> Instruction:
         rest = rest.strip()
     if not rest:
         raise _error(path, number, f"{keyword} needs arguments")
-    return Instruction(keyword, rest, number, flags, text)
+    return Instruction(keyword, rest, number, flags, text, heredocs)
 
 
 def _from(inst: Instruction, path: str) -> Stage:
@@ -228,8 +321,8 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
     args: list[Instruction] = []
     stages: list[Stage] = []
     body: list[Instruction] = []
-    for number, line in logical_lines(text, path):
-        inst = _instruction(number, line, path)
+    for number, line, heredocs in instructions_text(text, path):
+        inst = _instruction(number, line, path, heredocs)
         if inst.keyword == "FROM":
             if stages:
                 stages[-1] = Stage(stages[-1].base, stages[-1].name, stages[-1].line, tuple(body))
@@ -272,14 +365,21 @@ def exec_form(args: str) -> tuple[str, ...] | None:
     return None
 
 
-def command(args: str) -> tuple[str, ...]:
-    """What a ``RUN`` executes: the exec form as it is, the shell form via ``/bin/sh -c``.
+#: the shell of shell-form commands until a ``SHELL`` instruction changes it
+DEFAULT_SHELL = ("/bin/sh", "-c")
+
+
+def command(args: str, shell: Sequence[str] = DEFAULT_SHELL) -> tuple[str, ...]:
+    """What a ``RUN`` executes: the exec form as it is, the shell form via *shell*
+    (``/bin/sh -c``, or what ``SHELL`` set).
 
     >>> command('["echo", "$HOME"]'), command("echo $HOME")
     (('echo', '$HOME'), ('/bin/sh', '-c', 'echo $HOME'))
+    >>> command("echo hi", ["/bin/bash", "-eo", "pipefail", "-c"])
+    ('/bin/bash', '-eo', 'pipefail', '-c', 'echo hi')
     """
     form = exec_form(args)
-    return form if form is not None else ("/bin/sh", "-c", args)
+    return form if form is not None else (*shell, args)
 
 
 def split_words(text: str) -> list[str]:
@@ -347,6 +447,24 @@ def expand(word: str, env: Mapping[str, str]) -> str:
             i += 1
     if quote:
         raise DockerfileError(f"unmatched {quote} in {word!r}")
+    return "".join(out)
+
+
+def substitute(text: str, env: Mapping[str, str]) -> str:
+    """Replace ``$VAR`` and ``${VAR…}`` in *text* and nothing else (quotes and
+    backslashes stay): what Docker does to an unquoted ``COPY <<EOF`` document.
+
+    >>> substitute('name="$APP" ${NOPE:-x} \\\\n', {"APP": "web"})
+    'name="web" x \\\\n'
+    """
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$":
+            value, i = _variable(text, i + 1, env)
+            out.append(value)
+        else:
+            out.append(text[i])
+            i += 1
     return "".join(out)
 
 

@@ -7,11 +7,24 @@ so far (:class:`~hardway.build.stage.ImageState`) into a new one:
 
 * ``FROM`` starts from an image of the course's registry, from nothing (``scratch``) or
   from an earlier stage; only the stages the target needs are built;
-* ``ENV``, ``WORKDIR``, ``USER``, ``LABEL``, ``EXPOSE``, ``ENTRYPOINT``, ``CMD`` and ``ARG``
-  change the image *config* (:mod:`hardway.build.runconfig`), plus a history entry;
-* ``COPY`` (:mod:`hardway.build.copyplan`), ``RUN`` and ``WORKDIR``'s directory change the
-  *filesystem*: the step runs on the image's root and its changes become the step's layer
-  (:mod:`hardway.build.capture`).
+* ``ENV``, ``WORKDIR``, ``USER``, ``LABEL``, ``EXPOSE``, ``ENTRYPOINT``, ``CMD``, ``ARG``,
+  ``VOLUME``, ``STOPSIGNAL``, ``HEALTHCHECK``, ``SHELL`` and ``ONBUILD`` change the image
+  *config* (:mod:`hardway.build.runconfig`), plus a history entry;
+* ``COPY``/``ADD`` (:mod:`hardway.build.copyplan`), ``RUN`` and ``WORKDIR``'s directory
+  change the *filesystem*: the step runs on the image's root and its changes become the
+  step's layer (:mod:`hardway.build.capture`). ``ADD`` unpacks a local tar archive
+  (plain, gzip, bzip2 or xz) into its destination, as Docker does; ``ADD`` of a
+  URL is refused;
+* heredocs: ``RUN <<EOF`` runs the document with the shell (``RUN cmd <<EOF`` hands the
+  whole text to the shell, which feeds the document to ``cmd``); ``COPY <<EOF /etc/x``
+  copies the document as a file ``EOF`` (mode 0644), its ``$VAR`` replaced unless the
+  delimiter was quoted;
+* a base image's ``ONBUILD`` triggers run right after its ``FROM``, and the child's
+  config drops them (Docker's rule: triggers fire one generation down only).
+
+``RUN`` here has **no network** (a fresh network namespace with only ``lo``): Docker's
+``RUN`` has the host's network by default (``--network=default``), so a Dockerfile that
+downloads during ``RUN`` (``apt-get``, ``pip``) builds with Docker and fails here.
 
 Before any of that, the step's cache key (:mod:`hardway.build.stepkey`) is looked up in
 the build cache (:class:`~hardway.build.cache.Cache`), which keeps each step's layer blob
@@ -23,6 +36,7 @@ and config blob and a selector from its key to them: a hit loads the stored resu
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -39,10 +53,13 @@ from hardway.build.dockerfile import (
     command,
     exec_form,
     expand,
+    heredoc_word,
     name_values,
+    parse,
     split_words,
+    substitute,
 )
-from hardway.build.runconfig import configured, join_workdir
+from hardway.build.runconfig import configured, from_base, join_workdir, shell_of
 from hardway.build.stage import ImageState, StageState, base_reference, known, read_base
 from hardway.build.stepkey import copy_created_by, created_by, step_key
 from hardway.errors import BuildError, ContainerError, DockerfileError, HardwayError
@@ -180,13 +197,30 @@ class Executor:
                     "python -m hardway registry start && python -m hardway registry seed",
                 ) from None
             state = ImageState(image.config(), list(image.layers()), image.raw_config())
+        triggers = list(state.config.config.extra.get("OnBuild") or ())
+        run = from_base(state.config.config)  # no triggers (they fire here), a PATH
+        if run != state.config.config:
+            state = ImageState(replace(state.config, config=run), state.layers)
         root = self.workdir / f"stage-{index}" / "rootfs"
         current = StageState(index, state, {}, root)
         self.stages[index] = current
         self._report(f"FROM {base}", "FROM", cached=False, state=state)
+        if triggers:
+            self.out(f"# Executing {len(triggers)} build trigger(s)")
+        for inst in self._triggers(stage, triggers):
+            self.out(f"Trigger : {inst.original}")
+            self.step(current, inst)
         for inst in stage.instructions:
             self._announce(inst.original)
             self.step(current, inst)
+
+    def _triggers(self, stage: Stage, triggers: Sequence[str]) -> list[Instruction]:
+        """The base image's ``ONBUILD`` triggers as instructions of this stage."""
+        try:
+            found = parse("FROM scratch\n" + "\n".join(triggers), "ONBUILD").stages[0]
+        except DockerfileError as exc:
+            raise self._fail(stage, f"a trigger of the base image: {exc.message}") from None
+        return [replace(i, line=stage.line) for i in found.instructions]
 
     def _announce(self, text: str) -> None:
         self.number += 1
@@ -217,12 +251,13 @@ class Executor:
         except DockerfileError as exc:
             raise self._fail(inst, exc.message.split(": ", 1)[-1], exc.fix) from None
         run_args = known(stage.args)
-        history = created_by(inst, text, run_args if inst.keyword == "RUN" else None)
+        argv = self._argv(stage, inst, text) if inst.keyword == "RUN" else None
+        history = created_by(inst, text, run_args if inst.keyword == "RUN" else None, argv)
         content = ""
         items: list[CopyItem] = []
         if inst.keyword in ("COPY", "ADD"):
             words = self._copy_words(inst, env)
-            items, content = self._copy_sources(stage, inst, words)
+            items, content = self._copy_sources(stage, inst, words, env)
             history = copy_created_by(inst, content, words[-1], env)
         key = step_key(stage.state.id, history, content)
         hit = self.cache.get_selector(key) if self.use_cache else None
@@ -252,8 +287,10 @@ class Executor:
         """The instruction's arguments after substitution, where Docker substitutes."""
         if inst.keyword == "RUN" and exec_form(inst.args) == ():
             raise DockerfileError("RUN [] has no command to run")
-        if inst.keyword in ("RUN", "CMD", "ENTRYPOINT"):
-            return inst.args
+        if inst.keyword in ("RUN", "CMD", "ENTRYPOINT", "HEALTHCHECK", "SHELL", "ONBUILD"):
+            return inst.args  # Docker substitutes nothing in these
+        if inst.keyword == "VOLUME" and (form := exec_form(inst.args)) is not None:
+            return json.dumps([expand(w, env) for w in form])
         if inst.keyword in ("ENV", "LABEL", "ARG"):
             pairs = name_values(inst, env, self.df.path)
             return " ".join(k if v is None else f"{k}={json.dumps(v)[1:-1]}" for k, v in pairs)
@@ -299,13 +336,34 @@ class Executor:
         cmd_set = stage.state.cmd_set or bool(hit.annotations.get("cmd_set"))
         return ImageState(ImageConfig.from_json(raw), layers, raw, cmd_set)
 
+    def _argv(self, stage: StageState, inst: Instruction, text: str) -> tuple[str, ...]:
+        """What a ``RUN`` executes: :func:`~hardway.build.dockerfile.command` with the
+        stage's ``SHELL``, its heredocs as Docker's frontend passes them to the shell."""
+        shell = shell_of(stage.state.config.config)
+        docs = inst.heredocs
+        if not docs:
+            return command(text, shell)
+        if heredoc_word(text) and len(docs) == 1:
+            if docs[0].text.startswith("#!"):
+                raise self._fail(
+                    inst,
+                    "a RUN heredoc that starts with #! (a script file) is not supported here",
+                    f"name the interpreter: RUN python3 <<{docs[0].name}",
+                )
+            return (*shell, docs[0].text)  # the document is the shell's command
+        return (*shell, text + "".join(f"\n{d.content}{d.name}" for d in docs))
+
     def _copy_sources(
-        self, stage: StageState, inst: Instruction, words: Sequence[str]
+        self, stage: StageState, inst: Instruction, words: Sequence[str], env: Mapping[str, str]
     ) -> tuple[list[CopyItem], str]:
-        """What a ``COPY`` copies (:func:`~hardway.build.copyplan.copy_plan`) and its
-        content hash (:func:`~hardway.build.copyplan.copy_content`)."""
+        """What a ``COPY`` copies (:func:`~hardway.build.copyplan.copy_plan`: files of the
+        context or a stage, and heredoc documents) and its content hash
+        (:func:`~hardway.build.copyplan.copy_content`)."""
         if inst.keyword == "ADD" and any("://" in w for w in words[:-1]):
             raise self._fail(inst, "ADD from a URL is not supported", "download it, then COPY")
+        docs = {d.name: d for d in inst.heredocs}
+        named = [name for w in words[:-1] if (name := heredoc_word(w))]
+        sources = [w for w in words[:-1] if not heredoc_word(w)]
         source = inst.flags.get("from")
         if source is None:
             root, where = self.context, "the build context"
@@ -315,16 +373,24 @@ class Executor:
                 raise self._fail(inst, f"COPY --from={source}: no earlier stage of that name")
             root, where = self.stages[index].rootfs(), f"stage {source!r}"
         workdir = stage.state.config.config.working_dir or "/"
+        dest = words[-1]
+        if len(sources) + len(named) > 1 and not dest.endswith("/"):
+            raise self._fail(inst, f"{inst.keyword} with several sources needs a directory "
+                             "as the destination, ending in /", fix=f"write {dest}/")  # fmt: skip
         try:
-            items = copy_plan(root, words[:-1], words[-1], workdir, where=where)
+            items = copy_plan(root, sources, dest, workdir, where=where) if sources else []
+            if named:
+                documents = Path(tempfile.mkdtemp(prefix="heredoc-", dir=self.workdir))
+                for name in named:
+                    doc = docs[name]
+                    path = documents / name
+                    path.write_text(substitute(doc.text, env) if doc.expand else doc.text)
+                    path.chmod(0o644)
+                items += copy_plan(documents, named, dest, workdir, where="the heredocs")
         except BuildError as exc:
             raise self._fail(inst, exc.message, exc.fix) from None
-        if inst.keyword == "ADD" and any(is_archive(i) for i in items):
-            raise self._fail(
-                inst,
-                "ADD of a local archive (unpacking it) is not supported",
-                "COPY it, then RUN tar",
-            )
+        if inst.keyword == "ADD":
+            items = [_unpacked(i, dest) if is_archive(i) else i for i in items]
         return items, copy_content(items)
 
     def _filesystem_step(
@@ -340,7 +406,7 @@ class Executor:
         config = stage.state.config.config
         if inst.keyword == "RUN":
             extra = {k: v for k, v in known(stage.args).items() if k not in config.env_dict()}
-            action = capture.run_action(command(text), config, extra)
+            action = capture.run_action(self._argv(stage, inst, text), config, extra)
         elif inst.keyword == "WORKDIR":
             action = capture.mkdir_action(join_workdir(config.working_dir, text))
         else:
@@ -360,7 +426,7 @@ class Executor:
                 if result["returncode"]:
                     raise self._fail(
                         inst,
-                        f"the command '{' '.join(command(text))}' returned a non-zero code: "
+                        f"the command '{' '.join(action['argv'])}' returned a non-zero code: "
                         f"{result['returncode']}",
                     )
             if inst.keyword == "WORKDIR" and not result["created"]:
@@ -408,9 +474,13 @@ class Executor:
         """The state after *inst*: its config changes, its history entry, its layer."""
         state = stage.state
         pairs = name_values(inst, env, self.df.path) if inst.keyword in ("ENV", "LABEL") else ()
-        run, cmd_set = configured(
-            state.config.config, inst.keyword, text, pairs=pairs, cmd_set=state.cmd_set
-        )
+        try:
+            run, cmd_set = configured(
+                state.config.config, inst.keyword, text, pairs=pairs, cmd_set=state.cmd_set,
+                flags=inst.flags,
+            )  # fmt: skip
+        except DockerfileError as exc:
+            raise self._fail(inst, exc.message, exc.fix) from None
         config = replace(state.config, config=run, created=timestamp())
         entry = History(created=timestamp(), created_by=history, empty_layer=layer is None)
         layers = list(state.layers)
@@ -420,3 +490,11 @@ class Executor:
             config = replace(config, rootfs=RootFS(diff_ids, config.rootfs.type or "layers"))
         config = replace(config, history=(*config.history, entry))
         return ImageState(config, layers, b"", cmd_set)
+
+
+def _unpacked(item: CopyItem, dest: str) -> CopyItem:
+    """``ADD archive DEST``: unpacked into directory *DEST* (``DEST/`` too, where a file
+    would get the archive's name inside it)."""
+    return replace(
+        item, unpack=True, dest=os.path.dirname(item.dest) if dest.endswith("/") else item.dest
+    )

@@ -27,6 +27,7 @@ import os
 import shutil
 import stat
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from hardway.sys.securejoin import close_dir, open_dir, resolve_at
 
@@ -160,6 +161,10 @@ def copy_in(root: str, item: Mapping, owner: tuple[int, int], chmod: str | None)
     (octal) or its own mode."""
     mode = int(chmod, 8) if chmod else None
     with _root(root) as root_fd:
+        if item.get("unpack"):
+            top, rel = open_dir(root_fd, item["dest"], create=True, owner=owner)
+            close_dir(top)
+            return _unpack(item["source"], os.path.join(root, rel))
         if item["is_dir"]:
             top, rel = open_dir(root_fd, item["dest"], create=True, owner=owner)
             source = os.open(item["source"], _OPEN_DIR)
@@ -180,6 +185,29 @@ def copy_in(root: str, item: Mapping, owner: tuple[int, int], chmod: str | None)
             _copy_file(_open_regular(item["source"]), parent, name, owner, mode)
         finally:
             close_dir(parent)
+
+
+def _unpack(archive: str, dest: str) -> None:
+    """``ADD archive /dest``: the tar unpacked into *dest* (resolved inside the root
+    already) by the layer applier (:func:`hardway.image.apply.apply_layer`), which
+    keeps every entry, link and hard link inside *dest* and keeps the archive's owners,
+    as Docker does. Unlike Docker's ``ADD``, an entry named ``.wh.NAME`` acts as a
+    whiteout (removes ``NAME`` in *dest*) — still never outside it."""
+    import bz2
+    import lzma
+
+    from hardway.image.apply import apply_layer, default_max_size
+
+    with open(archive, "rb") as raw:
+        limit = default_max_size(raw)  # the same guard against a tar bomb as for layers
+        head = raw.read(6)
+        raw.seek(0)
+        opener = {b"BZh": bz2.BZ2File, b"\xfd7zXZ\x00": lzma.LZMAFile}
+        for magic, wrap in opener.items():
+            if head.startswith(magic):
+                with wrap(raw) as stream:
+                    return apply_layer(stream, Path(dest), compression="none", max_size=limit)
+        return apply_layer(raw, Path(dest), max_size=limit)
 
 
 def _copy_tree(

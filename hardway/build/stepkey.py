@@ -12,7 +12,7 @@ all the steps after it. Hence "frequently changing steps go last".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from hardway.build.cache import key_of
 from hardway.build.dockerfile import Instruction, command, expand
@@ -24,11 +24,17 @@ __all__ = ["NOP", "copy_created_by", "created_by", "step_key"]
 NOP = "/bin/sh -c #(nop) "
 
 
-def created_by(inst: Instruction, text: str, args: Mapping[str, str] | None = None) -> str:
+def created_by(
+    inst: Instruction,
+    text: str,
+    args: Mapping[str, str] | None = None,
+    argv: Sequence[str] | None = None,
+) -> str:
     """The history text of a step, Docker-style; it is also what its cache key hashes.
 
-    ``RUN`` shows its command (prefixed ``|N K=V`` by the build arguments in scope, whose
-    values change what it does); everything else is ``/bin/sh -c #(nop)`` and the
+    ``RUN`` shows its command, *argv* if given (``SHELL``, heredocs), prefixed
+    ``|N K=V`` by the build arguments in scope (whose values change what it does);
+    everything else is ``/bin/sh -c #(nop)`` and the
     instruction with its variables replaced.
 
     >>> created_by(Instruction("RUN", "echo hi", 1), "echo hi", {"V": "1"})
@@ -37,7 +43,7 @@ def created_by(inst: Instruction, text: str, args: Mapping[str, str] | None = No
     '/bin/sh -c #(nop)  ENV A=2'
     """
     if inst.keyword == "RUN":
-        line = " ".join(command(text))
+        line = " ".join(argv if argv is not None else command(text))
         if args:
             pairs = " ".join(f"{k}={v}" for k, v in sorted(args.items()))
             line = f"|{len(args)} {pairs} {line}"
@@ -56,7 +62,7 @@ def copy_created_by(inst: Instruction, content: str, dest: str, env: Mapping[str
     '/bin/sh -c #(nop) COPY --chown=1000 file:9f86d0 in /b/ '
     """
     flags = "".join(f"--{k}={expand(v, env)} " for k, v in inst.flags.items() if k != "from")
-    return f"{NOP}COPY {flags}{content} in {dest} "
+    return f"{NOP}{inst.keyword} {flags}{content} in {dest} "
 
 
 def step_key(parent: Digest | str, history: str, content: str = "") -> str:
