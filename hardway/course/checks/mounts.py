@@ -113,8 +113,11 @@ def changes(before: str, after: str) -> list[Leak]:
     return gone + came
 
 
-def _mountinfo() -> str:
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+def _mountinfo(proc: int) -> str:
+    """The mount table, through a procfs opened before the learner's code ran: a ``/proc``
+    of theirs that propagated would cover the stand-in's own."""
+    fd = os.open("self/mountinfo", os.O_RDONLY, dir_fd=proc)
+    with open(fd, encoding="utf-8", errors="surrogateescape") as f:
         return f.read()
 
 
@@ -151,17 +154,18 @@ def sandboxed(
         linux.unshare(linux.CLONE_NEWNS)
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # the host is safe
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_SHARED)  # laid out like it
+        proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
         if setup is not None:
             setup()
-        before = _mountinfo()
+        before = _mountinfo(proc)
         try:
             result = in_child(_learners_child(func), timeout=timeout, what=what)
         except BaseException:
-            leaks = changes(before, _mountinfo())
+            leaks = changes(before, _mountinfo(proc))
             if leaks:
                 raise Propagated(leaks) from None
             raise
-        leaks = changes(before, _mountinfo())
+        leaks = changes(before, _mountinfo(proc))
         if leaks:
             raise Propagated(leaks)
         return result
