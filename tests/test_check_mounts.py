@@ -99,3 +99,15 @@ def test_changes_tell_two_mounts_on_one_point_apart() -> None:
     assert changes(f"{root}\n{tmp}", tmp) == [Leak("unmount", "/", "ext4")]
     assert Leak("unmount", "/", "ext4").describe() == "your unmount of the old root"
     assert changes(root, root) == []
+
+
+def test_a_proc_that_propagates_is_named_though_it_covers_the_stand_in_s() -> None:
+    def mounts_proc_in_a_pid_namespace() -> None:
+        linux.unshare(linux.CLONE_NEWPID)
+        if os.fork() == 0:  # PID 1: its procfs shows only itself, and it is gone after
+            linux.mount("proc", "/proc", "proc")
+            os._exit(0)
+        os.wait()
+
+    with pytest.raises(Propagated, match=r"your mount on /proc \(proc\) propagated"):
+        sandboxed(mounts_proc_in_a_pid_namespace)
