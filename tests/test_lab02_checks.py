@@ -131,6 +131,11 @@ def test_02_1_setgroups_denied_after_gid_map_is_named(solution: dict[str, object
     _fails("02.1", solution, _spawn(parent_maps=late), "setgroups", "*before* gid_map")
 
 
+def test_02_1_a_map_that_assumes_root_is_refused_rootless(solution: dict[str, object]) -> None:
+    as_root = MAPS.replace("{os.getuid()}", "0").replace("{os.getgid()}", "0")
+    _fails("02.1", solution, _spawn(parent_maps=as_root), "as uid 65534", "only its own id")
+
+
 def test_02_1_a_child_that_does_not_wait_for_its_maps_is_named(
     solution: dict[str, object],
 ) -> None:

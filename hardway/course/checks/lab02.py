@@ -60,6 +60,8 @@ __all__ = [
 
 #: the kinds my_spawn must handle (cgroup is chapter 03's)
 SPAWN_KINDS = ("uts", "pid", "mnt", "ipc", "net", "user")
+#: the unprivileged user the rootless case of 02.1 runs as
+_NOBODY = 65534
 _PROC_FLAGS = {"nosuid": linux.MS_NOSUID, "nodev": linux.MS_NODEV, "noexec": linux.MS_NOEXEC}
 
 
@@ -136,8 +138,21 @@ def _watching_map_writes(log: int) -> Iterator[None]:
         os.open = real_os_open
 
 
-def _spawn_once(my_spawn: Callable[..., int], kinds: list[str], uid: int, hostname: str | None):
-    """In the check's child: my_spawn a probe, and return what it and the watch saw."""
+def _spawn_once(
+    my_spawn: Callable[..., int],
+    kinds: list[str],
+    uid: int,
+    hostname: str | None,
+    as_user: int | None = None,
+) -> dict[str, Any]:
+    """In the check's child: my_spawn a probe, and return what it and the watch saw.
+    With *as_user*, the check drops to that unprivileged uid first, as a rootless
+    runtime runs: then the kernel itself refuses maps written the wrong way."""
+    if as_user is not None:
+        os.setgroups([])
+        os.setresgid(as_user, as_user, as_user)
+        os.setresuid(as_user, as_user, as_user)
+        linux.set_dumpable(True)  # else /proc/PID of its children stays root's
     facts_r, facts_w = os.pipe()
     log_r, log_w = os.pipe()
     code = secrets.randbelow(90) + 5
@@ -164,6 +179,19 @@ def _spawn_once(my_spawn: Callable[..., int], kinds: list[str], uid: int, hostna
                 "writing setgroups was refused (EPERM) because gid_map was already written: "
                 "write 'deny' to setgroups *before* gid_map"
             ) from None
+        if as_user is not None and order:
+            rootless = f"(this case runs my_spawn as uid {as_user}, as a rootless runtime runs)"
+            if order[-1] == "gid_map" and "setgroups" not in order:
+                raise AssertionError(
+                    f"writing gid_map was refused (EPERM) {rootless}: an unprivileged parent "
+                    "must write 'deny' to /proc/PID/setgroups before gid_map"
+                ) from None
+            if order[-1] in ("uid_map", "gid_map"):
+                raise AssertionError(
+                    f"writing {order[-1]} was refused (EPERM) {rootless}: an unprivileged "
+                    "parent may map only its own id, one line: inside id, os.getuid() (or "
+                    "os.getgid()), 1"
+                ) from None
         raise
     finally:
         os.close(facts_w)
@@ -287,6 +315,14 @@ def spawn_isolates(my_spawn: Callable[..., int]) -> None:
             what="your my_spawn",
         )
         _judge_spawn(run, kinds, uid, hostname)
+    # rootless: the kernel refuses what root may get away with (no setgroups deny, …)
+    kinds = ["user", "uts", "pid"]
+    run = sandboxed(
+        lambda: _spawn_once(my_spawn, kinds, 0, "rootless", as_user=_NOBODY),
+        timeout=20,
+        what="your my_spawn",
+    )
+    _judge_spawn(run, kinds, 0, "rootless")
 
 
 # -- 02.2 my_mount_proc ----------------------------------------------------------------------
