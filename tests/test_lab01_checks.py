@@ -29,7 +29,7 @@ def _host_mounts() -> str:
 def test_the_solution_earns_every_point(solution: dict[str, object]) -> None:
     results = [run_check(i, solution) for i in IDS]
     assert [r.status for r in results] == ["passed"] * len(IDS), results
-    assert sum(r.points for r in results) == 16
+    assert sum(r.points for r in results) == 19
 
 
 def test_the_blank_lab_is_not_attempted() -> None:
@@ -43,7 +43,7 @@ def test_the_course_s_versions_pass_the_checks_they_stand_in_for(
 ) -> None:
     assert run_check("01.3", {**solution, "my_rootfs": REFERENCE["my_rootfs"]}).status == "passed"
     pivot = REFERENCE["my_pivot_root"]
-    assert run_check("01.5", {**solution, "my_pivot_root": pivot}).status == "passed"
+    assert run_check("01.6", {**solution, "my_pivot_root": pivot}).status == "passed"
 
 
 def _fails(exercise: str, base: dict[str, object], source: str, *words: str) -> str:
@@ -190,28 +190,95 @@ def my_rootfs(dest, programs):
 
 # -- 01.4 ------------------------------------------------------------------------------------
 
+CHROOT_RUN = """
+def my_chroot_run(root, argv):
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.dup2(write_end, 1)
+            {stderr}
+            {chroot}
+            {chdir}
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    os.close(write_end)
+    output = b""
+    while chunk := os.read(read_end, 65536):
+        output += chunk
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    return {result}, output.decode()
+"""
+RUN_STEPS = {
+    "stderr": "os.dup2(write_end, 2)",
+    "chroot": "os.chroot(root)",
+    "chdir": 'os.chdir("/")',
+    "result": "os.waitstatus_to_exitcode(status)",
+}
 
-def test_01_4_a_single_chroot_is_named(solution: dict[str, object]) -> None:
+
+def _chroot_run(**changed: str) -> str:
+    return CHROOT_RUN.format(**{**RUN_STEPS, **changed})
+
+
+def test_01_4_the_steps_in_order_pass(solution: dict[str, object]) -> None:
+    assert run_check("01.4", with_answer(solution, _chroot_run())).status == "passed"
+
+
+def test_01_4_chroot_in_the_caller_is_named(solution: dict[str, object]) -> None:
+    answer = """
+    def my_chroot_run(root, argv):
+        os.chroot(root)
+        os.chdir("/")
+        done = subprocess.run(argv, capture_output=True, text=True)
+        return done.returncode, done.stdout + done.stderr
+    """
+    _fails("01.4", solution, answer, "moved its caller", "fork")
+
+
+def test_01_4_a_forgotten_chdir_is_named(solution: dict[str, object]) -> None:
+    _fails("01.4", solution, _chroot_run(chdir="pass"), "working directory was not /")
+
+
+def test_01_4_stderr_left_out_is_named(solution: dict[str, object]) -> None:
+    _fails("01.4", solution, _chroot_run(stderr="pass"), "stderr is missing")
+
+
+def test_01_4_the_raw_wait_status_is_named(solution: dict[str, object]) -> None:
+    _fails("01.4", solution, _chroot_run(result="status"), "waitstatus_to_exitcode")
+
+
+def test_01_4_no_chroot_at_all_is_named(solution: dict[str, object]) -> None:
+    _fails("01.4", solution, _chroot_run(chroot="pass"), "chroot into root before execv")
+
+
+# -- 01.5 ------------------------------------------------------------------------------------
+
+
+def test_01_5_a_single_chroot_is_named(solution: dict[str, object]) -> None:
     answer = """
     def my_escape():
         for _ in range(256):
             os.chdir("..")
         os.chroot(".")
     """
-    _fails("01.4", solution, answer, "you chroot once only")
+    _fails("01.5", solution, answer, "you chroot once only")
 
 
-def test_01_4_a_forgotten_climb_is_named(solution: dict[str, object]) -> None:
+def test_01_5_a_forgotten_climb_is_named(solution: dict[str, object]) -> None:
     answer = """
     def my_escape():
         os.makedirs("out", exist_ok=True)
         os.chroot("out")
         os.chroot(".")
     """
-    _fails("01.4", solution, answer, "forgot to climb")
+    _fails("01.5", solution, answer, "forgot to climb")
 
 
-def test_01_4_a_short_climb_is_named(solution: dict[str, object]) -> None:
+def test_01_5_a_short_climb_is_named(solution: dict[str, object]) -> None:
     answer = """
     def my_escape():
         os.makedirs("out", exist_ok=True)
@@ -220,10 +287,10 @@ def test_01_4_a_short_climb_is_named(solution: dict[str, object]) -> None:
             os.chdir("..")
         os.chroot(".")
     """
-    _fails("01.4", solution, answer, "climbed 2 times")
+    _fails("01.5", solution, answer, "climbed 2 times")
 
 
-def test_01_4_chdir_into_the_subdirectory_first_is_a_mistake(
+def test_01_5_chdir_into_the_subdirectory_first_is_a_mistake(
     solution: dict[str, object],
 ) -> None:
     answer = """
@@ -235,10 +302,10 @@ def test_01_4_chdir_into_the_subdirectory_first_is_a_mistake(
             os.chdir("..")
         os.chroot(".")
     """
-    _fails("01.4", solution, answer, "still a directory inside the jail")
+    _fails("01.5", solution, answer, "still a directory inside the jail")
 
 
-# -- 01.5 ------------------------------------------------------------------------------------
+# -- 01.6 ------------------------------------------------------------------------------------
 
 PIVOT = """
 def my_pivot_root(new_root):
@@ -263,33 +330,33 @@ def _pivot(**changed: str) -> str:
     return PIVOT.format(**{**STEPS, **changed})
 
 
-def test_01_5_the_steps_in_order_pass(solution: dict[str, object]) -> None:
-    assert run_check("01.5", with_answer(solution, _pivot())).status == "passed"
+def test_01_6_the_steps_in_order_pass(solution: dict[str, object]) -> None:
+    assert run_check("01.6", with_answer(solution, _pivot())).status == "passed"
 
 
-def test_01_5_a_forgotten_ms_private_is_caught_and_nothing_leaks(
+def test_01_6_a_forgotten_ms_private_is_caught_and_nothing_leaks(
     solution: dict[str, object],
 ) -> None:
     before = _host_mounts()
-    message = _fails("01.5", solution, _pivot(private="pass"), "propagated to the host's")
+    message = _fails("01.6", solution, _pivot(private="pass"), "propagated to the host's")
     assert "make / private first" in message
     assert _host_mounts() == before
 
 
-def test_01_5_ms_private_without_ms_rec_is_caught(solution: dict[str, object]) -> None:
+def test_01_6_ms_private_without_ms_rec_is_caught(solution: dict[str, object]) -> None:
     private = 'linux.mount(None, "/", None, linux.MS_PRIVATE)'
-    _fails("01.5", solution, _pivot(private=private), "propagated", "MS_REC | MS_PRIVATE")
+    _fails("01.6", solution, _pivot(private=private), "propagated", "MS_REC | MS_PRIVATE")
 
 
-def test_01_5_no_bind_mount_is_named(solution: dict[str, object]) -> None:
-    _fails("01.5", solution, _pivot(bind="pass"), "not a mount point", "bind-mount it")
+def test_01_6_no_bind_mount_is_named(solution: dict[str, object]) -> None:
+    _fails("01.6", solution, _pivot(bind="pass"), "not a mount point", "bind-mount it")
 
 
-def test_01_5_an_old_root_left_mounted_is_named(solution: dict[str, object]) -> None:
-    _fails("01.5", solution, _pivot(umount="pass", rmdir="pass"), "old root is still mounted")
+def test_01_6_an_old_root_left_mounted_is_named(solution: dict[str, object]) -> None:
+    _fails("01.6", solution, _pivot(umount="pass", rmdir="pass"), "old root is still mounted")
 
 
-def test_01_5_the_dot_dot_pivot_without_unmount_is_named(solution: dict[str, object]) -> None:
+def test_01_6_the_dot_dot_pivot_without_unmount_is_named(solution: dict[str, object]) -> None:
     answer = """
     def my_pivot_root(new_root):
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
@@ -298,16 +365,16 @@ def test_01_5_the_dot_dot_pivot_without_unmount_is_named(solution: dict[str, obj
         linux.pivot_root(".", ".")
         os.chdir("/")
     """
-    _fails("01.5", solution, answer, "old root is still mounted (stacked on /")
+    _fails("01.6", solution, answer, "old root is still mounted (stacked on /")
 
 
-def test_01_5_an_unmount_without_mnt_detach_is_named(solution: dict[str, object]) -> None:
-    _fails("01.5", solution, _pivot(umount='linux.umount2("/.old")'), "EBUSY", "MNT_DETACH")
+def test_01_6_an_unmount_without_mnt_detach_is_named(solution: dict[str, object]) -> None:
+    _fails("01.6", solution, _pivot(umount='linux.umount2("/.old")'), "EBUSY", "MNT_DETACH")
 
 
-def test_01_5_a_forgotten_chdir_is_named(solution: dict[str, object]) -> None:
-    _fails("01.5", solution, _pivot(chdir="pass"), "working directory", "chdir('/')")
+def test_01_6_a_forgotten_chdir_is_named(solution: dict[str, object]) -> None:
+    _fails("01.6", solution, _pivot(chdir="pass"), "working directory", "chdir('/')")
 
 
-def test_01_5_a_put_old_left_behind_is_named(solution: dict[str, object]) -> None:
-    _fails("01.5", solution, _pivot(rmdir="pass"), "remove the put_old directory")
+def test_01_6_a_put_old_left_behind_is_named(solution: dict[str, object]) -> None:
+    _fails("01.6", solution, _pivot(rmdir="pass"), "remove the put_old directory")
