@@ -35,7 +35,7 @@ def _fails(exercise: str, base: dict[str, object], source: str, *words: str) -> 
 def test_the_solution_earns_every_point(solution: dict[str, object]) -> None:
     results = [run_check(i, solution) for i in IDS]
     assert [r.status for r in results] == ["passed"] * len(IDS), results
-    assert sum(r.points for r in results) == 17
+    assert sum(r.points for r in results) == 20
 
 
 def test_the_blank_lab_is_not_attempted() -> None:
@@ -253,7 +253,53 @@ def test_02_4_a_kind_left_out_is_named(solution: dict[str, object]) -> None:
     _fails("02.4", solution, answer, "the mnt namespace is not the container's")
 
 
-# -- 02.5 my_veth ------------------------------------------------------------------------------
+# -- 02.5 my_exec_in ---------------------------------------------------------------------------
+
+EXEC_IN = """
+def my_exec_in(pid, kinds, target):
+    {fork_first}
+    if child == 0:
+        code = 1
+        try:
+            my_enter(pid, kinds)
+            if "pid" in kinds and {fork_again}:
+                grandchild = os.fork()
+                if grandchild == 0:
+                    os._exit(target())
+                code = os.waitstatus_to_exitcode(os.waitpid(grandchild, 0)[1])
+            else:
+                code = target()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+"""
+
+
+def test_02_5_the_template_passes(solution: dict[str, object]) -> None:
+    answer = EXEC_IN.format(fork_first="child = os.fork()", fork_again="True")
+    assert run_check("02.5", with_answer(solution, answer)).status == "passed"
+
+
+def test_02_5_no_fork_after_joining_the_pid_namespace_is_named(
+    solution: dict[str, object],
+) -> None:
+    answer = EXEC_IN.format(fork_first="child = os.fork()", fork_again="False")
+    _fails("02.5", solution, answer, "not in the container's PID namespace", "fork after")
+
+
+def test_02_5_entering_in_the_caller_is_named(solution: dict[str, object]) -> None:
+    answer = """
+    def my_exec_in(pid, kinds, target):
+        my_enter(pid, kinds)
+        child = os.fork()
+        if child == 0:
+            os._exit(target())
+        return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    """
+    _fails("02.5", solution, answer, "moved its caller", "fork first")
+
+
+# -- 02.6 my_veth ------------------------------------------------------------------------------
 
 VETH = """
 def my_veth(pid, name, host_address, container_address):
@@ -289,32 +335,32 @@ def _veth(**changed: str) -> str:
     return VETH.format(**{**VETH_STEPS, **changed})
 
 
-def test_02_5_the_template_passes(solution: dict[str, object]) -> None:
-    assert run_check("02.5", with_answer(solution, _veth())).status == "passed"
+def test_02_6_the_template_passes(solution: dict[str, object]) -> None:
+    assert run_check("02.6", with_answer(solution, _veth())).status == "passed"
 
 
-def test_02_5_a_peer_left_on_the_host_is_named(solution: dict[str, object]) -> None:
-    _fails("02.5", solution, _veth(move="pass", inside="pass"), "still on the host", "netns")
+def test_02_6_a_peer_left_on_the_host_is_named(solution: dict[str, object]) -> None:
+    _fails("02.6", solution, _veth(move="pass", inside="pass"), "still on the host", "netns")
 
 
-def test_02_5_a_link_not_set_up_is_named(solution: dict[str, object]) -> None:
-    _fails("02.5", solution, _veth(host_up="pass"), "is DOWN on the host")
+def test_02_6_a_link_not_set_up_is_named(solution: dict[str, object]) -> None:
+    _fails("02.6", solution, _veth(host_up="pass"), "is DOWN on the host")
     inside = INSIDE.replace('        ip("link", "set", "eth0", "up", inside=True)\n', "")
-    _fails("02.5", solution, _veth(inside=inside), "eth0 is DOWN in the container")
+    _fails("02.6", solution, _veth(inside=inside), "eth0 is DOWN in the container")
 
 
-def test_02_5_lo_left_down_is_named(solution: dict[str, object]) -> None:
+def test_02_6_lo_left_down_is_named(solution: dict[str, object]) -> None:
     inside = INSIDE.rsplit("\n", 1)[0]
-    _fails("02.5", solution, _veth(inside=inside), "lo is DOWN")
+    _fails("02.6", solution, _veth(inside=inside), "lo is DOWN")
 
 
-def test_02_5_a_pair_left_behind_after_a_failure_is_named(solution: dict[str, object]) -> None:
-    _fails("02.5", solution, _veth(cleanup="pass"), "left", "behind", "ip link delete")
+def test_02_6_a_pair_left_behind_after_a_failure_is_named(solution: dict[str, object]) -> None:
+    _fails("02.6", solution, _veth(cleanup="pass"), "left", "behind", "ip link delete")
 
 
-def test_02_5_nothing_is_left_on_this_machine(solution: dict[str, object]) -> None:
+def test_02_6_nothing_is_left_on_this_machine(solution: dict[str, object]) -> None:
     before = sorted(os.listdir("/sys/class/net"))
-    _fails("02.5", solution, _veth(cleanup="pass"), "behind")
+    _fails("02.6", solution, _veth(cleanup="pass"), "behind")
     assert sorted(os.listdir("/sys/class/net")) == before
 
 
@@ -345,7 +391,7 @@ def test_a_hanging_my_spawn_is_stopped_at_its_limit_and_scored(tmp_path: Path) -
     by_id = {r.exercise: r for r in grade.results}
     assert by_id["02.1"].status == "failed"
     assert "still running after 20 s" in by_id["02.1"].message
-    assert by_id["02.2"].status == by_id["02.5"].status == "passed"
+    assert by_id["02.2"].status == by_id["02.6"].status == "passed"
     assert grade.error is None
     assert _children() == before
 

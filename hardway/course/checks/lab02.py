@@ -12,7 +12,9 @@ forked child with a time limit, and looks from outside at what it did:
 * 02.3 ``my_container(target) -> int``: the learner's two functions put together —
   ``target`` must be PID 1 with a ``/proc`` that shows only its own processes;
 * 02.4 ``my_enter(pid, kinds)``: what ``nsenter`` does, into a running container;
-* 02.5 ``my_veth(pid, name, host_address, container_address)``: a veth pair between a
+* 02.5 ``my_exec_in(pid, kinds, target) -> int``: ``nsenter --all``, PID namespace
+  included (a fork after ``setns``), the caller left where it was;
+* 02.6 ``my_veth(pid, name, host_address, container_address)``: a veth pair between a
   stand-in "host" network namespace the check makes and a process of its own — nothing
   on this machine's own network changes, and everything goes when the namespaces go.
 
@@ -52,6 +54,7 @@ from hardway.sys import linux
 __all__ = [
     "REFERENCE",
     "container_has_proc",
+    "exec_in_joins",
     "namespaces_entered",
     "proc_is_fresh",
     "spawn_isolates",
@@ -512,7 +515,104 @@ def namespaces_entered(my_enter: Callable[[int, Sequence[str]], None]) -> None:
     )
 
 
-# -- 02.5 my_veth ------------------------------------------------------------------------------
+# -- 02.5 my_exec_in ---------------------------------------------------------------------------
+
+
+def _exec_in_once(my_exec_in: Callable[..., int], pid: int, kinds: list[str]) -> dict[str, Any]:
+    """In the check's child (the caller): my_exec_in a probe into container *pid*."""
+    facts_r, facts_w = os.pipe()
+    host_proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)  # this side's, kept open
+    code = secrets.randbelow(90) + 5
+
+    def inodes() -> dict[str, int]:  # through this side's /proc: a moved caller sees another
+        return {kind: os.stat(f"self/ns/{kind}", dir_fd=host_proc).st_ino for kind in KINDS}
+
+    mine = inodes()
+
+    def probe() -> int:
+        ns = inodes()
+        _report(
+            facts_w,
+            {
+                "ns": ns,
+                "hostname": os.uname().nodename,
+                "pid": os.getpid(),
+                "init": _read("/proc/1/comm").strip(),
+            },
+        )
+        return code
+
+    try:
+        status = my_exec_in(pid, list(kinds), probe)
+    finally:
+        os.close(facts_w)
+    moved = inodes() != mine
+    return {"status": status, "code": code, "seen": _collect(facts_r), "moved": moved}
+
+
+@exercise(
+    "02.5",
+    points=3,
+    against=("kernel",),
+    hints=(
+        "two things stand between my_enter and `nsenter --all`: the caller must stay where "
+        "it is, and a PID namespace only takes in children.",
+        "fork; in the child: my_enter(pid, kinds), then — with 'pid' among the kinds — fork "
+        "once more and run target in that grandchild, wait for it, and end with its status; "
+        "the parent waits for the child and returns its exit status.",
+        "in the child: my_enter(pid, kinds); grandchild = os.fork(); if grandchild == 0: "
+        "os._exit(target()); os._exit(os.waitstatus_to_exitcode(os.waitpid(grandchild, "
+        "0)[1])) — and the parent returns os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]).",
+    ),
+)
+def exec_in_joins(my_exec_in: Callable[..., int]) -> None:
+    """my_exec_in(pid, kinds, target) runs target inside a running container, like nsenter."""
+    hostname = f"lab02-{secrets.token_hex(3)}"
+    kinds = ["uts", "ipc", "net", "pid", "mnt"]
+    spec = Isolation({"pid", "mnt", "uts", "ipc", "net"}, hostname=hostname, proc=True)
+    try:
+        with start(spec, ["sleep", "30"]) as box:
+            theirs = box.namespaces()
+            run = in_child(
+                lambda: _exec_in_once(my_exec_in, box.pid, kinds),
+                timeout=20,
+                what="your my_exec_in",
+            )
+    except HardwayError as exc:
+        raise AssertionError(f"could not start a container to enter: {exc}") from None
+    expect(
+        not run["moved"],
+        "my_exec_in moved its caller into the container's namespaces: fork first, and "
+        "call my_enter in the child",
+    )
+    expect(run["seen"], "target never ran (or had not finished when my_exec_in returned)")
+    facts = run["seen"][0]
+    for kind in kinds:
+        if kind == "pid":
+            expect(
+                facts["ns"]["pid"] == theirs["pid"],
+                "target is not in the container's PID namespace: setns into a PID namespace "
+                "applies only to the children of the caller — fork after joining, and run "
+                "target in that child",
+            )
+        expect(
+            facts["ns"][kind] == theirs[kind],
+            f"target is not in the container's {kind} namespace",
+        )
+    expect(facts["hostname"] == hostname, f"target sees the hostname {facts['hostname']!r}")
+    expect(
+        facts["init"] == "sleep" and facts["pid"] != 1,
+        f"target sees PID 1 as {facts['init']!r} and itself as PID {facts['pid']}: in the "
+        "container, the container's command is PID 1",
+    )
+    expect(
+        run["status"] == run["code"],
+        f"my_exec_in returned {run['status']!r}, but target returned {run['code']}: wait "
+        "for the child and return its exit status",
+    )
+
+
+# -- 02.6 my_veth ------------------------------------------------------------------------------
 
 
 def _links(pid: int | None = None) -> dict[str, dict[str, Any]]:
@@ -633,7 +733,7 @@ def _judge_cleanup(my_veth: Callable[..., None], name: str, host: str, inside: s
 
 
 @exercise(
-    "02.5",
+    "02.6",
     points=4,
     against=("kernel",),
     hints=(
