@@ -8,15 +8,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from labcells import ROOT, lab_namespace, with_answer
+from labcells import ROOT, fails, lab_namespace, statuses, with_answer
 
 from hardway.course.autograde import grade_notebook
 from hardway.course.checks.lab02 import REFERENCE
-from hardway.course.grading import exercises, run_check
+from hardway.course.grading import run_check
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the checks of lab 02 need root")
-
-IDS = [e.id for e in exercises("02")]
 
 
 @pytest.fixture(scope="module")
@@ -24,24 +22,14 @@ def solution() -> dict[str, object]:
     return lab_namespace("solutions", "02")
 
 
-def _fails(exercise: str, base: dict[str, object], source: str, *words: str) -> str:
-    result = run_check(exercise, with_answer(base, source))
-    assert result.status == "failed", result
-    for word in words:
-        assert word in result.message, result.message
-    return result.message
-
-
 def test_the_solution_earns_every_point(solution: dict[str, object]) -> None:
-    results = [run_check(i, solution) for i in IDS]
-    assert [r.status for r in results] == ["passed"] * len(IDS), results
-    assert sum(r.points for r in results) == 20
+    found, points = statuses("02", solution)
+    assert found == ["passed"] * len(found) and points == 20, found
 
 
 def test_the_blank_lab_is_not_attempted() -> None:
-    blank = lab_namespace("labs", "02")
-    results = [run_check(i, blank) for i in IDS]
-    assert [r.status for r in results] == ["not attempted"] * len(IDS), results
+    found, _ = statuses("02", lab_namespace("labs", "02"))
+    assert found == ["not attempted"] * len(found), found
 
 
 def test_the_course_s_versions_pass_the_checks_they_stand_in_for(
@@ -107,7 +95,7 @@ def test_02_1_the_template_passes(solution: dict[str, object]) -> None:
 
 
 def test_02_1_uid_map_written_from_the_child_is_named(solution: dict[str, object]) -> None:
-    _fails("02.1", solution, _spawn_from_child(), "written by the child itself")
+    fails("02.1", solution, _spawn_from_child(), "written by the child itself")
 
 
 def _spawn_from_child() -> str:
@@ -122,32 +110,32 @@ def _spawn_from_child() -> str:
 
 def test_02_1_setgroups_not_denied_is_named(solution: dict[str, object]) -> None:
     maps = MAPS.split("\n", 1)[1].strip()
-    _fails("02.1", solution, _spawn(parent_maps=maps), "setgroups is 'allow'", "before gid_map")
+    fails("02.1", solution, _spawn(parent_maps=maps), "setgroups is 'allow'", "before gid_map")
 
 
 def test_02_1_setgroups_denied_after_gid_map_is_named(solution: dict[str, object]) -> None:
     lines = MAPS.split("\n")
     late = "\n".join([lines[1].strip(), "        " + lines[2].strip(), "        " + lines[0]])
-    _fails("02.1", solution, _spawn(parent_maps=late), "setgroups", "*before* gid_map")
+    fails("02.1", solution, _spawn(parent_maps=late), "setgroups", "*before* gid_map")
 
 
 def test_02_1_a_map_that_assumes_root_is_refused_rootless(solution: dict[str, object]) -> None:
     as_root = MAPS.replace("{os.getuid()}", "0").replace("{os.getgid()}", "0")
-    _fails("02.1", solution, _spawn(parent_maps=as_root), "as uid 65534", "only its own id")
+    fails("02.1", solution, _spawn(parent_maps=as_root), "as uid 65534", "only its own id")
 
 
 def test_02_1_a_child_that_does_not_wait_for_its_maps_is_named(
     solution: dict[str, object],
 ) -> None:
-    _fails("02.1", solution, _spawn(wait="pass"), "make the child wait on a pipe")
+    fails("02.1", solution, _spawn(wait="pass"), "make the child wait on a pipe")
 
 
 def test_02_1_a_pid_namespace_without_a_fork_is_named(solution: dict[str, object]) -> None:
-    _fails("02.1", solution, _spawn(fork="False"), "not 1", "fork after it")
+    fails("02.1", solution, _spawn(fork="False"), "not 1", "fork after it")
 
 
 def test_02_1_not_waiting_for_the_child_is_named(solution: dict[str, object]) -> None:
-    _fails("02.1", solution, _spawn(result="return 0"), "wait for the child")
+    fails("02.1", solution, _spawn(result="return 0"), "wait for the child")
 
 
 def test_02_1_a_namespace_forgotten_is_named(solution: dict[str, object]) -> None:
@@ -155,7 +143,7 @@ def test_02_1_a_namespace_forgotten_is_named(solution: dict[str, object]) -> Non
         "linux.namespace_flags(*namespaces)",
         'linux.namespace_flags(*(k for k in namespaces if k != "net"))',
     )
-    _fails("02.1", solution, answer, "still in the caller's net namespace")
+    fails("02.1", solution, answer, "still in the caller's net namespace")
 
 
 # -- 02.2 my_mount_proc ----------------------------------------------------------------------
@@ -170,7 +158,7 @@ def test_02_2_a_forgotten_ms_private_is_caught_and_nothing_leaks(
         flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
         linux.mount("proc", "/proc", "proc", flags)
     """
-    _fails("02.2", solution, answer, "your mount on /proc (proc) propagated", "private")
+    fails("02.2", solution, answer, "your mount on /proc (proc) propagated", "private")
     assert Path("/proc/self/mountinfo").read_text() == before
 
 
@@ -180,7 +168,7 @@ def test_02_2_a_bind_mount_of_the_old_proc_is_named(solution: dict[str, object])
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
         linux.mount("/proc", "/proc", None, linux.MS_BIND | linux.MS_REC)
     """
-    _fails("02.2", solution, answer, "another PID namespace", "bind mount of the old /proc")
+    fails("02.2", solution, answer, "another PID namespace", "bind mount of the old /proc")
 
 
 def test_02_2_proc_without_its_flags_is_named(solution: dict[str, object]) -> None:
@@ -189,7 +177,7 @@ def test_02_2_proc_without_its_flags_is_named(solution: dict[str, object]) -> No
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
         linux.mount("proc", "/proc", "proc")
     """
-    _fails("02.2", solution, answer, "without nosuid, nodev, noexec")
+    fails("02.2", solution, answer, "without nosuid, nodev, noexec")
 
 
 # -- 02.3 my_container -----------------------------------------------------------------------
@@ -201,7 +189,7 @@ def test_02_3_proc_mounted_before_the_fork_is_named(solution: dict[str, object])
         my_mount_proc()
         return my_spawn(target, namespaces=["pid", "mnt"])
     """
-    _fails("02.3", solution, answer, "mounted before the fork")
+    fails("02.3", solution, answer, "mounted before the fork")
 
 
 def test_02_3_no_mount_namespace_is_named(solution: dict[str, object]) -> None:
@@ -212,7 +200,7 @@ def test_02_3_no_mount_namespace_is_named(solution: dict[str, object]) -> None:
             return target()
         return my_spawn(pid_one, namespaces=["pid"])
     """
-    _fails("02.3", solution, answer, "changed the caller's mount table", "'mnt'")
+    fails("02.3", solution, answer, "changed the caller's mount table", "'mnt'")
 
 
 def test_02_3_no_pid_namespace_is_named(solution: dict[str, object]) -> None:
@@ -223,7 +211,7 @@ def test_02_3_no_pid_namespace_is_named(solution: dict[str, object]) -> None:
             return target()
         return my_spawn(pid_one, namespaces=["mnt"])
     """
-    _fails("02.3", solution, answer, "ask my_spawn for a 'pid' namespace")
+    fails("02.3", solution, answer, "ask my_spawn for a 'pid' namespace")
 
 
 # -- 02.4 my_enter -----------------------------------------------------------------------------
@@ -239,7 +227,7 @@ def test_02_4_opening_each_file_after_the_last_setns_is_named(
             linux.setns(fd)
             os.close(fd)
     """
-    _fails("02.4", solution, answer, "opened after joining the mount namespace")
+    fails("02.4", solution, answer, "opened after joining the mount namespace")
 
 
 def test_02_4_a_kind_left_out_is_named(solution: dict[str, object]) -> None:
@@ -250,7 +238,7 @@ def test_02_4_a_kind_left_out_is_named(solution: dict[str, object]) -> None:
             linux.setns(fd)
             os.close(fd)
     """
-    _fails("02.4", solution, answer, "the mnt namespace is not the container's")
+    fails("02.4", solution, answer, "the mnt namespace is not the container's")
 
 
 # -- 02.5 my_exec_in ---------------------------------------------------------------------------
@@ -284,7 +272,7 @@ def test_02_5_no_fork_after_joining_the_pid_namespace_is_named(
     solution: dict[str, object],
 ) -> None:
     answer = EXEC_IN.format(fork_first="child = os.fork()", fork_again="False")
-    _fails("02.5", solution, answer, "not in the container's PID namespace", "fork after")
+    fails("02.5", solution, answer, "not in the container's PID namespace", "fork after")
 
 
 def test_02_5_entering_in_the_caller_is_named(solution: dict[str, object]) -> None:
@@ -296,7 +284,7 @@ def test_02_5_entering_in_the_caller_is_named(solution: dict[str, object]) -> No
             os._exit(target())
         return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
     """
-    _fails("02.5", solution, answer, "moved its caller", "fork first")
+    fails("02.5", solution, answer, "moved its caller", "fork first")
 
 
 # -- 02.6 my_veth ------------------------------------------------------------------------------
@@ -340,27 +328,27 @@ def test_02_6_the_template_passes(solution: dict[str, object]) -> None:
 
 
 def test_02_6_a_peer_left_on_the_host_is_named(solution: dict[str, object]) -> None:
-    _fails("02.6", solution, _veth(move="pass", inside="pass"), "still on the host", "netns")
+    fails("02.6", solution, _veth(move="pass", inside="pass"), "still on the host", "netns")
 
 
 def test_02_6_a_link_not_set_up_is_named(solution: dict[str, object]) -> None:
-    _fails("02.6", solution, _veth(host_up="pass"), "is DOWN on the host")
+    fails("02.6", solution, _veth(host_up="pass"), "is DOWN on the host")
     inside = INSIDE.replace('        ip("link", "set", "eth0", "up", inside=True)\n', "")
-    _fails("02.6", solution, _veth(inside=inside), "eth0 is DOWN in the container")
+    fails("02.6", solution, _veth(inside=inside), "eth0 is DOWN in the container")
 
 
 def test_02_6_lo_left_down_is_named(solution: dict[str, object]) -> None:
     inside = INSIDE.rsplit("\n", 1)[0]
-    _fails("02.6", solution, _veth(inside=inside), "lo is DOWN")
+    fails("02.6", solution, _veth(inside=inside), "lo is DOWN")
 
 
 def test_02_6_a_pair_left_behind_after_a_failure_is_named(solution: dict[str, object]) -> None:
-    _fails("02.6", solution, _veth(cleanup="pass"), "left", "behind", "ip link delete")
+    fails("02.6", solution, _veth(cleanup="pass"), "left", "behind", "ip link delete")
 
 
 def test_02_6_nothing_is_left_on_this_machine(solution: dict[str, object]) -> None:
     before = sorted(os.listdir("/sys/class/net"))
-    _fails("02.6", solution, _veth(cleanup="pass"), "behind")
+    fails("02.6", solution, _veth(cleanup="pass"), "behind")
     assert sorted(os.listdir("/sys/class/net")) == before
 
 
