@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from labcells import fails, lab_namespace, statuses, with_answer
+from labcells import fails, lab_namespace, statuses, statuses_as_nobody, with_answer
 
 from hardway.course.checks.lab01 import REFERENCE
 from hardway.course.grading import run_check
@@ -32,6 +32,11 @@ def test_the_solution_earns_every_point(solution: dict[str, object]) -> None:
 def test_the_blank_lab_is_not_attempted() -> None:
     found, _ = statuses("01", lab_namespace("labs", "01"))
     assert found == ["not attempted"] * len(found), found
+
+
+def test_without_root_the_real_checks_are_not_graded(solution: dict[str, object]) -> None:
+    found = statuses_as_nobody("01", solution)
+    assert found == ["passed"] * 2 + ["not graded"] * (len(found) - 2), found
 
 
 def test_the_course_s_versions_pass_the_checks_they_stand_in_for(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from labcells import ROOT, fails, lab_namespace, statuses, with_answer
+from labcells import ROOT, fails, lab_namespace, statuses, statuses_as_nobody, with_answer
 
 from hardway.course.autograde import grade_notebook
 from hardway.course.checks.lab02 import REFERENCE
@@ -30,6 +30,11 @@ def test_the_solution_earns_every_point(solution: dict[str, object]) -> None:
 def test_the_blank_lab_is_not_attempted() -> None:
     found, _ = statuses("02", lab_namespace("labs", "02"))
     assert found == ["not attempted"] * len(found), found
+
+
+def test_without_root_the_real_checks_are_not_graded(solution: dict[str, object]) -> None:
+    found = statuses_as_nobody("02", solution)
+    assert found == ["passed"] * 0 + ["not graded"] * (len(found) - 0), found
 
 
 def test_the_course_s_versions_pass_the_checks_they_stand_in_for(

@@ -40,7 +40,7 @@ from hardway.course.checks import fresh_rng, scratch
 from hardway.course.checks.child import in_child
 from hardway.course.checks.mounts import sandboxed
 from hardway.course.grading import exercise, expect
-from hardway.errors import PrivilegeError
+from hardway.errors import DOCTOR_HINT, PrivilegeError
 from hardway.isolation import rootfs
 from hardway.isolation.launch import pivot_into
 from hardway.sys import linux
@@ -256,7 +256,7 @@ def _run_inside(root: str, programs: Sequence[str], interpreters: dict[str, str]
 def rootfs_runs(my_rootfs: Callable[[Path, list[str]], Path]) -> None:
     """my_rootfs(dest, programs) builds a root in which each program starts, in a chroot."""
     if os.geteuid() != 0:
-        raise PrivilegeError("chroot needs root", fix="run the lab as root (make lab)")
+        raise PrivilegeError("chroot needs root", fix=DOCTOR_HINT)
     rng = fresh_rng()
     programs = rng.sample(_host_programs(), 2)
     asked = [programs[0], os.path.basename(programs[1])]  # a path and a name on $PATH
@@ -338,7 +338,7 @@ def _chroot_run_in_child(
 def chroot_run_works(my_chroot_run: Callable[[Path, list[str]], tuple[int, str]]) -> None:
     """my_chroot_run(root, argv) runs argv in a chroot of root: (exit status, output)."""
     if os.geteuid() != 0:
-        raise PrivilegeError("chroot needs root", fix="run the lab as root (make lab)")
+        raise PrivilegeError("chroot needs root", fix=DOCTOR_HINT)
     token = secrets.token_hex(6)
     code = fresh_rng().randint(3, 90)
     top = Path(tempfile.mkdtemp(prefix="hardway-lab01-"))
