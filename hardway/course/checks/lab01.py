@@ -587,6 +587,11 @@ def _pivot_in_namespace(my_pivot_root: Callable[[str], None], top: str, new_root
         f"after my_pivot_root, / has {extra} that new_root did not have: remove the put_old "
         "directory once the old root is unmounted",
     )
+    # and the proof that does not read the mount table: the classic escape, from inside
+    expect(
+        not rootfs.try_escape(os.path.join(top, "host-only"))["after"],
+        "after my_pivot_root the classic chroot escape still reaches the host's files",
+    )
 
 
 @exercise(
@@ -616,6 +621,7 @@ def pivot_root_done(my_pivot_root: Callable[[str], None]) -> None:
             for name in ("bin", "etc", "proc", f"only-here-{secrets.token_hex(2)}"):
                 (new_root / name).mkdir(parents=True)
             (new_root / "etc" / "hostname").write_text("lab01\n")
+            (top / "host-only").write_text("the host's\n")
 
         sandboxed(
             lambda: _pivot_in_namespace(my_pivot_root, str(top), str(new_root)),
