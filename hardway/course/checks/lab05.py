@@ -25,11 +25,14 @@ import random
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from hardway.course.checks import fresh_rng, scratch
 from hardway.course.grading import exercise, expect
+from hardway.image.apply import apply_layer
 from hardway.image.compression import GZIP, choose_codec
 from hardway.image.entries import tree_entries
+from hardway.image.layers import write_layer
 from hardway.image.whiteouts import apply_names
 from hardway.image.whiteouts import whiteouts_for as reference_whiteouts
 from hardway.sys.securejoin import resolve
@@ -327,3 +330,25 @@ def resolved_paths(resolve_in_root: Callable[[str, dict[str, str]], str]) -> Non
         expect(not got.startswith("/"), f"{call} returned {got!r}: answer root-relative")
         expect(".." not in got.split("/"), f"{call} returned {got!r}: '..' stops at the root")
         expect(got == want, f"{call} returned {got!r}, expected {want!r}")
+
+
+# --- what lab 05 hands on (hardway.course.carry) --------------------------------------------
+
+
+def course_write_layer(src: Path, out: BinaryIO) -> tuple[str, str, int]:
+    """The course's my_write_layer: a reproducible gzip layer of ``src``'s contents (mtimes 0,
+    owners 0 and unnamed), written to ``out``; (digest, diff_id, compressed size)."""
+    info = write_layer(Path(src), out, source_date_epoch=0)
+    return str(info.digest), str(info.diff_id), info.size
+
+
+def course_apply_layer(layer: Path, rootfs: Path) -> None:
+    """The course's my_apply_layer: unpack a gzip layer into ``rootfs``, whiteouts, opaque
+    directories and all, never writing outside it."""
+    apply_layer(Path(layer), Path(rootfs))
+
+
+REFERENCE: dict[str, Callable[..., object]] = {
+    "my_write_layer": course_write_layer,
+    "my_apply_layer": course_apply_layer,
+}

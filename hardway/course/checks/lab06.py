@@ -35,8 +35,10 @@ from hardway.errors import HardwayError
 from hardway.image import layout
 from hardway.image.descriptor import Descriptor
 from hardway.image.digest import sha256_digest
+from hardway.image.layers import write_layer
 from hardway.image.manifest import ANNOTATION_REF_NAME
 from hardway.image.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
+from hardway.image.mutate import file_layer, from_layers
 from hardway.image.platform import Platform
 from hardway.image.random import random_image, random_index
 from hardway.image.validate import config_problems, manifest_problems
@@ -313,3 +315,47 @@ def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
                     f"tagging {name!r} changed what 'stable' names; leave other tags alone",
                 )
             index = got
+
+
+# --- what lab 06 hands on (hardway.course.carry) --------------------------------------------
+
+
+def course_write_image(layout_dir: Path, layers: list[Path], config: dict, tag: str) -> str:
+    """The course's my_write_image: each layer directory as a reproducible gzip layer, the
+    config (``rootfs.diff_ids`` filled in), the manifest and ``index.json`` (``tag`` as its
+    ref name) in the OCI layout ``layout_dir``; the manifest's digest."""
+    written = []
+    with scratch("06") as tmp:
+        for number, directory in enumerate(layers):
+            blob = Path(tmp) / f"layer-{number}.tar.gz"
+            info = write_layer(Path(directory), blob, source_date_epoch=0)
+            written.append(file_layer(blob, info, OCI_LAYER_GZIP))
+        diff_ids = [str(x.diff_id) for x in written]
+        doc = {**config, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+        image = from_layers(json.dumps(doc, indent=2).encode(), written)
+        layout.write_image(image, Path(layout_dir), tag=tag)
+    return str(image.digest())
+
+
+def course_select_platform(index: dict, platform: str) -> dict:
+    """The course's my_select_platform: the first entry of ``index["manifests"]`` for
+    ``platform`` as containerd matches it (both sides normalised: ``linux/arm`` is
+    ``linux/arm/v7``); LookupError when there is none."""
+    wanted = Platform.parse(platform).normalized()
+    for entry in index.get("manifests", []):
+        if "platform" not in entry:
+            continue
+        offered = Platform.from_dict(entry["platform"]).normalized()
+        if (offered.os, offered.architecture, offered.variant) == (
+            wanted.os,
+            wanted.architecture,
+            wanted.variant,
+        ):
+            return dict(entry)
+    raise LookupError(f"the index has no manifest for {platform}")
+
+
+REFERENCE: dict[str, Callable[..., object]] = {
+    "my_write_image": course_write_image,
+    "my_select_platform": course_select_platform,
+}

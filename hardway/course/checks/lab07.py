@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urljoin
 
 import requests
@@ -28,7 +29,10 @@ import requests
 from hardway.course.checks import fresh_rng
 from hardway.course.grading import exercise, expect
 from hardway.distribution.auth import parse_challenges
+from hardway.distribution.credentials import Credentials
 from hardway.distribution.reference import parse_reference
+from hardway.distribution.registry import push
+from hardway.image import layout
 from hardway.image.digest import sha256_digest
 
 __all__ = [
@@ -210,3 +214,43 @@ def upload_works(upload_blob: Callable[[str, str, bytes], str]) -> None:
     )
     expect(head.headers.get("Docker-Content-Digest") == want, "the registry has other bytes")
     expect(int(head.headers.get("Content-Length", -1)) == len(data), "the sizes differ")
+
+
+# --- what lab 07 hands on (hardway.course.carry) --------------------------------------------
+
+#: the OCI annotation naming the image this one was built on: my_push mounts its blobs from there
+BASE_NAME = "org.opencontainers.image.base.name"
+
+
+def course_push(
+    layout_dir: Path,
+    tag: str,
+    registry: str,
+    repository: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+) -> str:
+    """The course's my_push: the image ``tag`` of the OCI layout to
+    ``registry/repository:tag`` (blobs the registry has are skipped, blobs of the base image
+    named by the manifest's ``org.opencontainers.image.base.name`` are mounted from its
+    repository when it is on the same registry); the manifest's digest."""
+    image = layout.read_image(Path(layout_dir), tag)
+    base = image.manifest().annotations.get(BASE_NAME, "")
+    mount_from: tuple[str, ...] = ()
+    if base:
+        ref = parse_reference(base)
+        if ref.registry == registry:
+            mount_from = (ref.repository,)
+    credentials = Credentials(username, password or "") if username else Credentials()
+    digest = push(
+        image,
+        f"{registry}/{repository}:{tag}",
+        credentials=credentials,
+        mount_from=mount_from,
+        progress=False,
+    )
+    return str(digest)
+
+
+REFERENCE: dict[str, Callable[..., object]] = {"my_push": course_push}
