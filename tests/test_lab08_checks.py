@@ -4,6 +4,10 @@ push to the course's real registry (conftest gives this run its own)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+
 import pytest
 from labsource import edited, namespace, wrong
 
@@ -130,3 +134,26 @@ def my_pull(registry, repository, reference, rootfs, *, platform="linux/amd64", 
     return config.json()
 """
     assert "planted/evil reached the root filesystem" in failure("08.4", solution, after)
+
+
+def test_08_4_a_pull_that_hangs_and_leaves_children_is_stopped_at_its_limit(
+    solution: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A learner's pull that starts processes and never returns: the check fails with the
+    time limit, and every process it started is gone (its process group was killed)."""
+    from hardway.course.checks import lab08
+
+    monkeypatch.setattr(lab08, "PULL_TIME", 3.0)
+    marker = f"hardway-test-hang-{os.getpid()}"
+    hang = f"""
+import subprocess, time
+def my_pull(registry, repository, reference, rootfs, *, platform="linux/amd64", username=None, password=None):
+    for _ in range(5):
+        subprocess.Popen(["sleep", "1000", "{marker}"])
+    while True:
+        time.sleep(0.1)
+"""
+    assert "still running after 3 s" in failure("08.4", solution, hang)
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+    assert left == "", f"processes of the stopped pull survived: {left}"

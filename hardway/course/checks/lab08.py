@@ -51,6 +51,8 @@ from hardway.image.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_
 __all__ = ["REFERENCE", "accept_negotiated", "blob_downloaded", "chunks_verified", "image_pulled"]
 
 MANIFEST_KINDS = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
+#: seconds the learner's download (08.3) and pull (08.4) may take, each call
+DOWNLOAD_TIME, PULL_TIME = 60.0, 90.0
 
 
 def _word(rng: random.Random, n: int = 6) -> str:
@@ -226,7 +228,7 @@ def blob_downloaded(download_blob: Callable[[str, str, dict, Path], Path]) -> No
                 "size": len(blob) if size is None else size}  # fmt: skip
 
     def run(what: str, desc: dict, dest: Path) -> object:
-        return in_child(lambda: download_blob(url, repository, desc, dest), timeout=60,
+        return in_child(lambda: download_blob(url, repository, desc, dest), timeout=DOWNLOAD_TIME,
                         what=f"your download_blob ({what})")  # fmt: skip
 
     with scratch("08") as work:
@@ -374,7 +376,7 @@ def image_pulled(my_pull: Callable[..., dict]) -> None:
 
     def pull(reference: str, rootfs: Path) -> object:
         return in_child(lambda: my_pull(host, repository, reference, rootfs, platform=WANTED),
-                        timeout=90, what=f"your my_pull of {reference}")  # fmt: skip
+                        timeout=PULL_TIME, what=f"your my_pull of {reference}")  # fmt: skip
 
     with scratch("08") as work:
         want = tree(tool_unpack(url, repository, "oci", WANTED, work / "tools"))
@@ -399,7 +401,7 @@ def image_pulled(my_pull: Callable[..., dict]) -> None:
         rootfs.mkdir()
         error = _raises(
             lambda: in_child(lambda: my_pull(host, liar, "v1", rootfs, platform=WANTED),
-                             timeout=90, what="your my_pull of a corrupted image")  # fmt: skip
+                             timeout=PULL_TIME, what="your my_pull of a corrupted image")  # fmt: skip
         )
         planted = (rootfs / "planted").exists()
         expect(
