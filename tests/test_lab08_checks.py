@@ -1,3 +1,4 @@
+# ruff: noqa: E501 — the wrong answers are cells as a learner writes them, long lines and all
 """Lab 08's checks against realistic wrong answers, each caught with a message that names
 the mistake; the blank lab is not attempted, the solution gets every point. The checks
 push to the course's real registry (conftest gives this run its own)."""
@@ -40,8 +41,12 @@ def test_the_blank_lab_is_not_attempted() -> None:
 
 def test_08_1_an_accept_header_without_the_oci_index_or_dockers_list(solution: dict) -> None:
     no_index = "def accept_header():\n    return ', '.join([OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST])\n"
-    assert "does not name application/vnd.oci.image.index.v1+json" in failure("08.1", solution, no_index)
-    no_list = "def accept_header():\n    return ', '.join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST])\n"
+    assert "does not name application/vnd.oci.image.index.v1+json" in failure(
+        "08.1", solution, no_index
+    )
+    no_list = (
+        "def accept_header():\n    return ', '.join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST])\n"
+    )
     message = failure("08.1", solution, no_list)
     assert "manifest.list.v2+json" in message and "schema 1" in message
     star = "def accept_header():\n    return ', '.join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, '*/*'])\n"
@@ -85,7 +90,9 @@ def download_blob(registry_url, repository, descriptor, dest):
         raise ValueError("wrong digest")
     return Path(dest)
 """
-    assert "reached their final name before they were verified" in failure("08.3", solution, straight)
+    assert "reached their final name before they were verified" in failure(
+        "08.3", solution, straight
+    )
 
 
 def test_08_3_a_temporary_file_left_behind(solution: dict) -> None:
@@ -94,12 +101,16 @@ def test_08_3_a_temporary_file_left_behind(solution: dict) -> None:
 
 
 def test_08_4_the_first_platform_of_the_index(solution: dict) -> None:
-    first = edited("08", "def my_pull", ("my_select_platform(document, platform)", "document['manifests'][0]"))
+    first = edited(
+        "08", "def my_pull", ("my_select_platform(document, platform)", "document['manifests'][0]")
+    )
     assert "the index's first entry" in failure("08.4", solution, first)
 
 
 def test_08_4_layers_in_reverse_order(solution: dict) -> None:
-    backwards = edited("08", "def my_pull", ("for path in layers:", "for path in reversed(layers):"))
+    backwards = edited(
+        "08", "def my_pull", ("for path in layers:", "for path in reversed(layers):")
+    )
     assert "applied in reverse order" in failure("08.4", solution, backwards)
 
 

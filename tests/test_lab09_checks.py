@@ -1,3 +1,4 @@
+# ruff: noqa: E501 — the wrong answers are cells as a learner writes them, long lines and all
 """Lab 09's checks against realistic wrong answers, each caught with a message that names
 the mistake; other correct answers pass; the blank lab is not attempted, the solution gets
 every point. 09.6 pushes to the course's real registry (conftest gives this run its own)."""
@@ -38,7 +39,9 @@ def test_the_blank_lab_is_not_attempted() -> None:
 
 
 def test_09_1_a_key_with_mtime(solution: dict) -> None:
-    with_mtime = edited("09", "def layer_key", ("st.st_gid, content]", "st.st_gid, content, st.st_mtime_ns]"))
+    with_mtime = edited(
+        "09", "def layer_key", ("st.st_gid, content]", "st.st_gid, content, st.st_mtime_ns]")
+    )
     assert "cache key including mtime" in failure("09.1", solution, with_mtime)
 
 
@@ -48,7 +51,9 @@ def test_09_1_a_key_without_the_mode(solution: dict) -> None:
 
 
 def test_09_1_a_key_from_size_not_content(solution: dict) -> None:
-    sized = edited("09", "def layer_key", ("hashlib.sha256(path.read_bytes()).hexdigest()", "st.st_size"))
+    sized = edited(
+        "09", "def layer_key", ("hashlib.sha256(path.read_bytes()).hexdigest()", "st.st_size")
+    )
     assert "hash each file's content" in failure("09.1", solution, sized)
 
 
@@ -97,7 +102,11 @@ def test_09_3_a_hit_without_its_blob(solution: dict) -> None:
 
 
 def test_09_4_newest_first(solution: dict) -> None:
-    newest = edited("09", "def prune_order", ("key=lambda item: (item[1][0], item[0])", "key=lambda item: (-item[1][0], item[0])"))
+    newest = edited(
+        "09",
+        "def prune_order",
+        ("key=lambda item: (item[1][0], item[0])", "key=lambda item: (-item[1][0], item[0])"),
+    )
     assert "remove" in failure("09.4", solution, newest)
 
 
@@ -145,7 +154,11 @@ def test_09_5_accepts_any_bounded_parallel_upload_and_rejects_a_serial_one() -> 
 
 
 def test_09_6_a_push_that_never_asks_the_registry(solution: dict) -> None:
-    blind = edited("09", "def push_changed", ("            return http.head(", "            return False and http.head("))
+    blind = edited(
+        "09",
+        "def push_changed",
+        ("            return http.head(", "            return False and http.head("),
+    )
     assert "the rebuild started 2" not in (message := failure("09.6", solution, blind))
     assert "only the changed layer and the new config should go" in message
 
@@ -154,8 +167,15 @@ def test_09_6_a_push_whose_cache_misses_a_fresh_checkout(solution: dict) -> None
     """A non-reproducible writer behind a key with mtime: the rebuild makes new blobs for
     unchanged directories, and sends them."""
     base = namespace("solutions", "09")  # its own dict: push_changed sees the edits below
-    exec(edited("09", "def layer_key", ("st.st_gid, content]", "st.st_gid, content, st.st_mtime_ns]")), base)
-    noisy = "import gzip, io, tarfile, time\n" + """
+    exec(
+        edited(
+            "09", "def layer_key", ("st.st_gid, content]", "st.st_gid, content, st.st_mtime_ns]")
+        ),
+        base,
+    )
+    noisy = (
+        "import gzip, io, tarfile, time\n"
+        + """
 def my_write_layer(src, out):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
@@ -165,6 +185,7 @@ def my_write_layer(src, out):
     out.write(data)
     return ("sha256:" + hashlib.sha256(data).hexdigest(), "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest(), len(data))
 """
+    )
     exec(noisy, base)
     result = run_check("09.6", base)
     assert result.status == "failed", result.line

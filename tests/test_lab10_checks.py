@@ -1,3 +1,4 @@
+# ruff: noqa: E501 — the wrong answers are cells as a learner writes them, long lines and all
 """Lab 10's checks against realistic wrong answers, each caught with a message that names
 the mistake; other correct answers pass; the blank lab is not attempted, the solution gets
 every point. 10.6–10.9 run for real: overlayfs, the runtime, umoci, the course's registry,
@@ -82,12 +83,21 @@ def test_10_4_a_copy_key_from_its_text_only(solution: dict) -> None:
 
 
 def test_10_4_a_changed_file_not_invalidating_later_steps(solution: dict) -> None:
-    unchained = edited("10", "def files_sum", ('        facts = {"parent": parent, "step": step}', '        facts = {"parent": base, "step": step}'))
+    unchained = edited(
+        "10",
+        "def files_sum",
+        (
+            '        facts = {"parent": parent, "step": step}',
+            '        facts = {"parent": base, "step": step}',
+        ),
+    )
     assert "did not invalidate the later steps" in failure("10.4", solution, unchained)
 
 
 def test_10_4_a_copy_key_with_mtimes(solution: dict) -> None:
-    mtimes = edited("10", "def files_sum", ("st.st_gid, content])", "st.st_gid, content, st.st_mtime_ns])"))
+    mtimes = edited(
+        "10", "def files_sum", ("st.st_gid, content])", "st.st_gid, content, st.st_mtime_ns])")
+    )
     assert "not mtime" in failure("10.4", solution, mtimes)
 
 
@@ -97,12 +107,18 @@ def test_10_4_a_copy_key_without_modes(solution: dict) -> None:
 
 
 def test_10_5_entrypoint_clears_a_cmd_of_the_same_dockerfile(solution: dict) -> None:
-    always = edited("10", "def apply_instruction", ('if keyword == "ENTRYPOINT" and not cmd_set:', 'if keyword == "ENTRYPOINT":'))
+    always = edited(
+        "10",
+        "def apply_instruction",
+        ('if keyword == "ENTRYPOINT" and not cmd_set:', 'if keyword == "ENTRYPOINT":'),
+    )
     assert "ENTRYPOINT cleared a CMD of the same Dockerfile" in failure("10.5", solution, always)
 
 
 def test_10_5_entrypoint_keeps_an_inherited_cmd(solution: dict) -> None:
-    never = edited("10", "def apply_instruction", ('if keyword == "ENTRYPOINT" and not cmd_set:', 'if False:'))
+    never = edited(
+        "10", "def apply_instruction", ('if keyword == "ENTRYPOINT" and not cmd_set:', "if False:")
+    )
     assert "should give" in failure("10.5", solution, never)
 
 
@@ -112,7 +128,11 @@ def test_10_6_env_not_passed_to_the_run(solution: dict) -> None:
 
 
 def test_10_6_an_overlay_mounted_without_making_root_private(solution: dict) -> None:
-    shared = edited("10", "def run_changes", ("        linux.mount(None, \"/\", None, linux.MS_REC | linux.MS_PRIVATE)\n", ""))
+    shared = edited(
+        "10",
+        "def run_changes",
+        ('        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)\n', ""),
+    )
     assert "still mounted in the notebook's mount namespace" in failure("10.6", solution, shared)
 
 
@@ -131,12 +151,21 @@ def test_10_7_whiteouts_copied_as_devices(solution: dict) -> None:
 
 
 def test_10_7_opaque_directories_forgotten(solution: dict) -> None:
-    forgot = edited("10", "def oci_changes", ('                if opaque == b"y":', "                if False:"))
+    forgot = edited(
+        "10", "def oci_changes", ('                if opaque == b"y":', "                if False:")
+    )
     assert "no opq/.wh..wh..opq" in failure("10.7", solution, forgot)
 
 
 def test_10_7_symlinks_followed(solution: dict) -> None:
-    followed = edited("10", "def oci_changes", ("            elif source.is_symlink():\n                os.symlink(os.readlink(source), out)\n", ""))
+    followed = edited(
+        "10",
+        "def oci_changes",
+        (
+            "            elif source.is_symlink():\n                os.symlink(os.readlink(source), out)\n",
+            "",
+        ),
+    )
     assert "should stay a symlink" in failure("10.7", solution, followed)
 
 
@@ -155,8 +184,15 @@ def test_10_8_workdir_not_created() -> None:
 
 
 def test_10_8_entrypoint_clearing_a_cmd_of_the_same_dockerfile() -> None:
-    always = edited("10", "def apply_instruction", ('if keyword == "ENTRYPOINT" and not cmd_set:', 'if keyword == "ENTRYPOINT":'))
-    assert "ENTRYPOINT clearing a CMD of the same Dockerfile" in run_check("10.8", rebound(always)).message
+    always = edited(
+        "10",
+        "def apply_instruction",
+        ('if keyword == "ENTRYPOINT" and not cmd_set:', 'if keyword == "ENTRYPOINT":'),
+    )
+    assert (
+        "ENTRYPOINT clearing a CMD of the same Dockerfile"
+        in run_check("10.8", rebound(always)).message
+    )
 
 
 def test_10_8_copy_from_the_wrong_stage() -> None:
@@ -179,7 +215,11 @@ def test_10_8_a_run_layer_that_records_unchanged_files() -> None:
 
 
 def test_10_9_a_run_without_the_image_config() -> None:
-    bare = edited("10", "def capstone", ('env=image.get("Env") or [], cwd=image.get("WorkingDir") or "/"', "env=[], cwd='/'"))
+    bare = edited(
+        "10",
+        "def capstone",
+        ('env=image.get("Env") or [], cwd=image.get("WorkingDir") or "/"', "env=[], cwd='/'"),
+    )
     result = run_check("10.9", rebound(bare))
     assert result.status == "failed" and "runc ran the same root filesystem" in result.message
 

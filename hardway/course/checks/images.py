@@ -8,7 +8,8 @@ course's own client, the registry's requests read back from its log (Distributio
 one ``response completed`` line per request), a tree read back as plain data to compare
 with, and skopeo + umoci as the independent second opinion on what a pull should give.
 
-Nothing here runs the learner's code; the checks do that, in :func:`~hardway.course.checks.child.in_child`.
+Nothing here runs the learner's code; the checks do that, in
+:func:`~hardway.course.checks.child.in_child`.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ def push_image(
             for blob in [raw_config, *(b for b, _ in layers)]:
                 digest = sha256_digest(blob)
                 registry.push_blob(repository, lambda b=blob: io.BytesIO(b), digest, len(blob))
-                descriptors.append({"mediaType": kinds[3], "digest": str(digest), "size": len(blob)})
+                descriptors.append(
+                    {"mediaType": kinds[3], "digest": str(digest), "size": len(blob)}
+                )
             descriptors[0]["mediaType"] = kinds[2]
             manifest = {"schemaVersion": 2, "mediaType": kinds[1], "config": descriptors[0],
                         "layers": descriptors[1:]}  # fmt: skip
@@ -162,7 +165,9 @@ class Request:
     written: int
 
 
-_FIELD = re.compile(r'(http\.(?:request\.method|request\.uri|response\.status|response\.written))=("[^"]*"|\S+)')
+_FIELD = re.compile(
+    r'(http\.(?:request\.method|request\.uri|response\.status|response\.written))=("[^"]*"|\S+)'
+)
 
 
 def log_offset(running: RegistryStatus) -> int:

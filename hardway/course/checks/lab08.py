@@ -19,7 +19,8 @@ where a pull must not believe it:
   unpack`` of the same image, for an OCI index and a Docker manifest list; and a layer
   the registry corrupted must not leave one file in the root filesystem.
 
-``REFERENCE`` hands the course's ``my_pull`` on to the capstone (:func:`hardway.course.carry.carry`).
+``REFERENCE`` hands the course's ``my_pull`` on to the capstone
+(:func:`hardway.course.carry.carry`).
 """
 
 from __future__ import annotations
@@ -123,8 +124,11 @@ def accept_negotiated(accept_header: Callable[[], str]) -> None:
                 got.status_code == 200 and served == kind,
                 f"asked for {what} with your Accept header, the registry answered "
                 f"{got.status_code} {got.text[:90]!r}: your header does not name {kind}"
-                + (" (Distribution then tries to convert it to the old schema 1 and fails)"
-                   if kind == DOCKER_MANIFEST_LIST else ""),  # fmt: skip
+                + (
+                    " (Distribution then tries to convert it to the old schema 1 and fails)"
+                    if kind == DOCKER_MANIFEST_LIST
+                    else ""
+                ),
             )
     listed = [part.split(";")[0].strip() for part in header.split(",")]
     extra = sorted(set(listed) - set(MANIFEST_KINDS))
@@ -234,7 +238,9 @@ def blob_downloaded(download_blob: Callable[[str, str, dict, Path], Path]) -> No
     with scratch("08") as work:
         dest = work / "good.blob"
         got = run("a good blob", descriptor(good), dest)
-        expect(Path(str(got)) == dest, f"download_blob should return dest ({dest.name}), not {got!r}")
+        expect(
+            Path(str(got)) == dest, f"download_blob should return dest ({dest.name}), not {got!r}"
+        )
         expect(dest.is_file() and dest.read_bytes() == good, "dest does not hold the blob's bytes")
         cases = [
             ("a blob larger than its descriptor's size (Content-Length says more)",
@@ -400,8 +406,11 @@ def image_pulled(my_pull: Callable[..., dict]) -> None:
         rootfs = work / "rootfs-lie"
         rootfs.mkdir()
         error = _raises(
-            lambda: in_child(lambda: my_pull(host, liar, "v1", rootfs, platform=WANTED),
-                             timeout=PULL_TIME, what="your my_pull of a corrupted image")  # fmt: skip
+            lambda: in_child(
+                lambda: my_pull(host, liar, "v1", rootfs, platform=WANTED),
+                timeout=PULL_TIME,
+                what="your my_pull of a corrupted image",
+            )
         )
         planted = (rootfs / "planted").exists()
         expect(

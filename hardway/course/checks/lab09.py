@@ -299,9 +299,14 @@ def layers_cached(cached_layer: Callable[[Path, Path, dict, Callable], tuple]) -
         cache, writer = work / "cache", _Writer()
         _tree(work / "app", rng)
         first = cached_layer(cache, work / "app", dict(settings), writer)
-        expect(writer.calls == ["app"], f"the first build should write the layer once, not {len(writer.calls)} times")
-        expect(isinstance(first, tuple | list) and len(first) == 3,
-               f"cached_layer should return (digest, diff_id, size), not {first!r:.60}")  # fmt: skip
+        expect(
+            writer.calls == ["app"],
+            f"the first build should write the layer once, not {len(writer.calls)} times",
+        )
+        expect(
+            isinstance(first, tuple | list) and len(first) == 3,
+            f"cached_layer should return (digest, diff_id, size), not {first!r:.50}",
+        )
         digest, _, size = first
         blob = Cache(cache).blob_path(str(digest))
         expect(
@@ -310,8 +315,14 @@ def layers_cached(cached_layer: Callable[[Path, Path, dict, Callable], tuple]) -
             "shard_path(cache, digest)",
         )
         again = cached_layer(cache, work / "app", dict(settings), writer)
-        expect(len(writer.calls) == 1, "an unchanged directory was written again: look the key up first")
-        expect(tuple(again) == tuple(first), "a cache hit should give the recorded (digest, diff_id, size)")
+        expect(
+            len(writer.calls) == 1,
+            "an unchanged directory was written again: look the key up first",
+        )
+        expect(
+            tuple(again) == tuple(first),
+            "a cache hit should give the recorded (digest, diff_id, size)",
+        )
         shutil.copytree(work / "app", work / "fresh", symlinks=True, copy_function=shutil.copy)
         for path in (work / "fresh").rglob("*"):
             os.utime(path, ns=(10**18, 10**18), follow_symlinks=False)
@@ -321,7 +332,9 @@ def layers_cached(cached_layer: Callable[[Path, Path, dict, Callable], tuple]) -
             "a fresh checkout of the same files (new mtimes) was written again: the cache "
             "key must come from content, mode and owner, not mtime",
         )
-        victim = next(p for p in sorted((work / "fresh").rglob("*")) if p.is_file() and not p.is_symlink())
+        victim = next(
+            p for p in sorted((work / "fresh").rglob("*")) if p.is_file() and not p.is_symlink()
+        )
         victim.write_bytes(victim.read_bytes() + b"!")
         changed = cached_layer(cache, work / "fresh", dict(settings), writer)
         expect(len(writer.calls) == 2, "a changed file did not make a new layer: the key missed it")
@@ -381,13 +394,21 @@ def pushed_incrementally(push_changed: Callable[[str, str, str, list, Path], str
         expect(len(sent) == 4, f"the first push started {len(sent)} blob uploads, not 4 (three "
                                "layers and the config)")  # fmt: skip
         v1 = _inspect(host, repository, "v1")
-        expect(first == v1["Digest"], f"push_changed should return the manifest's digest {v1['Digest'][:19]}…, not {first!r:.30}")
+        expect(
+            first == v1["Digest"],
+            f"push_changed should return the manifest's digest {v1['Digest'][:19]}…, "
+            f"not {first!r:.30}",
+        )
         expect(len(v1["Layers"]) == 3, f"skopeo sees {len(v1['Layers'])} layers in v1, not 3")
         # a fresh checkout of the same project (new mtimes everywhere), one file of app changed
         shutil.copytree(work / "v1", work / "v2", symlinks=True, copy_function=shutil.copy)
         for path in (work / "v2").rglob("*"):
             os.utime(path, ns=(10**18, 10**18), follow_symlinks=False)
-        changed = next(p for p in sorted((work / "v2" / "app").rglob("*")) if p.is_file() and not p.is_symlink())
+        changed = next(
+            p
+            for p in sorted((work / "v2" / "app").rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        )
         changed.write_bytes(changed.read_bytes() + b"changed\n")
         offset = log_offset(running)
         new_dirs = [work / "v2" / d.name for d in dirs]

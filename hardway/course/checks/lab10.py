@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 from hardway.build import dockerfile as reference
-from hardway.build.cache import key_of
 from hardway.build.dockerfile import Instruction, command, expand, name_values
 from hardway.build.runconfig import configured
 from hardway.course.checks import fresh_rng, scratch
@@ -380,7 +379,9 @@ def _busybox_root(dest: Path) -> Path:
     try:
         build_busybox(dest)
     except HardwayError as exc:
-        raise NotGraded(f"no busybox for the check's base image: {exc.message}", fix=exc.fix) from exc
+        raise NotGraded(
+            f"no busybox for the check's base image: {exc.message}", fix=exc.fix
+        ) from exc
     (dest / "etc").mkdir(exist_ok=True)
     (dest / "etc" / "motd").write_text("the base image\n")
     return dest
@@ -435,7 +436,10 @@ def run_on_overlay(run_changes: Callable[[Path, Path, list, dict], tuple]) -> No
         )
         upper = work / "run" / "upper"
         expect(upper.is_dir(), "there is no work/upper: use it as the overlay's upperdir")
-        expect("/srv" in str(output), f"pwd printed {output!r}: pass cwd=config['WorkingDir'] to my_run")
+        expect(
+            "/srv" in str(output),
+            f"pwd printed {output!r}: pass cwd=config['WorkingDir'] to my_run",
+        )
         written = upper / "srv" / "greeting"
         expect(
             written.is_file() and written.read_text().strip() == greeting,
@@ -451,8 +455,11 @@ def run_on_overlay(run_changes: Callable[[Path, Path, list, dict], tuple]) -> No
             os.getxattr(upper / "opq", "trusted.overlay.opaque", follow_symlinks=False) == b"y",
             "/opq was removed and made again, but upper/opq is not marked opaque",
         )
-        extra = sorted(str(p.relative_to(upper)) for p in upper.rglob("*")
-                       if not str(p.relative_to(upper)).startswith(("srv", "etc", "opq")))  # fmt: skip
+        extra = sorted(
+            str(p.relative_to(upper))
+            for p in upper.rglob("*")
+            if not str(p.relative_to(upper)).startswith(("srv", "etc", "opq"))
+        )
         expect(not extra, f"upper holds files the RUN did not change: {extra[:4]}")
 
 
@@ -498,10 +505,12 @@ def upper_converted(oci_changes: Callable[[Path, Path], None]) -> None:
         oci_changes(work / "upper", work / "layer")
         got = tree(work / "layer")
         for name in ("etc/gone", "var/lib/old"):
+            parent, base = name.rsplit("/", 1)
+            whiteout = f"{parent}/.wh.{base}"
             expect(
                 name not in got,
                 f"{name} is in the layer directory as it was in upper: a character device 0/0 "
-                f"is overlayfs's deletion — write {name.rsplit('/', 1)[0]}/.wh.{name.rsplit('/', 1)[1]} instead",
+                f"is overlayfs's deletion — write {whiteout} instead",
             )
         for name in ("etc/.wh.gone", "var/lib/.wh.old"):
             expect(got.get(name, ())[:2] == ("file", b""), f"{name} (an empty file) is missing")
@@ -512,10 +521,14 @@ def upper_converted(oci_changes: Callable[[Path, Path], None]) -> None:
         )
         expect("etc/.wh..wh..opq" not in got, "etc is not opaque: give it no .wh..wh..opq")
         for name, data in contents.items():
-            expect(got.get(name, ())[:2] == ("file", data), f"{name} was not copied with its content")
+            expect(
+                got.get(name, ())[:2] == ("file", data), f"{name} was not copied with its content"
+            )
         expect(got["bin/tool"][2] == 0o750, "bin/tool lost its mode 0750: copy modes too")
-        expect(got.get("link", ())[:2] == ("link", "etc/conf"),
-               "link should stay a symlink to etc/conf, not become a copy of its target")  # fmt: skip
+        expect(
+            got.get("link", ())[:2] == ("link", "etc/conf"),
+            "link should stay a symlink to etc/conf, not become a copy of its target",
+        )
 
 
 # --- 10.8: my_build ------------------------------------------------------------------------------
@@ -528,8 +541,8 @@ def base_layout(layout: Path) -> Path:
 
     with scratch("10") as work:
         root = _busybox_root(work / "rootfs")
-        config = {"architecture": "amd64", "os": "linux",
-                  "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]}}  # fmt: skip
+        run = {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]}
+        config = {"architecture": "amd64", "os": "linux", "config": run}
         course_write_image(Path(layout), [root], config, "base")
     return Path(layout)
 
@@ -555,18 +568,18 @@ def _build_file(rng: random.Random) -> tuple[str, dict[str, str]]:
     words = {k: _word(rng, 8) for k in ("built", "decoy", "greeting", "data", "file")}
     text = f"""\
 FROM base AS build
-RUN mkdir -p /out && echo built-{words['built']} > /out/app.txt
+RUN mkdir -p /out && echo built-{words["built"]} > /out/app.txt
 FROM base AS decoy
-RUN mkdir -p /out && echo decoy-{words['decoy']} > /out/app.txt
+RUN mkdir -p /out && echo decoy-{words["decoy"]} > /out/app.txt
 FROM base
-ENV GREETING={words['greeting']}
+ENV GREETING={words["greeting"]}
 WORKDIR /srv/app
 COPY files/ ./
 COPY --from=build /out/app.txt /opt/app.txt
 RUN echo "$GREETING" > greeting && rm /etc/motd
 CMD ["/srv/app/greeting"]
 ENTRYPOINT ["/bin/cat"]
-WORKDIR /data/{words['data']}
+WORKDIR /data/{words["data"]}
 """
     return text, words
 
@@ -581,7 +594,9 @@ def _build_mistakes(root: Path, words: dict[str, str]) -> None:
         "COPY --from reading the wrong stage: /opt/app.txt came from the stage 'decoy', not "
         "'build' — find the stage by its AS name",
     )
-    expect(text == f"built-{words['built']}\n", f"/opt/app.txt holds {text!r}, not the build stage's")
+    expect(
+        text == f"built-{words['built']}\n", f"/opt/app.txt holds {text!r}, not the build stage's"
+    )
     expect(
         (root / "srv/app/file.txt").is_file()
         and (root / "srv/app/file.txt").read_text() == words["file"],
@@ -655,14 +670,22 @@ def dockerfile_built(my_build: Callable[[Path, Path, str], str]) -> None:
         expect(done.returncode == 0, f"umoci cannot unpack your image: {done.stderr[-300:]}")
         _build_mistakes(work / "bundle" / "rootfs", words)
         config = json.loads(_blob(layout, manifest["config"]["digest"]).read_text())["config"]
-        expect(config.get("Entrypoint") == ["/bin/cat"], f"Entrypoint is {config.get('Entrypoint')}")
+        expect(
+            config.get("Entrypoint") == ["/bin/cat"], f"Entrypoint is {config.get('Entrypoint')}"
+        )
         expect(
             config.get("Cmd") == ["/srv/app/greeting"],
             "ENTRYPOINT clearing a CMD of the same Dockerfile: Cmd is "
             f"{config.get('Cmd')}, but only an inherited CMD goes",
         )
-        expect(config.get("WorkingDir") == f"/data/{words['data']}", f"WorkingDir is {config.get('WorkingDir')!r}")
-        expect(f"GREETING={words['greeting']}" in config.get("Env", []), "the image's Env lacks GREETING")
+        expect(
+            config.get("WorkingDir") == f"/data/{words['data']}",
+            f"WorkingDir is {config.get('WorkingDir')!r}",
+        )
+        expect(
+            f"GREETING={words['greeting']}" in config.get("Env", []),
+            "the image's Env lacks GREETING",
+        )
 
 
 #: what the check's RUN may put in its layer: its file, its deletion and their parents
@@ -671,7 +694,9 @@ RUN_LAYER = {"srv", "srv/app", "srv/app/greeting", "etc", "etc/.wh.motd"}
 
 def _tag_digest(layout: Path, tag: str) -> str:
     index = json.loads((layout / "index.json").read_text())
-    return next(e["digest"] for e in index["manifests"] if e.get("annotations", {}).get(REF_NAME) == tag)
+    return next(
+        e["digest"] for e in index["manifests"] if e.get("annotations", {}).get(REF_NAME) == tag
+    )
 
 
 # --- 10.9: the capstone ------------------------------------------------------------------------
@@ -734,10 +759,15 @@ def circle_closed(capstone: Callable[..., tuple]) -> None:
             f"GREETING={greeting}" in config.get("config", {}).get("Env", []),
             "skopeo reads the pushed image's config, and its Env has no GREETING",
         )
-        expect((rootfs / "app" / "msg.txt").is_file(), "the pulled root filesystem has no /app/msg.txt")
+        expect(
+            (rootfs / "app" / "msg.txt").is_file(), "the pulled root filesystem has no /app/msg.txt"
+        )
         plan = runtime.plan(rootfs, None, config=config)
         by_runc = bundle.run_runc(plan, work / "bundle", timeout=60)
-        expect(by_runc.returncode == 0, f"runc ran the pulled image and it failed: {by_runc.stderr[-200:]}")
+        expect(
+            by_runc.returncode == 0,
+            f"runc ran the pulled image and it failed: {by_runc.stderr[-200:]}",
+        )
         expect(by_runc.stdout == want, f"runc printed {by_runc.stdout!r}, not {want!r}")
         expect(
             (status, output) == (0, want),
