@@ -53,3 +53,26 @@ def edited(lab: str, starts: str, *changes: tuple[str, str]) -> str:
         assert old in source, f"{old!r} is not in the solution's cell {starts!r}"
         source = source.replace(old, new, 1)
     return source
+
+
+def failure(exercise: str, base: dict, source: str) -> str:
+    """The message of ``exercise``'s check on ``base`` with ``source`` run over it; the
+    check must fail."""
+    from hardway.course.grading import run_check
+
+    result = run_check(exercise, wrong(base, source))
+    assert result.status == "failed", result.line
+    return result.message
+
+
+def assert_full_and_blank(lab: str) -> None:
+    """The solution passes every exercise of ``lab`` with all its points; the generated
+    lab (stubs) is not attempted anywhere, 0 points."""
+    from hardway.course.grading import exercises, run_check
+
+    solved, blank = namespace("solutions", lab), namespace("labs", lab)
+    for ex in exercises(lab):
+        result = run_check(ex.id, solved)
+        assert (result.status, result.points) == ("passed", ex.points), result.line
+        result = run_check(ex.id, blank)
+        assert (result.status, result.points) == ("not attempted", 0), result.line

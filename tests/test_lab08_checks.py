@@ -10,9 +10,7 @@ import subprocess
 import time
 
 import pytest
-from labsource import edited, namespace, wrong
-
-from hardway.course.grading import exercises, run_check
+from labsource import assert_full_and_blank, edited, failure, namespace
 
 
 @pytest.fixture(scope="module")
@@ -20,23 +18,8 @@ def solution() -> dict:
     return namespace("solutions", "08")
 
 
-def failure(exercise: str, base: dict, source: str) -> str:
-    result = run_check(exercise, wrong(base, source))
-    assert result.status == "failed", result.line
-    return result.message
-
-
-def test_the_solution_gets_every_point(solution: dict) -> None:
-    for ex in exercises("08"):
-        result = run_check(ex.id, solution)
-        assert (result.status, result.points) == ("passed", ex.points), result.line
-
-
-def test_the_blank_lab_is_not_attempted() -> None:
-    blank = namespace("labs", "08")
-    for ex in exercises("08"):
-        result = run_check(ex.id, blank)
-        assert (result.status, result.points) == ("not attempted", 0), result.line
+def test_the_solution_gets_every_point_and_the_blank_lab_none() -> None:
+    assert_full_and_blank("08")
 
 
 def test_08_1_an_accept_header_without_the_oci_index_or_dockers_list(solution: dict) -> None:

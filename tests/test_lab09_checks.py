@@ -9,9 +9,9 @@ import concurrent.futures
 import threading
 
 import pytest
-from labsource import edited, namespace, wrong
+from labsource import assert_full_and_blank, edited, failure, namespace, wrong
 
-from hardway.course.grading import exercises, run_check
+from hardway.course.grading import run_check
 
 
 @pytest.fixture(scope="module")
@@ -19,23 +19,8 @@ def solution() -> dict:
     return namespace("solutions", "09")
 
 
-def failure(exercise: str, base: dict, source: str) -> str:
-    result = run_check(exercise, wrong(base, source))
-    assert result.status == "failed", result.line
-    return result.message
-
-
-def test_the_solution_gets_every_point(solution: dict) -> None:
-    for ex in exercises("09"):
-        result = run_check(ex.id, solution)
-        assert (result.status, result.points) == ("passed", ex.points), result.line
-
-
-def test_the_blank_lab_is_not_attempted() -> None:
-    blank = namespace("labs", "09")
-    for ex in exercises("09"):
-        result = run_check(ex.id, blank)
-        assert (result.status, result.points) == ("not attempted", 0), result.line
+def test_the_solution_gets_every_point_and_the_blank_lab_none() -> None:
+    assert_full_and_blank("09")
 
 
 def test_09_1_a_key_with_mtime(solution: dict) -> None:

@@ -9,20 +9,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from labsource import edited, namespace, wrong
+from labsource import assert_full_and_blank, edited, failure, namespace
 
-from hardway.course.grading import exercises, run_check
+from hardway.course.grading import run_check
 
 
 @pytest.fixture(scope="module")
 def solution() -> dict:
     return namespace("solutions", "10")
-
-
-def failure(exercise: str, base: dict, source: str) -> str:
-    result = run_check(exercise, wrong(base, source))
-    assert result.status == "failed", result.line
-    return result.message
 
 
 def rebound(*sources: str) -> dict:
@@ -34,17 +28,8 @@ def rebound(*sources: str) -> dict:
     return found
 
 
-def test_the_solution_gets_every_point(solution: dict) -> None:
-    for ex in exercises("10"):
-        result = run_check(ex.id, solution)
-        assert (result.status, result.points) == ("passed", ex.points), result.line
-
-
-def test_the_blank_lab_is_not_attempted() -> None:
-    blank = namespace("labs", "10")
-    for ex in exercises("10"):
-        result = run_check(ex.id, blank)
-        assert (result.status, result.points) == ("not attempted", 0), result.line
+def test_the_solution_gets_every_point_and_the_blank_lab_none() -> None:
+    assert_full_and_blank("10")
 
 
 def test_10_1_continuations_not_joined(solution: dict) -> None:
