@@ -252,6 +252,10 @@ def _learner_failed(exc: BaseException, log: list[Exchange]) -> AssertionError |
     """When the learner's code raised: a message naming the mistake the log shows, if any."""
     if isinstance(exc, NotImplementedError):
         return None
+    try:
+        _auth_mistakes(log, tokens_allowed=len(log) + 1)  # the password's way, first
+    except AssertionError as named:
+        return named
     for number, exchange in enumerate(log):
         if exchange.location and not exchange.location.startswith(("/", "http")):
             later = log[number + 1 :]
@@ -264,6 +268,27 @@ def _learner_failed(exc: BaseException, log: list[Exchange]) -> AssertionError |
                     "relative to the request — and your code did not follow it "
                     f"({type(exc).__name__}): resolve it with urljoin(response.url, location)"
                 )
+    side = _registry_side(log)
+    early = [e for e in side if e.method == "PUT" and "/manifests/" in e.path and e.status == 400]
+    if early and not any("/blobs/uploads/" in e.path for e in side[: side.index(early[0])]):
+        return AssertionError(
+            "the manifest was PUT before its blobs (the registry answered 400): a registry "
+            "refuses a manifest whose blobs it lacks — push every blob first, the manifest last"
+        )
+    closing = [e for e in side if e.method == "PUT" and "/blobs/uploads/" in e.path]
+    if closing and not closing[-1].query.get("digest"):
+        return AssertionError(
+            f"the final PUT of the upload had no ?digest=sha256:… in its query (the registry "
+            f"answered {closing[-1].status}): the registry stores a blob only under the digest "
+            "you name, and checks it"
+        )
+    refused = [e for e in side if e.status == 401 and e.query.get("mount")]
+    if refused and refused[-1] is side[-1]:
+        source = refused[-1].query.get("from", ["?"])[0]
+        return AssertionError(
+            f"the mount from {source} was refused (401) with your token: a mount reads the "
+            f"source repository, so the token needs repository:{source}:pull"
+        )
     if log and log[-1].status == 401:
         return AssertionError(
             f"{log[-1].method} {log[-1].path.split('?')[0]} was still refused (401) with your "
@@ -357,7 +382,6 @@ def token_dance(send: Callable[..., requests.Response]) -> None:
 
         got = _run_watched(dance, watch, "your send")
         log = watch.since(0)
-    _auth_mistakes(log, tokens_allowed=1)
     tokens = [e for e in log if e.to_token_service]
     expect(tokens, "no token was fetched: on a 401, ask the realm of its challenge for one")
     expect(
@@ -365,6 +389,7 @@ def token_dance(send: Callable[..., requests.Response]) -> None:
         or {f"repository:{repository}:pull,push"} <= set(tokens[0].scopes),
         f"the token was asked for {tokens[0].scopes or 'no scope'}; ask for auth['scopes']",
     )
+    _auth_mistakes(log, tokens_allowed=1)
     want = [200, 202, 404]
     expect(got == want, f"GET /v2/, POST an upload, HEAD a missing blob answered {got}, not {want}")
 
