@@ -30,13 +30,14 @@ do), so the checks count tokens and the 401s after the first one.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
 import shutil
 import string
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,12 @@ import requests
 
 from hardway.course.checks import fresh_rng, scratch
 from hardway.course.checks.child import in_child
-from hardway.course.checks.pushwatch import Exchange, PushWatch, token_registry
+from hardway.course.checks.pushwatch import (
+    Exchange,
+    PushWatch,
+    start_token_registry,
+    stop_token_registry,
+)
 from hardway.course.grading import NotGraded, exercise, expect
 from hardway.distribution.auth import BearerAuth, parse_challenges
 from hardway.distribution.credentials import Credentials
@@ -191,13 +197,19 @@ def upload_works(upload_blob: Callable[[str, str, bytes], str]) -> None:
 USER, PASSWORD = "learner", "containers"
 
 
-def _watched_registry() -> RegistryStatus:
+@contextlib.contextmanager
+def _watched_registry() -> Iterator[RegistryStatus]:
+    """The registry in token mode for one check (not graded if it cannot start)."""
     try:
-        return token_registry()
+        status = start_token_registry()
     except HardwayError as exc:
         raise NotGraded(
             f"the registry in token mode could not start: {exc.message}", fix=exc.fix
         ) from exc
+    try:
+        yield status
+    finally:
+        stop_token_registry(status)
 
 
 def _auth(repository: str) -> dict[str, Any]:
@@ -365,33 +377,35 @@ def _final_put(log: list[Exchange], digest: str) -> None:
 )
 def token_dance(send: Callable[..., requests.Response]) -> None:
     """send(method, url, auth) does the token dance once and reuses the token."""
-    status = _watched_registry()
-    rng = fresh_rng()
-    repository = f"lab07/dance-{_word(rng, 8)}"
-    digest = str(sha256_digest(rng.randbytes(32)))
-    with PushWatch(status.url) as watch:
-        base = f"http://{watch.address}"
+    with _watched_registry() as status:
+        rng = fresh_rng()
+        repository = f"lab07/dance-{_word(rng, 8)}"
+        digest = str(sha256_digest(rng.randbytes(32)))
+        with PushWatch(status.url) as watch:
+            base = f"http://{watch.address}"
 
-        def dance() -> list[int]:
-            auth = _auth(repository)
-            return [
-                send("GET", f"{base}/v2/", auth).status_code,
-                send("POST", f"{base}/v2/{repository}/blobs/uploads/", auth).status_code,
-                send("HEAD", f"{base}/v2/{repository}/blobs/{digest}", auth).status_code,
-            ]
+            def dance() -> list[int]:
+                auth = _auth(repository)
+                return [
+                    send("GET", f"{base}/v2/", auth).status_code,
+                    send("POST", f"{base}/v2/{repository}/blobs/uploads/", auth).status_code,
+                    send("HEAD", f"{base}/v2/{repository}/blobs/{digest}", auth).status_code,
+                ]
 
-        got = _run_watched(dance, watch, "your send")
-        log = watch.since(0)
-    tokens = [e for e in log if e.to_token_service]
-    expect(tokens, "no token was fetched: on a 401, ask the realm of its challenge for one")
-    expect(
-        f"repository:{repository}:push,pull" in tokens[0].scopes
-        or {f"repository:{repository}:pull,push"} <= set(tokens[0].scopes),
-        f"the token was asked for {tokens[0].scopes or 'no scope'}; ask for auth['scopes']",
-    )
-    _auth_mistakes(log, tokens_allowed=1)
-    want = [200, 202, 404]
-    expect(got == want, f"GET /v2/, POST an upload, HEAD a missing blob answered {got}, not {want}")
+            got = _run_watched(dance, watch, "your send")
+            log = watch.since(0)
+        tokens = [e for e in log if e.to_token_service]
+        expect(tokens, "no token was fetched: on a 401, ask the realm of its challenge for one")
+        expect(
+            f"repository:{repository}:push,pull" in tokens[0].scopes
+            or {f"repository:{repository}:pull,push"} <= set(tokens[0].scopes),
+            f"the token was asked for {tokens[0].scopes or 'no scope'}; ask for auth['scopes']",
+        )
+        _auth_mistakes(log, tokens_allowed=1)
+        want = [200, 202, 404]
+        expect(
+            got == want, f"GET /v2/, POST an upload, HEAD a missing blob answered {got}, not {want}"
+        )
 
 
 # --- 07.4 a chunked upload -------------------------------------------------------------------
@@ -415,27 +429,29 @@ def token_dance(send: Callable[..., requests.Response]) -> None:
 )
 def chunked_upload(upload_chunked: Callable[..., str]) -> None:
     """upload_chunked(registry_url, repository, data, auth, chunk_size) uploads in PATCHes."""
-    status = _watched_registry()
-    rng = fresh_rng()
-    repository = f"lab07/chunks-{_word(rng, 8)}"
-    chunk_size = rng.choice([4096, 10_000, 65_536])
-    data = rng.randbytes(chunk_size * 3 + rng.randint(1, chunk_size - 1))
-    want = str(sha256_digest(data))
-    with PushWatch(status.url) as watch:
-        base = f"http://{watch.address}"
-        got = _run_watched(
-            lambda: upload_chunked(base, repository, data, _auth(repository), chunk_size),
-            watch,
-            "your upload_chunked",
+    with _watched_registry() as status:
+        rng = fresh_rng()
+        repository = f"lab07/chunks-{_word(rng, 8)}"
+        chunk_size = rng.choice([4096, 10_000, 65_536])
+        data = rng.randbytes(chunk_size * 3 + rng.randint(1, chunk_size - 1))
+        want = str(sha256_digest(data))
+        with PushWatch(status.url) as watch:
+            base = f"http://{watch.address}"
+            got = _run_watched(
+                lambda: upload_chunked(base, repository, data, _auth(repository), chunk_size),
+                watch,
+                "your upload_chunked",
+            )
+            log = watch.since(0)
+        _auth_mistakes(log, tokens_allowed=1)
+        sizes = _ranges(log, chunk_size)
+        expect(
+            sizes == [len(data)], f"the PATCHes carried {sizes} bytes of a {len(data)}-byte blob"
         )
-        log = watch.since(0)
-    _auth_mistakes(log, tokens_allowed=1)
-    sizes = _ranges(log, chunk_size)
-    expect(sizes == [len(data)], f"the PATCHes carried {sizes} bytes of a {len(data)}-byte blob")
-    _final_put(log, want)
-    expect(got == want, f"upload_chunked returned {got!r:.30}, not the blob's digest")
-    with _course_client(status, repository) as client:
-        expect(client.has_blob(repository, want), f"the registry has no blob {want[:19]}…")
+        _final_put(log, want)
+        expect(got == want, f"upload_chunked returned {got!r:.30}, not the blob's digest")
+        with _course_client(status, repository) as client:
+            expect(client.has_blob(repository, want), f"the registry has no blob {want[:19]}…")
 
 
 def _source_scope(log: list[Exchange], source: str, target: str) -> None:
@@ -466,48 +482,50 @@ def _source_scope(log: list[Exchange], source: str, target: str) -> None:
 )
 def blob_mounted(mount_blob: Callable[..., bool]) -> None:
     """mount_blob(registry_url, repository, source, digest, auth) mounts without bytes."""
-    status = _watched_registry()
-    rng = fresh_rng()
-    source, target = f"lab07/src-{_word(rng, 8)}", f"lab07/dst-{_word(rng, 8)}"
-    data = rng.randbytes(rng.randint(20_000, 60_000))
-    there, absent = str(sha256_digest(data)), str(sha256_digest(rng.randbytes(64)))
-    with _course_client(status, source) as client:
-        client.push_blob(source, lambda: io.BytesIO(data), parse_digest(there), len(data))
-    with PushWatch(status.url) as watch:
-        base = f"http://{watch.address}"
+    with _watched_registry() as status:
+        rng = fresh_rng()
+        source, target = f"lab07/src-{_word(rng, 8)}", f"lab07/dst-{_word(rng, 8)}"
+        data = rng.randbytes(rng.randint(20_000, 60_000))
+        there, absent = str(sha256_digest(data)), str(sha256_digest(rng.randbytes(64)))
+        with _course_client(status, source) as client:
+            client.push_blob(source, lambda: io.BytesIO(data), parse_digest(there), len(data))
+        with PushWatch(status.url) as watch:
+            base = f"http://{watch.address}"
 
-        def mount() -> tuple[bool, bool]:
-            auth = _auth(target)
-            return (
-                mount_blob(base, target, source, there, auth),
-                mount_blob(base, target, source, absent, auth),
-            )
+            def mount() -> tuple[bool, bool]:
+                auth = _auth(target)
+                return (
+                    mount_blob(base, target, source, there, auth),
+                    mount_blob(base, target, source, absent, auth),
+                )
 
-        try:
-            mounted, not_there = _run_watched(mount, watch, "your mount_blob")
-        except Exception as exc:
-            if isinstance(exc, NotImplementedError):
+            try:
+                mounted, not_there = _run_watched(mount, watch, "your mount_blob")
+            except Exception as exc:
+                if isinstance(exc, NotImplementedError):
+                    raise
+                _source_scope(watch.since(0), source, target)
                 raise
-            _source_scope(watch.since(0), source, target)
-            raise
-        log = watch.since(0)
-    _source_scope(log, source, target)
-    _auth_mistakes(log, tokens_allowed=2)
-    posts = [e for e in _registry_side(log) if e.method == "POST"]
-    expect(
-        posts and posts[0].query.get("mount") == [there] and posts[0].query.get("from") == [source],
-        "the first POST should carry ?mount=<digest>&from=<source repository>",
-    )
-    sent = sum(e.sent for e in _registry_side(log))
-    expect(sent == 0, f"{sent} body bytes went to the registry: a mount sends no blob bytes")
-    expect(mounted is True, f"mount_blob returned {mounted!r} for a blob {source} has")
-    expect(
-        not_there is False,
-        f"mount_blob returned {not_there!r} for a blob {source} does not have: the registry "
-        "answered 202 (an upload session, not a mount): return False",
-    )
-    with _course_client(status, target) as client:
-        expect(client.has_blob(target, there), f"{target} does not have the mounted blob")
+            log = watch.since(0)
+        _source_scope(log, source, target)
+        _auth_mistakes(log, tokens_allowed=2)
+        posts = [e for e in _registry_side(log) if e.method == "POST"]
+        expect(
+            posts
+            and posts[0].query.get("mount") == [there]
+            and posts[0].query.get("from") == [source],
+            "the first POST should carry ?mount=<digest>&from=<source repository>",
+        )
+        sent = sum(e.sent for e in _registry_side(log))
+        expect(sent == 0, f"{sent} body bytes went to the registry: a mount sends no blob bytes")
+        expect(mounted is True, f"mount_blob returned {mounted!r} for a blob {source} has")
+        expect(
+            not_there is False,
+            f"mount_blob returned {not_there!r} for a blob {source} does not have: the registry "
+            "answered 202 (an upload session, not a mount): return False",
+        )
+        with _course_client(status, target) as client:
+            expect(client.has_blob(target, there), f"{target} does not have the mounted blob")
 
 
 # --- 07.7 my_push ----------------------------------------------------------------------------
@@ -595,45 +613,48 @@ def _push_order(log: list[Exchange], base_layer: str) -> None:
 )
 def image_pushed(my_push: Callable[..., str]) -> None:
     """my_push pushes an OCI layout: skopeo reads it; mounts, skips and chunks are counted."""
-    status = _watched_registry()
-    rng = fresh_rng()
-    base_repo, repository = f"lab07/base-{_word(rng, 8)}", f"lab07/app-{_word(rng, 8)}"
-    tag = f"v{rng.randint(1, 99)}"
-    with scratch("07") as tmp, PushWatch(status.url) as watch:
-        base, image = _images(rng, f"{watch.address}/{base_repo}:v1")
-        host = status.url.removeprefix("http://")
-        push(
-            base, f"{host}/{base_repo}:v1", credentials=Credentials(USER, PASSWORD), progress=False
-        )
-        layout_dir = Path(tmp) / "layout"
-        layout.write_image(image, layout_dir, tag=tag)
-
-        def once() -> str:
-            return my_push(
-                layout_dir, tag, watch.address, repository, username=USER, password=PASSWORD
+    with _watched_registry() as status:
+        rng = fresh_rng()
+        base_repo, repository = f"lab07/base-{_word(rng, 8)}", f"lab07/app-{_word(rng, 8)}"
+        tag = f"v{rng.randint(1, 99)}"
+        with scratch("07") as tmp, PushWatch(status.url) as watch:
+            base, image = _images(rng, f"{watch.address}/{base_repo}:v1")
+            host = status.url.removeprefix("http://")
+            push(
+                base,
+                f"{host}/{base_repo}:v1",
+                credentials=Credentials(USER, PASSWORD),
+                progress=False,
             )
+            layout_dir = Path(tmp) / "layout"
+            layout.write_image(image, layout_dir, tag=tag)
 
-        first = _run_watched(once, watch, "your my_push")
-        log = watch.since(0)
-        second = _run_watched(once, watch, "your my_push (the second time)")
-        again = watch.since(len(log))
-    want = str(image.digest())
-    _auth_mistakes(log, tokens_allowed=3)
-    _push_order(log, str(base.manifest().layers[0].digest))
-    big = image.manifest().layers[-1].size
-    expect(
-        big in _ranges(log, CHUNK_SIZE),
-        f"the layer of {big} bytes was not sent in PATCH chunks of CHUNK_SIZE ({CHUNK_SIZE})",
-    )
-    expect(first == want, f"my_push returned {first!r:.30}, not the manifest's digest")
-    expect(second == want, "pushed again, my_push returned another digest")
-    expect(_skopeo_digest(status, f"{repository}:{tag}") == want, "skopeo finds another image")
-    resent = [e for e in _registry_side(again) if "/blobs/uploads/" in e.path]
-    expect(
-        not resent,
-        f"pushed a second time, my_push sent {len(resent)} upload requests although the "
-        "registry had every blob (HEAD answered 200): HEAD first, and skip what is there",
-    )
+            def once() -> str:
+                return my_push(
+                    layout_dir, tag, watch.address, repository, username=USER, password=PASSWORD
+                )
+
+            first = _run_watched(once, watch, "your my_push")
+            log = watch.since(0)
+            second = _run_watched(once, watch, "your my_push (the second time)")
+            again = watch.since(len(log))
+        want = str(image.digest())
+        _auth_mistakes(log, tokens_allowed=3)
+        _push_order(log, str(base.manifest().layers[0].digest))
+        big = image.manifest().layers[-1].size
+        expect(
+            big in _ranges(log, CHUNK_SIZE),
+            f"the layer of {big} bytes was not sent in PATCH chunks of CHUNK_SIZE ({CHUNK_SIZE})",
+        )
+        expect(first == want, f"my_push returned {first!r:.30}, not the manifest's digest")
+        expect(second == want, "pushed again, my_push returned another digest")
+        expect(_skopeo_digest(status, f"{repository}:{tag}") == want, "skopeo finds another image")
+        resent = [e for e in _registry_side(again) if "/blobs/uploads/" in e.path]
+        expect(
+            not resent,
+            f"pushed a second time, my_push sent {len(resent)} upload requests although the "
+            "registry had every blob (HEAD answered 200): HEAD first, and skip what is there",
+        )
 
 
 # --- what lab 07 hands on (hardway.course.carry) --------------------------------------------

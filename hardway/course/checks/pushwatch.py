@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import shutil
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from hardway.distribution.server import local_registry
 from hardway.distribution.server.local_registry import RegistryStatus
 
-__all__ = ["Exchange", "PushWatch", "token_registry"]
+__all__ = ["Exchange", "PushWatch", "start_token_registry", "stop_token_registry"]
 
 TOKEN_PREFIX = "/token-service"
 _REALM = re.compile(r'realm="([^"]*)"')
@@ -54,19 +55,20 @@ class Exchange:
         return parse_qs(urlsplit(self.path).query)
 
 
-def token_registry() -> RegistryStatus:
-    """A registry in token mode on a port of its own, started once per process (and
-    stopped when it ends): the course's user is ``learner``/``containers``, and anonymous
-    users may do nothing."""
-    global _TOKEN_PORT
-    if _TOKEN_PORT is None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            _TOKEN_PORT = sock.getsockname()[1]
-    return local_registry.start_mode(_TOKEN_PORT, "token")
+def start_token_registry() -> RegistryStatus:
+    """A registry in token mode on a free port of its own, with the course's token
+    service, for one check: the course's user is ``learner``/``containers``, anonymous
+    users may do nothing. :func:`stop_token_registry` when the check ends."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return local_registry.start_mode(port, "token")
 
 
-_TOKEN_PORT: int | None = None
+def stop_token_registry(status: RegistryStatus) -> None:
+    """Stop the registry and its token service, and remove their state."""
+    local_registry.stop(status.port)
+    shutil.rmtree(status.state, ignore_errors=True)
 
 
 class PushWatch:
