@@ -38,7 +38,9 @@ __all__ = ["HIERARCHIES", "Parent", "kill_tree", "parent", "remove_tree", "versi
 HIERARCHIES = ("memory", "cpu", "pids")
 #: the parent's own limits: the ceiling whatever the learner writes below it
 SAFETY_MEMORY = 512 << 20
-SAFETY_PIDS = 96
+SAFETY_PIDS = 64
+#: the leaf of the parent where a check's child runs (see :meth:`Parent.enter`)
+RUNNER = "check"
 
 
 def version(mode: CgroupMode | None = None) -> str:
@@ -72,6 +74,14 @@ class Parent:
     def directories(self) -> list[Path]:
         return self.group.directories
 
+    def enter(self) -> None:
+        """Move the calling process into the parent's ``check`` leaf, next to the
+        learner's groups: whatever it starts — a learner's runtime that never joins its
+        own group, a fork bomb — stays under the parent's limits (v2 forbids processes
+        in the parent itself once it hands controllers down)."""
+        for directory in self.directories:
+            (directory / RUNNER / "cgroup.procs").write_text("0\n")
+
 
 @contextlib.contextmanager
 def parent(label: str = "lab03") -> Iterator[Parent]:
@@ -93,6 +103,8 @@ def parent(label: str = "lab03") -> Iterator[Parent]:
         else:
             name = group.name
             root = mode.v1_controllers["memory"].parent
+        for directory in group.directories:
+            (directory / RUNNER).mkdir()
         yield Parent(found, root, name, group)
     finally:
         for directory in group.directories:
