@@ -94,7 +94,11 @@ REFERENCE: dict[str, Callable[..., object]] = {"my_run": reference_run}
 
 
 def _spawn(
-    target: Callable[[], int], *, namespaces: Sequence[str], uid: int = 0, hostname: str | None = None
+    target: Callable[[], int],
+    *,
+    namespaces: Sequence[str],
+    uid: int = 0,
+    hostname: str | None = None,
 ) -> int:
     """Stand-in for lab 02's ``my_spawn``: ``target`` as PID 1 of new namespaces; its status."""
     kinds = ["mnt" if kind == "mount" else kind for kind in namespaces]
@@ -256,7 +260,9 @@ def filter_works(my_seccomp_filter: Callable[[list[str]], bytes]) -> None:
     index = 0 if arch == "x86_64" else 1
     probes = [name for name in _PROBES if seccomp.SYSCALLS[name][index] is not None]
     denied = sorted(rng.sample(probes, rng.randint(3, len(probes) - 3)))
-    program = in_child(lambda: bytes(my_seccomp_filter(list(denied))), what="your my_seccomp_filter")
+    program = in_child(
+        lambda: bytes(my_seccomp_filter(list(denied))), what="your my_seccomp_filter"
+    )
     expect(
         isinstance(program, bytes) and program and len(program) % 8 == 0,
         "the program is bytes, a whole number of 8-byte instructions",
@@ -316,8 +322,9 @@ def _caps(mask: str) -> list[str]:
     hints=(
         "the bounding set caps what any later execve can grant: drop it first, while you "
         "still have CAP_SETPCAP — before setuid, which empties the other sets.",
-        "drop_bounding_set(keep); clear_ambient(); set_capabilities(keep, keep, []); then, "
-        "for another user, setgroups([]), setgid, setuid; last set_no_new_privs().",
+        "drop_bounding_set(keep); clear_ambient(); for another user setgroups([]), setgid, "
+        "setuid (while CAP_SETUID is still effective; it keeps nothing); then "
+        "set_capabilities(keep, keep, []) for root; last set_no_new_privs().",
         "(all in hardway.sys.linux) — the order is the whole exercise.",
     ),
 )
@@ -325,7 +332,10 @@ def privileges_dropped(my_drop_privileges: Callable[..., None]) -> None:
     """my_drop_privileges leaves a child with only the kept capabilities and no_new_privs."""
     rng = fresh_rng()
     for uid in (0, rng.randrange(1000, 60000)):
-        keep = sorted(rng.sample(hardening.RUNTIME_CAPS, rng.randint(3, 8)))
+        # another user's keep never holds SETUID and SETGID: setuid must come before the
+        # sets shrink (the edge case, every time)
+        pool = [c for c in hardening.RUNTIME_CAPS if uid == 0 or c not in ("SETUID", "SETGID")]
+        keep = sorted(rng.sample(pool, rng.randint(3, 8)))
 
         def drop(keep: list[str] = keep, uid: int = uid) -> dict[str, str]:
             try:
@@ -369,7 +379,9 @@ def privileges_dropped(my_drop_privileges: Callable[..., None]) -> None:
 
 
 def _short(names: list[str]) -> str:
-    return str(names) if len(names) <= 8 else f"{len(names)} capabilities ({', '.join(names[:4])}, …)"
+    return (
+        str(names) if len(names) <= 8 else f"{len(names)} capabilities ({', '.join(names[:4])}, …)"
+    )
 
 
 # -- 04.5: my_run against runc -------------------------------------------------------------------
@@ -429,8 +441,7 @@ _FACTS_TOLD = {
     "procs": "the processes the shell could run and see in /proc",
     "hostname": "the hostname: set it in the new UTS namespace",
     "uid": "the user",
-    "CapBnd": "the bounding set: drop every capability but the runtime's with "
-    "PR_CAPBSET_DROP",
+    "CapBnd": "the bounding set: drop every capability but the runtime's with PR_CAPBSET_DROP",
     "CapEff": "the effective capabilities (capset)",
     "NoNewPrivs": "no_new_privs (prctl PR_SET_NO_NEW_PRIVS) is missing",
     "Seccomp": "the seccomp mode: 2 once a filter is installed, right before exec",
@@ -472,9 +483,11 @@ def _runc_facts(root: Path, argv: list[str], options: dict[str, Any], bundle_dir
 def _top_groups() -> set[Path]:
     """The course's groups at the top of each hierarchy (a learner's my_run makes one)."""
     mode = cgroupbox.detect()
-    tops = [mode.v2_path] if cgroupbox.version(mode) == "v2" else [
-        mode.v1_controllers[c] for c in cgroupbox.HIERARCHIES
-    ]
+    tops = (
+        [mode.v2_path]
+        if cgroupbox.version(mode) == "v2"
+        else [mode.v1_controllers[c] for c in cgroupbox.HIERARCHIES]
+    )
     return {p for top in tops if top for p in top.iterdir() if p.name.startswith("hardway-")}
 
 
