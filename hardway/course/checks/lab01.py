@@ -1,36 +1,56 @@
 """hardway.course.checks.lab01
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~
 
-The checks of lab 01, a root filesystem. Each builds fresh inputs and compares the
-learner's answer with :mod:`hardway.isolation.rootfs`; the last two run the learner's code for
-real: a copied program must start in a ``chroot``, and a ``pivot_into`` must stop the
-classic escape, in a child process with its own mount namespace.
+The checks of lab 01, a root filesystem. The first two compare the learner's parsers
+with :mod:`hardway.isolation.rootfs` on fresh inputs (the ELF files are made up by the
+check, so no remembered answer fits); the last three run the learner's code for real,
+each in a forked child: the programs of ``my_rootfs`` must start in a ``chroot`` of it,
+``my_escape`` must reach the real root from a jail the check builds, and
+``my_pivot_root`` must leave its process in the new root with the old one gone — the
+last two behind the mount safety net of :mod:`hardway.course.checks.mounts`, in a
+throwaway mount namespace and a tmpfs of their own.
 
 * 01.1 ``parse_ldd(text) -> list[str]``: the library files in ``ldd``'s output;
-* 01.2 ``applet_links(listing) -> dict[str, str]``: busybox's links, relative;
-* 01.3 ``add_binary(root, program) -> list[str]``: a program plus its libraries;
-* 01.4 ``pivot_into(new_root)``: ``pivot_root`` done right, run inside a child.
+* 01.2 ``my_interpreter(path) -> str | None``: the ELF program header ``PT_INTERP``;
+* 01.3 ``my_rootfs(dest, programs) -> Path``: programs plus their libraries and loader;
+* 01.4 ``my_escape() -> None``: the classic escape from a ``chroot``;
+* 01.5 ``my_pivot_root(new_root) -> None``: ``pivot_root`` with the propagation step.
+
+``REFERENCE`` holds the course's ``my_rootfs`` and ``my_pivot_root`` for the labs that
+carry them (:func:`hardway.course.carry.carry`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import secrets
 import shutil
+import struct
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from hardway.course.checks import fresh_rng
+from hardway.course.checks import fresh_rng, scratch
+from hardway.course.checks.child import in_child
+from hardway.course.checks.mounts import sandboxed
 from hardway.course.grading import exercise, expect
-from hardway.errors import ContainerError, HardwayError, PrivilegeError
+from hardway.errors import PrivilegeError
 from hardway.isolation import rootfs
-from hardway.isolation.container import call, run
-from hardway.isolation.namespaces import Isolation
+from hardway.isolation.launch import pivot_into
+from hardway.sys import linux
 
-__all__ = ["add_binary_runs", "applet_links_relative", "ldd_parsed", "pivot_stops_escape"]
+__all__ = [
+    "REFERENCE",
+    "escape_reaches_root",
+    "interpreter_read",
+    "ldd_parsed",
+    "pivot_root_done",
+    "rootfs_runs",
+]
 
 
 def _short(value: object, limit: int = 160) -> str:
@@ -59,9 +79,14 @@ def _fake_ldd(rng: random.Random) -> str:
 @exercise(
     "01.1",
     points=2,
-    hint="keep each line's absolute path (after '=>' when there is one), drop the address "
-    "in parentheses, skip lines without a path (linux-vdso.so.1 lives in the kernel), and "
-    "keep the loader line — it has no '=>' but it is the first file the kernel needs.",
+    hints=(
+        "look at each line: where is the path, and which lines have none?",
+        "keep each line's absolute path (after '=>' when there is one), drop the address "
+        "in parentheses, skip lines without a path (linux-vdso.so.1 lives in the kernel), "
+        "and keep the loader line — it has no '=>' but it is the first file the kernel needs.",
+        "split each line into words (after replacing '=>' by a space) and keep the first "
+        "word that starts with '/', once.",
+    ),
 )
 def ldd_parsed(parse_ldd: Callable[[str], list[str]]) -> None:
     """parse_ldd(text) lists the library files of ldd's output, loader included."""
@@ -89,122 +114,444 @@ def _real_ldd(program: str) -> str:
     return done.stdout
 
 
+# -- 01.2 the ELF interpreter -----------------------------------------------------------------
+
+_PT_LOAD, _PT_INTERP = 1, 3
+
+
+def fake_elf(rng: random.Random, *, bits: int, interpreter: str | None) -> bytes:
+    """A made-up ELF file (header and program headers only) asking for *interpreter*,
+    with its program headers and the name at offsets drawn from *rng*."""
+    wide = bits == 64
+    order = "<"
+    header = order + ("HHIQQQIHHHHHH" if wide else "HHIIIIIHHHHHH")
+    entry = order + ("IIQQQQQQ" if wide else "IIIIIIII")
+    header_size, entry_size = 16 + struct.calcsize(header), struct.calcsize(entry)
+    count = rng.randint(2, 5)
+    table = header_size + rng.randrange(0, 64, 8)
+    name_at = table + count * entry_size + rng.randrange(0, 40)
+    name = (interpreter or "").encode() + b"\0"
+    interp_index = rng.randrange(1, count) if interpreter else -1
+    entries = b""
+    for i in range(count):
+        kind = _PT_INTERP if i == interp_index else rng.choice([_PT_LOAD, 4, 6, 0x6474E551])
+        offset, size = (name_at, len(name)) if kind == _PT_INTERP else (0, rng.randint(64, 4096))
+        if wide:  # type, flags, offset, vaddr, paddr, filesz, memsz, align
+            entries += struct.pack(entry, kind, 4, offset, offset, offset, size, size, 8)
+        else:  # type, offset, vaddr, paddr, filesz, memsz, flags, align
+            entries += struct.pack(entry, kind, offset, offset, offset, size, size, 4, 4)
+    ident = b"\x7fELF" + bytes([2 if wide else 1, 1, 1]) + bytes(9)
+    machine = 62 if wide else 3
+    fields = (2, machine, 1, 0x401000, table, 0, 0, header_size, entry_size, count, 64, 0, 0)
+    data = bytearray(ident + struct.pack(header, *fields))
+    data += bytes(table - len(data)) + entries
+    data += bytes(name_at - len(data)) + (name if interpreter else b"")
+    return bytes(data) + bytes(rng.randint(0, 64))
+
+
 @exercise(
     "01.2",
-    points=1,
-    hint="a relative link is resolved from the directory the link is in: from "
-    "usr/bin/ you need ../../ to get back to the root; os.path.relpath(target, start) "
-    "does the counting.",
+    points=2,
+    hints=(
+        "the answer is in the program's own first bytes: the ELF header says where the "
+        "program headers are, and one of them names the loader.",
+        "read e_phoff, e_phentsize and e_phnum from the header (their offsets differ "
+        "between 32-bit and 64-bit files, byte 4 says which), then walk the program "
+        "headers: the one of type 3 (PT_INTERP) gives the offset and size of the name.",
+        "64-bit: e_phoff is a '<Q' at byte 32, e_phentsize and e_phnum are '<H' at 54 and "
+        "56; 32-bit: e_phoff is a '<I' at 28, the two '<H' at 42 and 44. In a 64-bit "
+        "entry p_offset is at +8 and p_filesz at +32; in a 32-bit one at +4 and +16. "
+        "Strip the trailing NUL.",
+    ),
 )
-def applet_links_relative(applet_links: Callable[[str], dict[str, str]]) -> None:
-    """applet_links(listing) maps each applet path to a relative link to bin/busybox."""
+def interpreter_read(my_interpreter: Callable[[str], str | None]) -> None:
+    """my_interpreter(path) reads the dynamic loader an ELF program asks for (None if static)."""
     rng = fresh_rng()
-    folders = ["bin", "sbin", "usr/bin", "usr/sbin", ""]
-    names = {f"{rng.choice(folders)}/{_libname(rng)[3:8]}".lstrip("/") for _ in range(12)}
-    names.add("usr/bin/[")
-    listing = "\n".join(["bin/busybox", *sorted(names)]) + "\n"
-    want = rootfs.applet_links(listing)
-    got = applet_links(listing)
-    expect(isinstance(got, dict), f"applet_links returned a {type(got).__name__}, not a dict")
-    expect("bin/busybox" not in got, "busybox itself must not become a link to itself")
-    missing = sorted(set(want) - set(got))
-    expect(not missing, f"no link for {missing[:3]}")
-    extra = sorted(set(got) - set(want))
-    expect(not extra, f"links that are not in the listing: {extra[:3]}")
-    for name, target in want.items():
-        expect(
-            not os.path.isabs(str(got[name])),
-            f"{name} -> {got[name]} is absolute: outside the root it would point at the host",
+    with scratch("01") as work:
+        cases: list[tuple[str, str]] = []
+        for bits in (64, 32):  # named edge cases, every time: both classes, and static
+            for interpreter in (f"/opt/hw-{secrets.token_hex(3)}/ld-{bits}.so.1", None):
+                path = work / f"elf{bits}-{'dynamic' if interpreter else 'static'}"
+                path.write_bytes(fake_elf(rng, bits=bits, interpreter=interpreter))
+                cases.append((str(path), f"a made-up {bits}-bit ELF file"))
+        for program in rng.sample(_host_programs(), 2):
+            cases.append((program, "this machine's program"))
+        busybox = shutil.which("busybox")
+        if busybox:
+            cases.append((busybox, "the static busybox"))
+        for path, what in cases:
+            want = rootfs.elf_interpreter(path)
+            got = my_interpreter(path)
+            expect(
+                got == want,
+                f"my_interpreter({path!r}) ({what}) returned {_short(got)}, expected "
+                f"{_short(want)}"
+                + (": a static program has no PT_INTERP header: return None" if not want else ""),
+            )
+        script = work / "script.sh"
+        script.write_text("#!/bin/sh\necho not an ELF file\n")
+        try:
+            got = my_interpreter(str(script))
+        except ValueError:
+            return
+        raise AssertionError(
+            f"for a shell script (not an ELF file) my_interpreter returned {_short(got)}: "
+            "raise ValueError when the file does not start with b'\\x7fELF'"
         )
-        expect(got[name] == target, f"{name} -> {got[name]!r}, expected {target!r}")
 
 
-def _public_tmp(prefix: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=f"hardway-check-{prefix}-"))
-    path.chmod(0o755)
-    return path
+def _host_programs() -> list[str]:
+    """Dynamically linked programs of this machine that print --version and exit 0."""
+    names = ("ls", "cat", "id", "uname", "sort", "env", "date", "touch")
+    found = [shutil.which(name) for name in names]
+    return [p for p in found if p and rootfs.elf_interpreter(p)]
 
 
-def _chroot(root: Path) -> Isolation:
-    return Isolation(() if os.geteuid() == 0 else {"user"}, root=root, how="chroot")
+# -- 01.3 a root filesystem from host programs ----------------------------------------------------
+
+
+def _run_inside(root: str, programs: Sequence[str], interpreters: dict[str, str]) -> list[dict]:
+    """In a child: chroot into *root*, start each program with --version; what happened."""
+    os.chroot(root)
+    os.chdir("/")
+    seen = []
+    for program in programs:
+        loader = interpreters[program]
+        facts: dict[str, Any] = {
+            "program": program,
+            "there": os.path.isfile(program),
+            "loader": loader,
+            "loader there": os.path.exists(loader),
+            "loader link": os.readlink(loader) if os.path.islink(loader) else None,
+        }
+        try:
+            done = subprocess.run(
+                [program, "--version"], capture_output=True, text=True, timeout=10
+            )
+            facts.update(code=done.returncode, stderr=done.stderr.strip()[-300:])
+        except OSError as exc:
+            facts.update(code=None, stderr=f"{type(exc).__name__}: {exc.strerror}")
+        seen.append(facts)
+    return seen
 
 
 @exercise(
     "01.3",
-    points=2,
-    hint="copy the program and every file your parse_ldd finds in `ldd PROGRAM` to the "
-    "same path under root (mkdir the parent folders first; shutil.copy follows links and "
-    "keeps the execute bit). Without the loader, exec fails with 'No such file or "
-    "directory' although the program is there.",
+    points=4,
+    against=("kernel",),
+    hints=(
+        "after chroot a program finds only what is in the root: itself, every library it "
+        "links, and the loader that links them.",
+        "for each program: find its path (shutil.which), copy it to the same path under "
+        "dest, then every file parse_ldd finds in `ldd PROGRAM` — make sure the ELF "
+        "interpreter (my_interpreter) is among them — each at its own path.",
+        "target = dest / path.lstrip('/'); target.parent.mkdir(parents=True, exist_ok=True); "
+        "shutil.copy(path, target) — copy follows symbolic links, so the loader (often a "
+        "link) arrives as a file. Create dest first, and return it.",
+    ),
 )
-def add_binary_runs(add_binary: Callable[[Path, str], list[str]]) -> None:
-    """add_binary(root, program) copies a program and its libraries so it runs in root."""
-    programs = ("/usr/bin/ls", "/usr/bin/cat", "/usr/bin/id", "/usr/bin/uname")
-    candidates = [p for p in programs if os.path.isfile(p)]
-    program = fresh_rng().choice(candidates)
-    top = _public_tmp("01-3")
+def rootfs_runs(my_rootfs: Callable[[Path, list[str]], Path]) -> None:
+    """my_rootfs(dest, programs) builds a root in which each program starts, in a chroot."""
+    if os.geteuid() != 0:
+        raise PrivilegeError("chroot needs root", fix="run the lab as root (make lab)")
+    rng = fresh_rng()
+    programs = rng.sample(_host_programs(), 2)
+    asked = [programs[0], os.path.basename(programs[1])]  # a path and a name on $PATH
+    top = Path(tempfile.mkdtemp(prefix="hardway-lab01-"))
     try:
-        root = top / "root"
-        root.mkdir(mode=0o755)
-        add_binary(root, program)
-        expect((root / program[1:]).is_file(), f"{program} was not copied to root{program}")
-        for lib in rootfs.ldd(program):
-            copy = root / lib[1:]
-            what = "the dynamic loader" if "/ld-" in lib else "a library"
-            expect(copy.exists(), f"{what} {lib} is missing from the root")
-        try:
-            done = run(_chroot(root), [program, "--version"])
-        except (ContainerError, PrivilegeError) as exc:
-            message = f"{program} does not start inside the root: {exc.message}"
-            raise AssertionError(message) from None
-        expect(done.ok, f"{program} --version inside the root failed: {done.stderr.strip()}")
+        top.chmod(0o755)
+        dest = top / "root"  # not there yet: my_rootfs makes it
+        got = my_rootfs(dest, asked)
+        expect(
+            got is not None and Path(got) == dest,
+            f"my_rootfs returned {_short(got)}: return dest, the root it filled",
+        )
+        interpreters = {p: rootfs.elf_interpreter(p) or "" for p in programs}
+        seen = in_child(
+            lambda: _run_inside(str(dest), programs, interpreters),
+            timeout=30,
+            what="a program in your root",
+        )
+        for facts in seen:
+            _judge(facts)
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def _judge(facts: dict[str, Any]) -> None:
+    program, loader = facts["program"], facts["loader"]
+    expect(facts["there"], f"{program} is not in the root: copy it to dest{program}")
+    if not facts["loader there"]:
+        link = facts["loader link"]
+        if link:
+            raise AssertionError(
+                f"the dynamic loader {loader} in the root is a symbolic link to {link}, "
+                "which is not in the root: copy the file the link points to (shutil.copy "
+                "follows links)"
+            )
+        raise AssertionError(
+            f"the dynamic loader {loader} (the ELF interpreter of {program}) is missing from "
+            f"the root, so exec says '{facts['stderr'] or 'No such file or directory'}' "
+            "although the program is there: copy ldd's last line too"
+        )
+    if facts["code"] != 0:
+        stderr = facts["stderr"]
+        missing = "cannot open shared object file" in stderr
+        why = ": a library is missing from the root" if missing else ""
+        raise AssertionError(f"{program} --version failed inside the root{why}: {stderr}")
+
+
+# -- 01.4 the chroot escape -------------------------------------------------------------------
+
+
+class _Recorder:
+    """Wraps os.chroot and os.chdir in the check's child, to say *which* step is missing."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self._real = (os.chroot, os.chdir)
+
+    def __enter__(self) -> _Recorder:
+        chroot, chdir = self._real
+
+        def recorded_chroot(path: Any) -> None:
+            self.calls.append(("chroot", os.fsdecode(path)))
+            chroot(path)
+
+        def recorded_chdir(path: Any) -> None:
+            if not isinstance(path, int):
+                self.calls.append(("chdir", os.fsdecode(path)))
+            chdir(path)
+
+        os.chroot, os.chdir = recorded_chroot, recorded_chdir  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.chroot, os.chdir = self._real  # type: ignore[assignment]
+
+    def climbs_after_first_chroot(self) -> int:
+        chroots = [i for i, (name, _) in enumerate(self.calls) if name == "chroot"]
+        if not chroots:
+            return 0
+        return sum(
+            arg.split("/").count("..")
+            for name, arg in self.calls[chroots[0] + 1 :]
+            if name == "chdir"
+        )
+
+    @property
+    def chroots(self) -> int:
+        return sum(1 for name, _ in self.calls if name == "chroot")
+
+
+def _escape_in_jail(my_escape: Callable[[], None], jail: str, marker: str) -> None:
+    """In the learner's child: chroot into the jail, call my_escape, judge where we are."""
+    real_root = os.stat("/")
+    depth = len(Path(jail).parts) - 1
+    os.chroot(jail)
+    os.chdir("/")
+    jail_root = os.stat("/")
+    with _Recorder() as recorder:
+        my_escape()
+    now = os.stat("/")
+    if (now.st_dev, now.st_ino) == (real_root.st_dev, real_root.st_ino):
+        expect(os.path.exists(marker), "your escape reached a root without the host's files")
+        return
+    in_jail_root = (now.st_dev, now.st_ino) == (jail_root.st_dev, jail_root.st_ino)
+    where = "the jail's root" if in_jail_root else "a directory inside the jail"
+    ended = f"after your my_escape the process's root is still {where}"
+    climbs = recorder.climbs_after_first_chroot()
+    if recorder.chroots == 0:
+        raise AssertionError(f"{ended}: it never called os.chroot")
+    if recorder.chroots == 1 and climbs == 0:
+        raise AssertionError(
+            f"{ended}: you chroot once only. chroot into a subdirectory first (your working "
+            "directory stays above the new root), climb with chdir('..'), then chroot('.')"
+        )
+    if climbs == 0:
+        raise AssertionError(
+            f"{ended}: after the chroot into the subdirectory you forgot to climb — "
+            "chdir('..') many times, which nothing stops now that your working directory "
+            "is outside your root, then chroot('.')"
+        )
+    if climbs < depth:
+        raise AssertionError(
+            f"{ended}: you climbed {climbs} times, but this jail is {depth} directories "
+            "below the real root: climb more (chdir('..') at the real root stays there, so "
+            "a few hundred cost nothing)"
+        )
+    if recorder.calls[-1][0] != "chroot":
+        raise AssertionError(f"{ended}: after climbing, chroot('.') to make the top your root")
+    raise AssertionError(f"{ended}: the steps are chroot(subdir), chdir('..') × many, chroot('.')")
 
 
 @exercise(
     "01.4",
-    points=2,
-    hint="in order: make every mount private (mount(None, '/', None, MS_REC | "
-    "MS_PRIVATE)), bind-mount new_root onto itself (MS_BIND | MS_REC) so it is a mount "
-    "point, chdir into it, pivot_root('.', '.'), umount2('.', MNT_DETACH), chdir('/').",
+    points=3,
+    against=("kernel",),
+    hints=(
+        "chroot moves the root of one process, not its working directory — and root may "
+        "call chroot again.",
+        "make a directory, chroot into it while your working directory stays where it is "
+        "(now above your root), then walk up with chdir('..') until you cannot go higher, "
+        "and chroot('.') there.",
+        "os.makedirs('hw-escape', exist_ok=True); os.chroot('hw-escape'); "
+        "for _ in range(256): os.chdir('..'); then os.chroot('.').",
+    ),
 )
-def pivot_stops_escape(pivot_into: Callable[[str], None]) -> None:
-    """pivot_into(new_root) moves a mount namespace into new_root; the escape fails."""
-    top = _public_tmp("01-4")
+def escape_reaches_root(my_escape: Callable[[], None]) -> None:
+    """my_escape(), run as root in a chroot jail the check builds, reaches the real root."""
+    rng = fresh_rng()
+    with tempfile.TemporaryDirectory(prefix="hardway-lab01-") as tmp:
+        top = Path(tmp)
+        top.chmod(0o755)
+        depth = rng.randint(3, 7)  # deeper than a handful of chdir('..')
+        jail = top.joinpath(*(f"d{i}-{secrets.token_hex(2)}" for i in range(depth)), "jail")
+        marker = top / f"host-only-{secrets.token_hex(4)}"
+
+        def setup() -> None:
+            linux.mount("tmpfs", str(top), "tmpfs", 0, "size=1m,mode=755")
+            jail.mkdir(parents=True)
+            (jail / "etc").mkdir()
+            marker.write_text("the host's\n")
+
+        sandboxed(
+            lambda: _escape_in_jail(my_escape, str(jail), str(marker)),
+            timeout=20,
+            what="your my_escape",
+            setup=setup,
+        )
+
+
+# -- 01.5 pivot_root ------------------------------------------------------------------------------
+
+
+def _mountinfo(proc: int) -> list[tuple[str, str]]:
+    """(mount point, optional fields) of each mount this process sees, through /proc."""
+    fd = os.open("self/mountinfo", os.O_RDONLY, dir_fd=proc)
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    found = []
+    for line in lines:
+        fields = line.split()
+        dash = fields.index("-", 6)
+        found.append((fields[4], " ".join(fields[6:dash])))
+    return found
+
+
+def _diagnose(exc: OSError, proc: int, new_root: str) -> str:
+    """What a learner's OSError from pivoting says about the step that is missing."""
+    text = str(exc)
+    if "umount2" in text and exc.errno == errno.EBUSY:
+        return (
+            "unmounting the old root failed with EBUSY: it still has mounts under it and "
+            "processes using it — detach it lazily: umount2(put_old, MNT_DETACH)"
+        )
+    if "pivot_root" in text and exc.errno in (errno.EINVAL, errno.EBUSY):
+        mounts = _mountinfo(proc)
+        shared = [point for point, tags in mounts if "shared:" in tags]
+        if new_root not in (point for point, _ in mounts):
+            return (
+                "pivot_root refused (EINVAL): new_root is not a mount point — bind-mount it "
+                "onto itself first: mount(new_root, new_root, None, MS_BIND | MS_REC)"
+            )
+        if shared:
+            return (
+                f"pivot_root refused (EINVAL): mounts are still shared ({shared[0]} among "
+                "them) — make / private recursively first: MS_REC | MS_PRIVATE"
+            )
+    return f"your my_pivot_root raised {type(exc).__name__}: {exc}"
+
+
+def _pivot_in_namespace(my_pivot_root: Callable[[str], None], top: str, new_root: str) -> None:
+    """In the learner's child (own mount namespace, still shared): pivot, then judge."""
+    expected = sorted(os.listdir(new_root))
+    os.chdir(top)  # the caller is somewhere on the old root, as a runtime is
+    proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        root = rootfs.build_busybox(top / "root").path
-        marker = top / f"host-only-{secrets.token_hex(4)}.txt"
-        marker.write_text("the host's\n")
-        try:
-            seen = call(Isolation({"mnt"}), rootfs.escape_after, pivot_into, root, marker)
-        except ContainerError as exc:
-            if exc.child == "NotImplementedError":
-                stub = NotImplementedError()
-                stub._hardway_learner = "pivot_into"  # type: ignore[attr-defined]
-                raise stub from None
-            raise AssertionError(_explain(exc)) from None
-        except HardwayError as exc:
-            raise AssertionError(f"pivot_into could not run: {exc.message}") from None
-        expected = sorted(os.listdir(root))
-        missing = sorted(set(expected) - set(seen["root"]))
-        expect(not missing, f"after pivot_into, / lacks {missing}: it is not new_root")
-        expect(not seen["before"], "after pivot_into the host's files are still visible")
-        expect(
-            not seen["after"],
-            "the classic escape still reaches the host: the old root is still mounted "
-            "(unmount it after pivot_root)",
+        my_pivot_root(new_root)
+    except OSError as exc:
+        raise AssertionError(_diagnose(exc, proc, new_root)) from None
+    here, root = os.stat("."), os.stat("/")
+    expect(
+        (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino),
+        "after my_pivot_root your working directory is still outside the new root (on the "
+        "old one, where relative paths still reach the host): chdir('/') after pivot_root",
+    )
+    listing = sorted(os.listdir("/"))
+    missing = sorted(set(expected) - set(listing))
+    expect(not missing, f"after my_pivot_root, / lacks {missing}: it is not new_root")
+    points = [point for point, _ in _mountinfo(proc)]
+    if len(points) > 1:
+        stacked = points.count("/") > 1
+        where = "stacked on /" if stacked else f"at {min(points[1:], key=len)}"
+        raise AssertionError(
+            f"the old root is still mounted ({where}, with {len(points) - 1} mounts of the "
+            "host): unmount it with umount2(put_old, MNT_DETACH) — while it is there, the "
+            "host is one path away"
         )
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
+    extra = sorted(set(listing) - set(expected))
+    expect(
+        not extra,
+        f"after my_pivot_root, / has {extra} that new_root did not have: remove the put_old "
+        "directory once the old root is unmounted",
+    )
 
 
-def _explain(exc: ContainerError) -> str:
-    raised = exc.message.partition(" raised ")[2] or exc.message
-    text = f"pivot_into raised {raised}"
-    if exc.errno == 22:  # EINVAL
-        text += (
-            ". pivot_root says EINVAL when new_root is not a mount point or a mount is "
-            "shared: bind-mount new_root onto itself, and make the mounts private first"
+@exercise(
+    "01.5",
+    points=5,
+    against=("kernel",),
+    hints=(
+        "pivot_root swaps the root mount of the whole mount namespace, and it has three "
+        "preconditions: private mounts, new_root a mount point, and put_old under it.",
+        "make / private recursively (mount(None, '/', None, MS_REC | MS_PRIVATE)), "
+        "bind-mount new_root onto itself, pivot_root(new_root, put_old), chdir('/'), "
+        "then unmount the old root lazily and remove its directory.",
+        "mount(new_root, new_root, None, MS_BIND | MS_REC); os.mkdir(f'{new_root}/.old'); "
+        "pivot_root(new_root, f'{new_root}/.old'); os.chdir('/'); "
+        "umount2('/.old', MNT_DETACH); os.rmdir('/.old').",
+    ),
+)
+def pivot_root_done(my_pivot_root: Callable[[str], None]) -> None:
+    """my_pivot_root(new_root) leaves the process in new_root, the old root unmounted."""
+    with tempfile.TemporaryDirectory(prefix="hardway-lab01-") as tmp:
+        top = Path(tmp)
+        top.chmod(0o755)
+        new_root = top / f"root-{secrets.token_hex(3)}"
+
+        def setup() -> None:
+            linux.mount("tmpfs", str(top), "tmpfs", 0, "size=1m,mode=755")
+            for name in ("bin", "etc", "proc", f"only-here-{secrets.token_hex(2)}"):
+                (new_root / name).mkdir(parents=True)
+            (new_root / "etc" / "hostname").write_text("lab01\n")
+
+        sandboxed(
+            lambda: _pivot_in_namespace(my_pivot_root, str(top), str(new_root)),
+            timeout=20,
+            what="your my_pivot_root",
+            setup=setup,
         )
-    return text
+
+
+# -- what later labs carry ----------------------------------------------------------------------
+
+
+def reference_rootfs(dest: Path, programs: list[str]) -> Path:
+    """The course's my_rootfs: :func:`hardway.isolation.rootfs.build_host`."""
+    return rootfs.build_host(dest, programs).path
+
+
+def reference_pivot_root(new_root: Path | str) -> None:
+    """The course's my_pivot_root: private mounts, the launcher's pivot, the old root gone."""
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    pivot_into(os.fspath(new_root))
+    linux.umount2(".", linux.MNT_DETACH)
+    os.chdir("/")
+
+
+#: the course's versions of what lab 01 hands on (carry("01", ...))
+REFERENCE: dict[str, Callable[..., Any]] = {
+    "my_rootfs": reference_rootfs,
+    "my_pivot_root": reference_pivot_root,
+}
