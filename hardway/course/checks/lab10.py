@@ -28,15 +28,13 @@ the course's registry) and compare with umoci, skopeo and runc:
   ``my_push`` → ``my_pull`` → ``my_run``; skopeo reads the pushed image, runc runs the
   pulled root filesystem and must print what ``my_run`` printed.
 
-``REFERENCE`` hands the course's ``my_build`` on; ``course_run`` lends lab 04's ``my_run``
-until lab 04's own ``REFERENCE`` has it.
+``REFERENCE`` hands the course's ``my_build`` on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import json
 import os
 import random
@@ -828,32 +826,4 @@ def course_build(context: Path, layout: Path, tag: str) -> str:
         return str(layouts.write_image(result.image, layout, tag=tag).digest)
 
 
-def course_run(
-    rootfs: Path,
-    argv: list[str],
-    *,
-    hostname: str = "container",
-    memory: int | None = None,
-    pids: int | None = None,
-    env: list[str] | None = None,
-    cwd: str = "/",
-) -> tuple[int, str]:
-    """Temporary (until lab 04 hands its own on): my_run over hardway's runtime."""
-    from hardway.isolation import runtime
-
-    config = {"Env": list(env or []), "WorkingDir": cwd}
-    done = runtime.run(rootfs, argv, config=config, hostname=hostname, memory=memory, pids=pids)
-    return done.returncode, done.stdout + done.stderr
-
-
 REFERENCE: dict[str, Callable[..., object]] = {"my_build": course_build}
-
-
-def _lend_my_run() -> None:
-    """Lab 04 hands my_run on; until its REFERENCE has it, lend the adapter above."""
-    lab04 = importlib.import_module("hardway.course.checks.lab04")
-    if "my_run" not in getattr(lab04, "REFERENCE", {}):
-        lab04.REFERENCE = {**getattr(lab04, "REFERENCE", {}), "my_run": course_run}  # type: ignore[attr-defined]
-
-
-_lend_my_run()
