@@ -12,6 +12,8 @@ import time
 import pytest
 from labsource import assert_full_and_blank, edited, failure, namespace
 
+from hardway.course.grading import run_check
+
 
 @pytest.fixture(scope="module")
 def solution() -> dict:
@@ -151,3 +153,10 @@ def my_pull(registry, repository, reference, rootfs, *, platform="linux/amd64", 
     time.sleep(0.5)
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
     assert left == "", f"processes of the stopped pull survived: {left}"
+
+
+def test_the_course_pull_handed_on_passes_the_check() -> None:
+    """REFERENCE's my_pull (what carry gives a learner stuck on lab 08) is a correct pull."""
+    from hardway.course.checks.lab08 import REFERENCE
+
+    assert run_check("08.4", {"my_pull": REFERENCE["my_pull"]}).status == "passed"

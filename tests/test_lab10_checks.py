@@ -217,3 +217,10 @@ def test_the_helpers_the_checks_share() -> None:
 
     assert doctest.testmod(checks).failed == 0
     assert checks.fresh_rng().getstate() != checks.fresh_rng().getstate()
+
+
+def test_the_course_build_handed_on_passes_the_check() -> None:
+    """REFERENCE's my_build (hardway's builder behind the lab's FROM-a-layout-tag rule)."""
+    from hardway.course.checks.lab10 import REFERENCE
+
+    assert run_check("10.8", {"my_build": REFERENCE["my_build"]}).status == "passed"
