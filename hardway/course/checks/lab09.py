@@ -359,7 +359,7 @@ def _uploads(found: list) -> list[str]:
 
 @exercise(
     "09.6",
-    points=5,
+    points=6,
     hints=(
         "a rebuild of a changed application should cost one layer: the cache gives the "
         "same blobs for unchanged directories, and the registry already has them.",

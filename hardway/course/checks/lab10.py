@@ -639,7 +639,7 @@ def _build_mistakes(root: Path, words: dict[str, str]) -> None:
 
 @exercise(
     "10.8",
-    points=6,
+    points=10,
     hints=(
         "keep one record per stage (config, root filesystem, layer directories, cmd_set) "
         "and dispatch on the keyword; filesystem steps make a layer directory each.",
