@@ -63,6 +63,29 @@ class Platform:
             and (not wanted.os_version or self.os_version == wanted.os_version)
         )
 
+    def normalized(self) -> Platform:
+        """The platform as containerd compares it: ``arm`` without a variant is ``arm/v7``,
+        ``arm64/v8`` is plain ``arm64``, Linux's machine names are Go's (``aarch64`` → ``arm64``).
+
+        :meth:`matches` is the course's simpler rule (an empty variant matches any);
+        :func:`hardway.course.checks.lab06` asks the learner for containerd's, and says where
+        containerd goes further (``platforms.Only`` falls back from ``arm/v7`` to ``v6``
+        and ``v5``, and from ``amd64/v3`` to ``v2`` and ``v1``).
+
+        >>> [str(Platform.parse(p).normalized()) for p in ("linux/arm", "linux/arm64/v8")]
+        ['linux/arm/v7', 'linux/arm64']
+        """
+        arch, variant = _MACHINES.get(self.architecture, self.architecture), self.variant
+        if arch == "arm64" and variant in ("8", "v8", "v8.0"):
+            variant = ""
+        elif arch == "arm" and variant in ("", "7"):
+            variant = "v7"
+        elif arch == "arm" and variant in ("5", "6", "8"):
+            variant = "v" + variant
+        elif arch == "amd64" and variant == "v1":
+            variant = ""
+        return Platform(arch, self.os.lower(), variant, self.os_version, self.os_features)
+
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
         set_unless_empty(doc, "os.version", self.os_version)

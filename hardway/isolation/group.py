@@ -67,6 +67,7 @@ class Group:
     :param parent: (optional) make the group here (v2) or under this path inside each
         hierarchy (v1); default: the root for root (v2), this process's own cgroup (v1),
         the delegated sub-tree without root (:func:`require_delegation`)
+    :param name: (optional) the group's own name; default: a fresh ``hardway-LABEL-…``
     """
 
     def __init__(
@@ -77,10 +78,11 @@ class Group:
         mode: CgroupMode | None = None,
         parent: Path | str | None = None,
         proc_self_cgroup: str | None = None,
+        name: str | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.mode = mode if mode is not None else detect()
-        self.name = group_name(label)
+        self.name = name if name is not None else group_name(label)
         self.version = self._choose_version()
         self.paths = self._paths(parent, proc_self_cgroup)
         self.created = False

@@ -1,42 +1,175 @@
 """hardway.course.checks.lab04
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~
 
-The checks of lab 04, a container runtime by hand. Fresh random inputs, compared with
-:mod:`hardway.isolation.runtime` and :mod:`hardway.isolation.bundle` (what the course's own runtime
-does):
+The checks of lab 04, a container runtime by hand. Two warm-ups are pure functions; the
+rest runs the learner's code against the kernel, and ``my_run`` against runc:
 
-* 04.1 ``command_line(entrypoint, cmd, override) -> list``: Docker's rule, a shell-form
-  entrypoint too;
+* 04.1 ``command_line(entrypoint, cmd, override) -> list``: Docker's rule;
 * 04.2 ``merge_env(image_env, overrides) -> list``: the image's ``Env`` plus ``-e``;
-* 04.3 ``user_ids(user, passwd, group) -> (uid, gid)``: ``User`` against ``/etc`` text;
-* 04.4 ``process_section(argv, env, cwd, uid, gid, capabilities, no_new_privs)``: the
-  ``process`` object of an OCI ``config.json``.
+* 04.3 ``my_seccomp_filter(deny) -> bytes``: the learner's classic-BPF program, installed
+  in a child, which then makes each system call: the denied ones must fail with ``EPERM``,
+  the others must not;
+* 04.4 ``my_drop_privileges(keep, uid)``: in a child, then ``/proc/self/status`` read:
+  the bounding set, the other sets, the user, ``no_new_privs``;
+* 04.5 ``my_run(rootfs, argv, …)``: a busybox shell that prints what it sees (hostname,
+  PID, uid, capabilities, ``no_new_privs``, seccomp, mounts, masked paths, what the
+  memory and pids limits let it do), run in the learner's runtime and in runc, compared
+  fact by fact. The learner's runtime runs behind three safety nets: the mount net of
+  :mod:`hardway.course.checks.mounts` (a forgotten ``MS_PRIVATE`` is caught in a stand-in
+  for the host's mount namespace), a UTS namespace of its own (a ``sethostname`` before
+  the UTS unshare changes a stand-in's hostname, not the host's), and the cgroup net of
+  :mod:`hardway.course.checks.cgroupbox` (whatever it starts stays under a parent group
+  with limits), all in a child with a time limit.
+
+``REFERENCE`` hands ``my_run`` on to the capstone (an adapter over
+:func:`hardway.isolation.runtime.run`).
+
+Until lab 02's check module declares the course's ``my_spawn`` and ``my_mount_proc``
+(labs 01–02 are being rebuilt alongside), :data:`LAB02_STANDINS` holds adapters with the
+same signatures, registered in lab 02's ``REFERENCE`` when it lacks them (temporary).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import os
 import random
 import string
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from hardway.course.checks import fresh_rng
+from hardway.course.checks import cgroupbox, fresh_rng, scratch
+from hardway.course.checks.child import in_child
+from hardway.course.checks.mounts import sandboxed
 from hardway.course.grading import exercise, expect
-from hardway.isolation import bundle, runtime
+from hardway.isolation import bundle, hardening, rootfs, runtime, seccomp
+from hardway.isolation.child import write_id_maps
+from hardway.isolation.namespaces import IdMap
 from hardway.sys import linux
 
-__all__ = ["argv_built", "env_merged", "process_written", "users_resolved"]
+__all__ = [
+    "FACTS",
+    "REFERENCE",
+    "argv_built",
+    "env_merged",
+    "facts",
+    "filter_works",
+    "privileges_dropped",
+    "runs_like_runc",
+]
 
 
 def _word(rng: random.Random, size: int = 6) -> str:
     return "".join(rng.choice(string.ascii_lowercase) for _ in range(size))
 
 
+# -- the course's versions ----------------------------------------------------------------------
+
+
+def reference_run(
+    rootfs: Path,
+    argv: list[str],
+    *,
+    hostname: str = "container",
+    memory: int | None = None,
+    pids: int | None = None,
+    env: list[str] | None = None,
+    cwd: str = "/",
+) -> tuple[int, str]:
+    """The course's ``my_run``: :func:`hardway.isolation.runtime.run`."""
+    variables = dict(entry.split("=", 1) for entry in env or [])
+    config = {"WorkingDir": cwd} if cwd != "/" else None
+    done = runtime.run(
+        rootfs, argv, hostname=hostname, memory=memory, pids=pids, env=variables, config=config
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+REFERENCE: dict[str, Callable[..., object]] = {"my_run": reference_run}
+
+
+def _spawn(
+    target: Callable[[], int],
+    *,
+    namespaces: Sequence[str],
+    uid: int = 0,
+    hostname: str | None = None,
+) -> int:
+    """Stand-in for lab 02's ``my_spawn``: ``target`` as PID 1 of new namespaces; its status."""
+    kinds = ["mnt" if kind == "mount" else kind for kind in namespaces]
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's outcome is what the caller sees
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            linux.unshare(linux.namespace_flags(*kinds))
+            os.write(ready_w, b"u")
+            os.read(go_r, 1)  # the parent has written the id maps
+            if hostname is not None:
+                linux.sethostname(hostname)
+            inner = os.fork()  # PID 1 of a new PID namespace is a child
+            if inner == 0:
+                os._exit(target())
+            code = os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1])
+            code = 128 - code if code < 0 else code
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        os.read(ready_r, 1)
+        if "user" in kinds:
+            write_id_maps(pid, (IdMap(uid, os.geteuid()),), (IdMap(uid, os.getegid()),))
+        os.write(go_w, b"g")
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _mount_proc() -> None:
+    """Stand-in for lab 02's ``my_mount_proc``: a fresh procfs on ``/proc``."""
+    linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+
+
+#: temporary: lab 02's REFERENCE entries until its module declares them
+LAB02_STANDINS: dict[str, Callable[..., Any]] = {"my_spawn": _spawn, "my_mount_proc": _mount_proc}
+
+
+def _register_lab02_standins() -> None:
+    with contextlib.suppress(ImportError):
+        from hardway.course.checks import lab02
+
+        reference = getattr(lab02, "REFERENCE", None)
+        if reference is None:
+            reference = lab02.REFERENCE = {}  # type: ignore[attr-defined]
+        for name, func in LAB02_STANDINS.items():
+            reference.setdefault(name, func)
+
+
+_register_lab02_standins()
+
+
+# -- 04.1, 04.2: warm-ups ------------------------------------------------------------------------
+
+
 @exercise(
     "04.1",
     points=2,
-    hint="the Entrypoint always stays; an override replaces Cmd, no override means Cmd. A "
-    "shell-form entrypoint ['/bin/sh', '-c', script] is no exception: Cmd or the override "
-    "still follows it (as the script's $0 $1 …).",
+    hints=(
+        "the Entrypoint always stays; an override replaces Cmd, no override means Cmd.",
+        "a shell-form entrypoint ['/bin/sh', '-c', script] is no exception: Cmd or the "
+        "override still follows it (as the script's $0 $1 …).",
+        "list(entrypoint or []) + list(override or cmd or [])",
+    ),
 )
 def argv_built(command_line: Callable[..., list[str]]) -> None:
     """command_line follows Docker's rules for Entrypoint, Cmd and an override."""
@@ -56,17 +189,17 @@ def argv_built(command_line: Callable[..., list[str]]) -> None:
     ]
     for case in cases:
         got, want = command_line(*case), runtime.command_line(*case)
-        expect(
-            list(got) == want,
-            f"command_line{case!r} is {got!r}, expected {want!r}",
-        )
+        expect(list(got) == want, f"command_line{case!r} is {got!r}, expected {want!r}")
 
 
 @exercise(
     "04.2",
     points=1,
-    hint="read 'K=V' entries into a dict (split at the first '=' only), update it with the "
-    "overrides, and write it back as 'K=V' strings — a dict keeps each name's first place.",
+    hints=(
+        "split each entry at the first '=' only: values may contain '='.",
+        "read 'K=V' entries into a dict, update it with the overrides, and write it back "
+        "as 'K=V' strings — a dict keeps each name's first place.",
+    ),
 )
 def env_merged(merge_env: Callable[..., list[str]]) -> None:
     """merge_env lists the image's Env with the overrides applied, as K=V entries."""
@@ -76,69 +209,393 @@ def env_merged(merge_env: Callable[..., list[str]]) -> None:
     overrides = {names[1]: _word(rng), names[4]: _word(rng)}
     got = merge_env(list(image_env), dict(overrides))
     want = runtime.merge_env(image_env, overrides)
-    expect(list(got) == want, f"merge_env({image_env!r}, {overrides!r}) is {got!r}, "
-           f"expected {want!r}")  # fmt: skip
+    expect(
+        list(got) == want,
+        f"merge_env({image_env!r}, {overrides!r}) is {got!r}, expected {want!r}",
+    )
     expect(list(merge_env(image_env, {})) == image_env, "with no overrides, Env is unchanged")
+
+
+# -- 04.3: the seccomp filter --------------------------------------------------------------------
+
+#: system calls that are harmless with every argument 0 (they fail with EFAULT, EINVAL,
+#: EBADF… or do nothing), so a child may make them for real to see what the filter does
+_PROBES = ("keyctl", "unshare", "umount2", "pivot_root", "setns", "mount", "add_key",
+           "request_key", "acct", "swapoff", "ptrace")  # fmt: skip
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _errno_of(number: int) -> int:
+    """Make system call *number* with every argument 0: 0 if it succeeded, else errno."""
+    ctypes.set_errno(0)
+    result = _LIBC.syscall(ctypes.c_long(number), 0, 0, 0, 0, 0)
+    return 0 if result != -1 else ctypes.get_errno()
+
+
+def _arch() -> str:
+    import platform
+
+    return platform.machine()
 
 
 @exercise(
     "04.3",
-    points=2,
-    hint="'' is root (0, 0); split at ':'; a number is a uid (its gid from passwd, else 0), "
-    "a name is looked up in passwd (fields name:x:uid:gid:…); a group after ':' is a gid or "
-    "a name from group (name:x:gid:…); raise an exception for an unknown name.",
+    points=3,
+    against=("kernel",),
+    hints=(
+        "the program is a list of 8-byte instructions (struct.pack('=HBBI', code, jt, jf, k)); "
+        "the kernel runs it on each system call with struct seccomp_data: nr at offset 0, "
+        "arch at offset 4.",
+        "load arch (BPF_LD|BPF_W|BPF_ABS, 4), jump over a KILL if it is AUDIT_ARCH; load nr "
+        "(offset 0); one BPF_JMP|BPF_JEQ|BPF_K per denied number whose true branch jumps "
+        "to a final 'ret ERRNO|EPERM'; before that, 'ret ALLOW'.",
+        "for the i-th of n numbers: jt = n - i (to skip the rest, and the ALLOW), jf = 0; "
+        "the program ends with ret SECCOMP_RET_ALLOW, ret SECCOMP_RET_ERRNO | errno.EPERM.",
+    ),
 )
-def users_resolved(user_ids: Callable[[str, str, str], tuple[int, int]]) -> None:
-    """user_ids resolves User ('name', 'uid', 'uid:gid', 'name:group') against /etc text."""
+def filter_works(my_seccomp_filter: Callable[[list[str]], bytes]) -> None:
+    """Your filter, installed in a child: the denied calls fail with EPERM, the others don't."""
     rng = fresh_rng()
-    name, other, group_name = _word(rng), _word(rng), _word(rng)
-    uid, gid, other_uid, group_gid = rng.sample(range(100, 60000), 4)
-    passwd = (
-        "root:x:0:0:root:/root:/bin/sh\n"
-        f"{name}:x:{uid}:{gid}:{name}:/home/{name}:/bin/sh\n"
-        f"{other}:x:{other_uid}:{other_uid}::/:/bin/false\n"
+    arch = _arch()
+    index = 0 if arch == "x86_64" else 1
+    probes = [name for name in _PROBES if seccomp.SYSCALLS[name][index] is not None]
+    denied = sorted(rng.sample(probes, rng.randint(3, len(probes) - 3)))
+    program = in_child(
+        lambda: bytes(my_seccomp_filter(list(denied))), what="your my_seccomp_filter"
     )
-    group = f"root:x:0:\n{group_name}:x:{group_gid}:{name}\n"
-    users = ["", "root", name, str(uid), f"{name}:{group_name}", f"{uid}:{group_gid}",
-             str(rng.randint(60001, 65000)), f"{other}:{gid}"]  # fmt: skip
-    for user in users:
-        got, want = user_ids(user, passwd, group), runtime.user_ids(user, passwd, group)
-        expect(tuple(got) == want, f"user_ids({user!r}, …) is {got!r}, expected {want!r}")
-    for user in (f"ghost{uid}", f"{name}:nogroup{gid}"):
-        try:
-            got = user_ids(user, passwd, group)
-        except NotImplementedError:
-            raise
-        except Exception:  # any exception will do
-            continue
-        expect(False, f"user_ids({user!r}, …) returned {got!r}; it should raise an exception")
+    expect(
+        isinstance(program, bytes) and program and len(program) % 8 == 0,
+        "the program is bytes, a whole number of 8-byte instructions",
+    )
+    decoded = [op for op, _, _ in seccomp.decode(program)] if program else []
+    expect(
+        decoded[:1] == ["ld arch"],
+        "your program does not start by loading arch: the same number is another call on "
+        "another ABI, so check arch (offset 4) against AUDIT_ARCH first and kill otherwise",
+    )
+    numbers = {name: seccomp.SYSCALLS[name][index] for name in probes}
+
+    def installed() -> dict[str, int]:
+        linux.set_no_new_privs()
+        linux.set_seccomp_filter(program)
+        return {name: _errno_of(number) for name, number in numbers.items() if number is not None}
+
+    try:
+        seen = in_child(installed, what="a child with your filter installed")
+    except OSError as exc:
+        raise AssertionError(
+            f"the kernel refused your program ({exc}): a jump past its end?"
+        ) from None
+    for name in probes:
+        if name in denied:
+            expect(
+                seen[name] == errno.EPERM,
+                f"{name} is on the deny list, but with your filter it gave "
+                f"{errno.errorcode.get(seen[name], 'success')}, not EPERM",
+            )
+        else:
+            expect(
+                seen[name] != errno.EPERM,
+                f"{name} is not on the deny list, but your filter refused it with EPERM "
+                "(does a jump land on the wrong return?)",
+            )
+
+
+# -- 04.4: capabilities and no_new_privs ---------------------------------------------------------
+
+
+def _status_fields() -> dict[str, str]:
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def _caps(mask: str) -> list[str]:
+    value = int(mask, 16)
+    return sorted(name for name, bit in linux.CAPABILITIES.items() if value >> bit & 1)
 
 
 @exercise(
     "04.4",
-    points=2,
-    hint="a dict with terminal (False), user {uid, gid, additionalGids: [gid]}, args, env "
-    "as 'K=V' strings, cwd, capabilities {bounding, effective, permitted} each spelled "
-    "'CAP_…', and noNewPrivileges.",
+    points=3,
+    against=("kernel",),
+    hints=(
+        "the bounding set caps what any later execve can grant: drop it first, while you "
+        "still have CAP_SETPCAP — before setuid, which empties the other sets.",
+        "drop_bounding_set(keep); clear_ambient(); for another user setgroups([]), setgid, "
+        "setuid (while CAP_SETUID is still effective; it keeps nothing); then "
+        "set_capabilities(keep, keep, []) for root; last set_no_new_privs().",
+        "(all in hardway.sys.linux) — the order is the whole exercise.",
+    ),
 )
-def process_written(process_section: Callable[..., dict]) -> None:
-    """process_section writes the process object of an OCI config.json."""
+def privileges_dropped(my_drop_privileges: Callable[..., None]) -> None:
+    """my_drop_privileges leaves a child with only the kept capabilities and no_new_privs."""
     rng = fresh_rng()
-    caps = rng.sample(linux.DOCKER_DEFAULT_CAPS, rng.randint(2, 6))
-    args = (
-        [_word(rng), f"--{_word(rng)}"],
-        {"PATH": "/bin", _word(rng, 4).upper(): _word(rng)},
-        f"/{_word(rng)}",
-        rng.randint(1, 60000),
-        rng.randint(1, 60000),
-        caps,
-        rng.choice([True, False]),
+    for uid in (0, rng.randrange(1000, 60000)):
+        # another user's keep never holds SETUID and SETGID: setuid must come before the
+        # sets shrink (the edge case, every time)
+        pool = [c for c in hardening.RUNTIME_CAPS if uid == 0 or c not in ("SETUID", "SETGID")]
+        keep = sorted(rng.sample(pool, rng.randint(3, 8)))
+
+        def drop(keep: list[str] = keep, uid: int = uid) -> dict[str, str]:
+            try:
+                my_drop_privileges(list(keep), uid)
+            except OSError as exc:
+                if os.getuid() != 0:
+                    raise AssertionError(
+                        f"your my_drop_privileges failed after setuid({uid}): {exc} — "
+                        "capabilities dropped after setuid: setuid already emptied them and "
+                        "took CAP_SETPCAP away; drop the bounding set and set the others first"
+                    ) from None
+                raise
+            return _status_fields()
+
+        status = in_child(drop, what="your my_drop_privileges")
+        who = "root" if uid == 0 else f"uid {uid}"
+        bounding = _caps(status["CapBnd"])
+        expect(
+            bounding == keep,
+            f"as {who}, the bounding set is {_short(bounding)}, expected {keep}: the bounding "
+            "set was not dropped (PR_CAPBSET_DROP), so an execve of a set-user-ID program "
+            "would get the rest back",
+        )
+        mine = keep if uid == 0 else []
+        for field in ("CapEff", "CapPrm"):
+            got = _caps(status[field])
+            expect(got == mine, f"as {who}, {field} is {_short(got)}, expected {mine}")
+        expect(
+            _caps(status["CapAmb"]) == [] and _caps(status["CapInh"]) == [],
+            f"as {who}, the ambient or inheritable set is not empty",
+        )
+        expect(
+            status["Uid"].split()[:2] == [str(uid)] * 2,
+            f"the process runs as uid {status['Uid'].split()[0]}, expected {uid}",
+        )
+        expect(
+            status["NoNewPrivs"] == "1",
+            f"as {who}, NoNewPrivs is {status['NoNewPrivs']}: no_new_privs is missing "
+            "(prctl PR_SET_NO_NEW_PRIVS), so a set-user-ID program could still gain privileges",
+        )
+
+
+def _short(names: list[str]) -> str:
+    return (
+        str(names) if len(names) <= 8 else f"{len(names)} capabilities ({', '.join(names[:4])}, …)"
     )
-    got = process_section(*args)
-    want = bundle.process_section(*args)
-    expect(isinstance(got, dict), f"process_section returned a {type(got).__name__}, not a dict")
-    for key in want:
-        expect(key in got, f"the process section has no {key!r}")
-        expect(got[key] == want[key], f"{key!r} is {got[key]!r}, expected {want[key]!r}")
-    extra = sorted(set(got) - set(want))
-    expect(not extra, f"unexpected keys in the process section: {extra}")
+
+
+# -- 04.5: my_run against runc -------------------------------------------------------------------
+
+#: what the shell prints about its container, one ``key=value`` a line; builtins where a
+#: fork would cost a process slot. The pids limit is measured last, by a subshell that
+#: starts sleepers until a fork fails (which ends a busybox shell: hence the subshell)
+FACTS = r"""
+echo "hostname=$(hostname)"
+echo "pid=$$"
+echo "uid=$(id -u)"
+while read -r key value rest; do
+  case "$key" in CapBnd:|CapEff:|NoNewPrivs:|Seccomp:) echo "${key%:}=$value";; esac
+done < /proc/self/status
+echo "cwd=$PWD"
+echo "env=$HARDWAY_FACT"
+for path in /proc/kcore /proc/keys /proc/timer_list; do
+  [ -c "$path" ] && echo "masked=$path"
+done
+other=0
+while read -r device point fstype options rest; do
+  case "$point" in
+    /proc) echo "proc=$fstype";;
+    /dev) echo "dev=$fstype";;
+    /proc/sys) echo "procsys=${options%%,*}";;
+  esac
+  case "$point" in /|/proc|/proc/*|/dev|/dev/*|/sys|/sys/*) ;; *) other=$((other + 1));; esac
+done < /proc/mounts
+echo "other_mounts=$other"
+echo x > /dev/null && echo "devnull=ok"
+dd if=/dev/zero of=/dev/null bs=$1 count=1 2>/dev/null
+echo "dd=$?"
+(i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i + 1)); done) 2>/dev/null
+n=0
+for p in /proc/[0-9]*; do n=$((n + 1)); done
+echo "procs=$n"
+"""
+
+
+def facts(output: str) -> dict[str, str]:
+    """The ``key=value`` lines of the facts script (``masked`` gathered into one value)."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep or " " in key:
+            continue
+        found[key] = f"{found[key]} {value}" if key in found and key == "masked" else value
+    return found
+
+
+#: the facts compared, in the order a mistake shows first, with what each one tells
+_FACTS_TOLD = {
+    "pid": "the shell's PID: 1 in a new PID namespace — unshare(CLONE_NEWPID) moves only "
+    "the children of the caller, so fork after it and exec in the child",
+    "proc": "a /proc of the container's own: mount a fresh proc after pivot_root, in the "
+    "new PID namespace",
+    "procs": "the processes the shell could run and see in /proc",
+    "hostname": "the hostname: set it in the new UTS namespace",
+    "uid": "the user",
+    "CapBnd": "the bounding set: drop every capability but the runtime's with PR_CAPBSET_DROP",
+    "CapEff": "the effective capabilities (capset)",
+    "NoNewPrivs": "no_new_privs (prctl PR_SET_NO_NEW_PRIVS) is missing",
+    "Seccomp": "the seccomp mode: 2 once a filter is installed, right before exec",
+    "masked": "the masked paths: /dev/null bind-mounted on each file",
+    "procsys": "/proc/sys read-only: bind it onto itself, remount it ro",
+    "dev": "/dev: a tmpfs with the harmless device nodes bind-mounted",
+    "devnull": "a working /dev/null",
+    "other_mounts": "no host mount left: unmount the old root after pivot_root",
+    "cwd": "the working directory",
+    "env": "the environment",
+    "dd": "the memory limit: a dd bigger than it is OOM-killed (exit status 137)",
+}
+
+
+def _rootfs(directory: Path) -> Path:
+    root = directory / "rootfs"
+    rootfs.build_busybox(root)
+    (root / "proc").mkdir(exist_ok=True)
+    (root / "dev").mkdir(exist_ok=True)
+    (root / "work").mkdir(exist_ok=True)
+    return root
+
+
+def _runc_facts(root: Path, argv: list[str], options: dict[str, Any], bundle_dir: Path) -> dict:
+    variables = dict(entry.split("=", 1) for entry in options["env"])
+    plan = runtime.plan(
+        root,
+        argv,
+        hostname=options["hostname"],
+        memory=options["memory"],
+        pids=options["pids"],
+        env=variables,
+        config={"WorkingDir": options["cwd"]},
+    )
+    done = bundle.run_runc(plan, bundle_dir, timeout=60)
+    return facts(done.stdout)
+
+
+def _top_groups() -> set[Path]:
+    """The course's groups at the top of each hierarchy (a learner's my_run makes one)."""
+    mode = cgroupbox.detect()
+    tops = (
+        [mode.v2_path]
+        if cgroupbox.version(mode) == "v2"
+        else [mode.v1_controllers[c] for c in cgroupbox.HIERARCHIES]
+    )
+    return {p for top in tops if top for p in top.iterdir() if p.name.startswith("hardway-")}
+
+
+def _diagnose_failure(status: object, output: str, asked_pids: int) -> str:
+    """What went wrong when the shell did not run to its end."""
+    tail = " | ".join(output.strip().splitlines()[-3:])[-400:]
+    if "PR_SET_SECCOMP" in output:
+        return (
+            "installing your seccomp filter was refused: the filter was installed before "
+            "no_new_privs, after CAP_SYS_ADMIN was dropped — set no_new_privs first"
+        )
+    if "PR_CAPBSET_DROP" in output or "capset" in output:
+        return f"dropping capabilities failed ({tail}): drop them before anything takes CAP_SETPCAP"
+    if "can't fork" in output or "Resource temporarily unavailable" in output:
+        return (
+            f"the shell could not fork (its output: {tail}): pids.max of your container's "
+            f"cgroup is too low to start the shell — the check asked for pids={asked_pids}"
+        )
+    return f"your container did not run the shell to its end: status {status!r}, output: {tail}"
+
+
+@exercise(
+    "04.5",
+    points=8,
+    against=("kernel", "runc"),
+    hints=(
+        "the order is the runtime: unshare → fork → (uid maps) → mounts → pivot_root → "
+        "cgroup → hostname → capabilities → no_new_privs → seccomp → exec; the check "
+        "compares what a shell sees in your container with what it sees in runc's.",
+        "my_spawn(container, namespaces=[...], hostname=...) forks PID 1; in container(): "
+        "join the cgroup, make / private, mount /dev into the rootfs, my_pivot_root, "
+        "my_mount_proc, mask and make read-only, my_drop_privileges(RUNTIME_CAPS), "
+        "set_seccomp_filter(my_seccomp_filter(DENY)), chdir(cwd), execvpe.",
+        "wrap container() in try/except that prints the error and os._exit(126), so a "
+        "failure shows in the output; my_cgroup_remove in a finally.",
+    ),
+)
+def runs_like_runc(my_run: Callable[..., tuple[int, str]]) -> None:
+    """A busybox shell in your my_run sees what it sees in runc, fact by fact."""
+    rng = fresh_rng()
+    memory = rng.randrange(24, 40) << 20
+    options = {
+        "hostname": f"box-{_word(rng, 5)}",
+        "memory": memory,
+        "pids": rng.randrange(10, 24),
+        "env": [f"HARDWAY_FACT={_word(rng)}", "PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
+        "cwd": "/work",
+    }
+    argv = ["sh", "-c", FACTS, "facts", str((memory >> 20) * 2) + "M"]
+    with scratch("04") as tmp, cgroupbox.parent("lab04") as parent:
+        root = _rootfs(tmp)
+        want = _runc_facts(root, argv, options, tmp / "bundle")
+        before = _top_groups()
+
+        def learners() -> tuple[object, str, str]:
+            parent.enter()  # whatever it starts stays under the check's limits
+            linux.unshare(linux.CLONE_NEWUTS)  # a stand-in hostname for a wrong sethostname
+            host = linux.gethostname()
+            status, output = my_run(root, list(argv), **options)
+            return status, output, linux.gethostname() != host
+
+        try:
+            status, output, renamed = sandboxed(learners, timeout=40, what="your my_run")
+        finally:
+            left = _top_groups() - before
+            for group in left:
+                cgroupbox.remove_tree(group)
+        expect(
+            not renamed,
+            "your my_run changed the host's hostname (the check caught it in a stand-in): "
+            "the hostname was set before the UTS unshare — set it in the new namespace",
+        )
+        expect(
+            not left,
+            f"your my_run left its cgroup {sorted(p.name for p in left)} behind: remove it "
+            "(kill what is left inside first) when the container is done",
+        )
+        got = facts(str(output))
+        expect(
+            "procs" in got and "hostname" in got,
+            _diagnose_failure(status, str(output), options["pids"]),
+        )
+        for key, told in _FACTS_TOLD.items():
+            mine, theirs = got.get(key, "(nothing)"), want.get(key, "(nothing)")
+            expect(
+                mine == theirs,
+                f"{key}: your container says {mine!r}, runc's says {theirs!r} — {told}"
+                + _limit_note(key, mine, theirs, options["pids"]),
+            )
+        expect(status == 0, f"the shell ended with status {status!r}, in runc's with 0")
+
+
+def _limit_note(key: str, mine: str, theirs: str, pids: int) -> str:
+    if key == "procs" and mine.isdigit() and theirs.isdigit() and int(mine) < int(theirs):
+        return (
+            f" (pids.max={pids}: is a process of your runtime, not the container's, in the "
+            "container's cgroup? join it from PID 1 itself)"
+        )
+    if key == "procs" and mine.isdigit() and int(mine) > 100:
+        return " (that is the host's /proc: not remounted)"
+    return ""
+
+
+if __name__ == "__main__":  # pragma: no cover - a demo: the facts of runc's container
+    with tempfile.TemporaryDirectory() as directory:
+        print(_runc_facts(_rootfs(Path(directory)), ["sh", "-c", FACTS, "facts", "64M"],
+                          {"hostname": "demo", "memory": 32 << 20, "pids": 16,
+                           "env": ["HARDWAY_FACT=demo"], "cwd": "/work"},
+                          Path(directory) / "bundle"), file=sys.stderr)  # fmt: skip

@@ -10,12 +10,15 @@ back by :mod:`hardway.image.layout`.
   ``rootfs.diff_ids`` name the *uncompressed* layers;
 * 06.2 ``oci_manifest(config_bytes, layer_blobs) -> bytes``: descriptors of the config
   and of the *compressed* layer blobs;
-* 06.3 ``image_id(config_bytes) -> str``: the digest of the exact bytes, never of a
-  re-serialisation;
-* 06.4 ``pick_platform(index_bytes, platform) -> str``: the manifest digest for
-  ``os/arch[/variant]``, or ``LookupError``;
-* 06.5 ``tag_manifest(index, manifest_bytes, tag) -> dict``: the ``index.json`` that
-  tags a manifest, moving the tag if another entry had it.
+* 06.3 ``my_select_platform(index, platform) -> dict``: the entry containerd picks —
+  both platforms normalised first (``linux/arm`` is ``arm/v7``, ``arm64/v8`` is ``arm64``),
+  named cases every run, their order shuffled. The expected entries are written by hand,
+  not computed by :meth:`hardway.image.platform.Platform.matches` (the course's own,
+  simpler rule: an empty variant matches any);
+* 06.4 ``tag_manifest(index, manifest_bytes, tag) -> dict``: the ``index.json`` that
+  tags a manifest, moving the tag if another entry had it;
+* 06.5 ``my_write_image(layout, layers, config, tag) -> str``: a whole OCI layout from
+  layer directories, read back blob by blob, inspected by skopeo, unpacked by umoci.
 """
 
 from __future__ import annotations
@@ -24,24 +27,37 @@ import gzip
 import io
 import json
 import random
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hardway.course.checks import fresh_rng, scratch
+from hardway.course.checks.child import in_child
+from hardway.course.checks.sandbox import tree_snapshot, umoci_unpack
 from hardway.course.grading import exercise, expect
-from hardway.errors import HardwayError
+from hardway.errors import HardwayError, MissingToolError
 from hardway.image import layout
 from hardway.image.descriptor import Descriptor
 from hardway.image.digest import sha256_digest
+from hardway.image.layers import write_layer
 from hardway.image.manifest import ANNOTATION_REF_NAME
 from hardway.image.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
+from hardway.image.mutate import file_layer, from_layers
 from hardway.image.platform import Platform
-from hardway.image.random import random_image, random_index
+from hardway.image.random import random_image
 from hardway.image.validate import config_problems, manifest_problems
 
-__all__ = ["config_of_layers", "digest_of_config", "index_entry", "manifest_of", "platform_pick"]
+__all__ = [
+    "REFERENCE",
+    "config_of_layers",
+    "image_written",
+    "index_entry",
+    "manifest_of",
+    "platform_selected",
+]
 
 
 def _short(value: object) -> str:
@@ -166,90 +182,104 @@ def manifest_of(oci_manifest: Callable[[bytes, list[bytes]], bytes]) -> None:
     expect(not problems, "the manifest breaks the spec: " + "; ".join(problems))
 
 
-def _unusual_bytes(rng: random.Random) -> bytes:
-    """A valid config, written the way another tool might: indented, unsorted keys."""
-    doc = json.loads(random_image(64, rng.randint(1, 3), seed=rng.getrandbits(32)).raw_config())
-    doc = dict(reversed(list(doc.items())))
-    doc["config"] = {"Env": [f"X={rng.getrandbits(20)}"], "Cmd": ["/bin/sh"]}
-    return (json.dumps(doc, indent=rng.choice([2, 3, 4])) + "\n").encode()
+#: (index entries as (os, architecture, variant), platform asked, the entry containerd picks,
+#: what a simpler rule gets wrong)
+_PLATFORM_CASES = [
+    (
+        [("linux", "arm", "v6"), ("linux", "arm", "v7"), ("linux", "amd64", "")],
+        "linux/arm",
+        1,
+        "linux/arm means linux/arm/v7: containerd gives an arm platform without a variant v7",
+    ),
+    (
+        [("linux", "arm64", "v8"), ("linux", "amd64", "")],
+        "linux/arm64",
+        0,
+        "linux/arm64 and linux/arm64/v8 are one platform: v8 is arm64's only variant",
+    ),
+    (
+        [("linux", "arm64", ""), ("linux", "arm", "v7")],
+        "linux/arm64/v8",
+        0,
+        "linux/arm64/v8 and linux/arm64 are one platform: v8 is arm64's only variant",
+    ),
+    (
+        [("linux", "arm", ""), ("linux", "arm", "v6")],
+        "linux/arm/v7",
+        0,
+        "an arm entry without a variant is arm/v7",
+    ),
+    (
+        [("linux", "arm", "v7"), ("linux", "arm", "v6")],
+        "linux/arm/v6",
+        1,
+        "linux/arm/v6 asks for v6: compare the variant when one is given",
+    ),
+    (
+        [("windows", "amd64", ""), ("linux", "amd64", "")],
+        "linux/amd64",
+        1,
+        "compare the os too",
+    ),
+]
+
+
+def _index(entries: list[tuple[str, str, str]], rng: random.Random) -> dict:
+    manifests: list[dict[str, Any]] = [
+        Descriptor.of(rng.randbytes(16), OCI_MANIFEST).to_dict()  # no platform: skipped
+    ]
+    for os_name, arch, variant in entries:
+        entry = Descriptor.of(rng.randbytes(16), OCI_MANIFEST).to_dict()
+        entry["platform"] = {"os": os_name, "architecture": arch}
+        if variant:
+            entry["platform"]["variant"] = variant
+        manifests.append(entry)
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
 
 
 @exercise(
     "06.3",
-    points=1,
-    hint="hash the bytes exactly as they are: json.loads + json.dumps gives other bytes "
-    "(spacing, key order), so another digest and another image.",
-)
-def digest_of_config(image_id: Callable[[bytes], str]) -> None:
-    """image_id(config_bytes) is the digest of those exact bytes."""
-    rng = fresh_rng()
-    for data in (_unusual_bytes(rng), random_image(16, 1, seed=rng.getrandbits(32)).raw_config()):
-        want = str(sha256_digest(data))
-        got = image_id(data)
-        expect(isinstance(got, str), f"image_id(...) returned a {type(got).__name__}, not a str")
-        parsed = json.loads(data)
-        rewritten = {
-            str(sha256_digest(json.dumps(parsed, **kw).encode()))
-            for kw in ({}, {"sort_keys": True}, {"separators": (",", ":"), "sort_keys": True})
-        }
-        expect(
-            got not in rewritten or got == want,
-            "image_id parsed and re-serialised the config; hash the bytes you were given",
-        )
-        expect(got != want.removeprefix("sha256:"), "an image ID starts with 'sha256:'")
-        expect(got == want, f"image_id(...) returned {_short(got)}, expected {_short(want)}")
-
-
-@exercise(
-    "06.4",
     points=2,
-    hint="compare os and architecture; compare the variant only when the wanted platform "
-    "has one ('linux/arm' takes the first arm entry); skip entries without a platform; "
-    "raise LookupError when nothing matches.",
+    hints=(
+        "containerd does not compare the strings as written: it first *normalises* both "
+        "platforms, then compares os, architecture and variant exactly",
+        "normalise: arm without a variant (or '7') is arm/v7; arm64 with 'v8' (or '8') is "
+        "plain arm64; then an entry matches when all three fields are equal",
+        "def norm(os, arch, variant): if arch == 'arm' and variant in ('', '7'): variant = "
+        "'v7'; if arch == 'arm64' and variant in ('v8', '8'): variant = ''; return (os, "
+        "arch, variant) — and skip entries without 'platform'; LookupError when none match",
+    ),
 )
-def platform_pick(pick_platform: Callable[[bytes, str], str]) -> None:
-    """pick_platform(index_bytes, "os/arch[/variant]") returns the right manifest digest."""
+def platform_selected(my_select_platform: Callable[[dict, str], dict]) -> None:
+    """my_select_platform(index, "os/arch[/variant]") picks the entry containerd would."""
     rng = fresh_rng()
-    for _ in range(4):
-        index, chosen = random_index(rng)
-        raw = index.to_json()
-        wanted = [str(p) for p in chosen] + ["linux/arm"] * any(
-            p.architecture == "arm" for p in chosen
-        )
-        for text in wanted:
-            want_entry = index.select(Platform.parse(text))
-            want = str(want_entry.digest)
-            try:
-                got = pick_platform(raw, text)
-            except LookupError:
-                also = (
-                    " (no variant asked for: any variant will do)" if text.count("/") == 1 else ""
-                )
-                raise AssertionError(
-                    f"pick_platform(index, {text!r}) raised LookupError, but the index has "
-                    f"{want_entry.platform}{also}"
-                ) from None
-            expect(
-                got == want,
-                f"pick_platform(index, {text!r}) returned {_short(got)}, expected {_short(want)}",
-            )
-        missing = next(
-            t for t in ("linux/riscv64", "linux/ppc64le", "freebsd/amd64") if t not in wanted
-        )
+    cases = list(_PLATFORM_CASES)
+    rng.shuffle(cases)
+    for entries, wanted, position, lesson in cases:
+        index = _index(entries, rng)
+        want = index["manifests"][position + 1]
         try:
-            got = pick_platform(raw, missing)
+            got = my_select_platform(json.loads(json.dumps(index)), wanted)
+        except LookupError:
+            raise AssertionError(
+                f"my_select_platform(index, {wanted!r}) raised LookupError, but the index has "
+                f"a match: {lesson}"
+            ) from None
+        expect(isinstance(got, dict), f"my_select_platform returned a {type(got).__name__}")
+        expect(
+            got.get("digest") == want["digest"],
+            f"for {wanted!r} among {[str('/'.join(p for p in e if p)) for e in entries]} you "
+            f"chose {got.get('platform')}: {lesson}",
+        )
+    index = _index([("linux", "amd64", ""), ("linux", "arm", "v6")], rng)
+    for missing in ("linux/riscv64", "linux/arm"):
+        try:
+            got = my_select_platform(index, missing)
         except LookupError:
             continue
-        except NotImplementedError:
-            raise
-        except Exception as exc:
-            raise AssertionError(
-                f"pick_platform(index, {missing!r}) raised {type(exc).__name__}; raise "
-                "LookupError (KeyError is one) when no manifest matches"
-            ) from None
         raise AssertionError(
-            f"pick_platform(index, {missing!r}) returned {_short(got)}, but the index has no "
-            "such platform: raise LookupError"
+            f"my_select_platform(index, {missing!r}) returned {_short(got.get('platform'))}, "
+            "but the index has no such platform (linux/arm is arm/v7, not v6): raise LookupError"
         )
 
 
@@ -259,7 +289,7 @@ def _ref(entry: object) -> object:
 
 
 @exercise(
-    "06.5",
+    "06.4",
     points=2,
     hint="an index.json entry is the manifest's descriptor plus annotations "
     "{'org.opencontainers.image.ref.name': tag}; a tag names one entry, so take it off "
@@ -313,3 +343,187 @@ def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
                     f"tagging {name!r} changed what 'stable' names; leave other tags alone",
                 )
             index = got
+
+
+# --- 06.5 my_write_image -----------------------------------------------------------------
+
+
+def _layer_dirs(work: Path, rng: random.Random) -> list[Path]:
+    """Two layer directories: a program, then files of their own (no name in both)."""
+    first, second = work / "layer-0", work / "layer-1"
+    (first / "bin").mkdir(parents=True)
+    (first / "bin" / "hello").write_bytes(b"#!/bin/sh\necho hello\n")
+    (first / "bin" / "hello").chmod(0o755)
+    (first / "bin" / "hi").symlink_to("hello")
+    (second / "etc").mkdir(parents=True)
+    for number in range(rng.randint(1, 4)):
+        (second / "etc" / f"conf-{number}").write_bytes(rng.randbytes(rng.randint(0, 5000)))
+    return [first, second]
+
+
+def _blob(layout_dir: Path, digest: object, what: str) -> bytes:
+    text = str(digest)
+    expect(text.startswith("sha256:"), f"{what} has the digest {_short(digest)}")
+    path = layout_dir / "blobs" / "sha256" / text.removeprefix("sha256:")
+    expect(path.is_file(), f"{what} {text[:19]}… is not in blobs/sha256/")
+    data = path.read_bytes()
+    expect(str(sha256_digest(data)) == text, f"blobs/sha256/{path.name[:12]}… holds other bytes")
+    return data
+
+
+def _described(desc: object, data: bytes, media_type: str, what: str) -> None:
+    expect(isinstance(desc, dict), f"{what}'s descriptor is not an object")
+    expect(
+        desc.get("mediaType") == media_type,
+        f"{what}'s descriptor has mediaType {desc.get('mediaType')!r}; it is {media_type!r}",
+    )
+    expect(
+        desc.get("size") == len(data),
+        f"{what}'s descriptor says size {desc.get('size')!r}, but the blob has {len(data)} bytes",
+    )
+
+
+def _skopeo_digest(layout_dir: Path, tag: str) -> str:
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        raise MissingToolError("skopeo is not installed", fix="sudo apt-get install skopeo")
+    seen = subprocess.run(
+        [skopeo, "inspect", f"oci:{layout_dir}:{tag}"], capture_output=True, text=True, check=False
+    )
+    expect(seen.returncode == 0, f"skopeo cannot read your image: {seen.stderr.strip()[-200:]}")
+    return str(json.loads(seen.stdout)["Digest"])
+
+
+@exercise(
+    "06.5",
+    points=5,
+    hints=(
+        "the order of a layout: every blob first (layers, then the config that names them, "
+        "then the manifest that names the config), index.json last",
+        "per layer directory: my_write_layer into a temporary file, which gives digest, "
+        "diff_id and size; rename it to blobs/sha256/<hex of the digest>; the config is "
+        "`config` plus rootfs {'type': 'layers', 'diff_ids': [...]}",
+        "blob = lambda data: write data to blobs/sha256/<sha256 hex>; config_bytes = "
+        "json.dumps({**config, 'rootfs': …}).encode(); manifest = {'schemaVersion': 2, "
+        "'mediaType': OCI_MANIFEST, 'config': descriptor(config_bytes, OCI_CONFIG), 'layers': "
+        "[…OCI_LAYER_GZIP…]}; index.json = tag_manifest(old index or empty, manifest_bytes, tag)",
+    ),
+    against=("skopeo", "umoci"),
+)
+def image_written(my_write_image: Callable[[Path, list[Path], dict, str], str]) -> None:
+    """my_write_image writes an OCI layout that skopeo inspects and umoci unpacks."""
+    rng = fresh_rng()
+    tag = f"v{rng.randint(1, 99)}"
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": ["/bin/hello"], "Env": [f"SEED={rng.getrandbits(32)}"]},
+    }
+    with scratch("06") as tmp:
+        work = Path(tmp)
+        dirs = _layer_dirs(work, rng)
+        layout_dir = work / "layout"
+        got = in_child(
+            lambda: my_write_image(layout_dir, list(dirs), json.loads(json.dumps(config)), tag),
+            timeout=60,
+            what="your my_write_image",
+        )
+        marker = layout_dir / "oci-layout"
+        expect(marker.is_file(), "the layout has no oci-layout file")
+        expect(
+            json.loads(marker.read_text()).get("imageLayoutVersion") == "1.0.0",
+            'oci-layout should be {"imageLayoutVersion": "1.0.0"}',
+        )
+        index_path = layout_dir / "index.json"
+        expect(index_path.is_file(), "the layout has no index.json")
+        entries = json.loads(index_path.read_text()).get("manifests", [])
+        tagged = [e for e in entries if _ref(e) == tag]
+        expect(
+            tagged,
+            f"no entry of index.json is annotated {ANNOTATION_REF_NAME}={tag!r}: that "
+            "annotation is how tools find an image by its tag",
+        )
+        expect(len(tagged) == 1, f"{len(tagged)} entries of index.json are tagged {tag!r}")
+        entry = tagged[0]
+        manifest_bytes = _blob(layout_dir, entry.get("digest"), "the index.json entry")
+        _described(entry, manifest_bytes, OCI_MANIFEST, "the index.json entry")
+        expect(got == entry["digest"], f"my_write_image returned {_short(got)}, not the digest")
+        manifest = json.loads(manifest_bytes)
+        expect(
+            manifest.get("mediaType") == OCI_MANIFEST and manifest.get("schemaVersion") == 2,
+            f"the manifest says mediaType {manifest.get('mediaType')!r}, schemaVersion "
+            f"{manifest.get('schemaVersion')!r}: an OCI manifest has {OCI_MANIFEST!r}, 2",
+        )
+        config_bytes = _blob(layout_dir, manifest.get("config", {}).get("digest"), "the config")
+        _described(manifest["config"], config_bytes, OCI_CONFIG, "the config")
+        layers = manifest.get("layers", [])
+        expect(len(layers) == len(dirs), f"{len(dirs)} directories, {len(layers)} layers")
+        blobs = [_blob(layout_dir, d.get("digest"), f"layer {n}") for n, d in enumerate(layers)]
+        for number, (desc, blob) in enumerate(zip(layers, blobs, strict=True)):
+            _described(desc, blob, OCI_LAYER_GZIP, f"layer {number}")
+        written = json.loads(config_bytes)
+        diff_ids = written.get("rootfs", {}).get("diff_ids")
+        expect(
+            diff_ids != [d["digest"] for d in layers],
+            "the config's diff_ids are the digests of the gzip blobs; a diff_id names the tar",
+        )
+        want = [str(sha256_digest(gzip.decompress(b))) for b in blobs]
+        expect(diff_ids == want, f"rootfs.diff_ids are {_short(diff_ids)}, expected {_short(want)}")
+        expect(
+            {k: written.get(k) for k in config} == config,
+            "keep what the config you were given says (architecture, os, config)",
+        )
+        problems = manifest_problems(manifest) + config_problems(written)
+        expect(not problems, f"the image is not valid: {problems[:2]}")
+        expect(_skopeo_digest(layout_dir, tag) == got, "skopeo finds another manifest")
+        unpacked = tree_snapshot(umoci_unpack(blobs, work / "umoci"))
+        want_tree = {**tree_snapshot(dirs[0]), **tree_snapshot(dirs[1])}
+        want_tree["hardlinks"] = ()
+        wrong = sorted(
+            k for k in set(want_tree) | set(unpacked) if want_tree.get(k) != unpacked.get(k)
+        )
+        expect(not wrong, f"umoci unpacked your image into another tree: {wrong[:4]} differ")
+
+
+# --- what lab 06 hands on (hardway.course.carry) --------------------------------------------
+
+
+def course_write_image(layout_dir: Path, layers: list[Path], config: dict, tag: str) -> str:
+    """The course's my_write_image: each layer directory as a reproducible gzip layer, the
+    config (``rootfs.diff_ids`` filled in), the manifest and ``index.json`` (``tag`` as its
+    ref name) in the OCI layout ``layout_dir``; the manifest's digest."""
+    written = []
+    with scratch("06") as tmp:
+        for number, directory in enumerate(layers):
+            blob = Path(tmp) / f"layer-{number}.tar.gz"
+            info = write_layer(Path(directory), blob, source_date_epoch=0)
+            written.append(file_layer(blob, info, OCI_LAYER_GZIP))
+        diff_ids = [str(x.diff_id) for x in written]
+        doc = {**config, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+        image = from_layers(json.dumps(doc, indent=2).encode(), written)
+        layout.write_image(image, Path(layout_dir), tag=tag)
+    return str(image.digest())
+
+
+def course_select_platform(index: dict, platform: str) -> dict:
+    """The course's my_select_platform: the first entry of ``index["manifests"]`` for
+    ``platform`` as containerd matches it (both sides normalised: ``linux/arm`` is
+    ``linux/arm/v7``); LookupError when there is none."""
+    wanted = Platform.parse(platform).normalized()
+    for entry in index.get("manifests", []):
+        if "platform" not in entry:
+            continue
+        offered = Platform.from_dict(entry["platform"]).normalized()
+        if (offered.os, offered.architecture, offered.variant) == (
+            wanted.os,
+            wanted.architecture,
+            wanted.variant,
+        ):
+            return dict(entry)
+    raise LookupError(f"the index has no manifest for {platform}")
+
+
+REFERENCE: dict[str, Callable[..., object]] = {
+    "my_write_image": course_write_image,
+    "my_select_platform": course_select_platform,
+}

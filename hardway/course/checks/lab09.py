@@ -3,30 +3,46 @@
 
 The checks of lab 09, an efficient builder. Every check builds fresh random inputs
 (trees, blobs, use times) in a temporary directory and compares with hardway's own
-cache (:mod:`hardway.build.cache`) or with properties any correct answer has:
+cache (:mod:`hardway.build.cache`) or with properties any correct answer has; the last
+one pushes to the course's real registry and counts the uploads in its log:
 
-* 09.1 ``layer_key(directory, settings) -> str``: a selector key from metadata only;
-* 09.2 ``shard_path(root, digest) -> Path``: ``root/blobs/sha256/ab/ab…``;
-* 09.3 ``write_blob(root, chunks) -> str``: atomic (temporary file, fsync, rename);
+* 09.1 ``layer_key(directory, settings) -> str``: a content-addressed cache key — names,
+  content, mode, owner; never mtime, so a fresh checkout hits;
+* 09.2 ``write_blob(root, chunks) -> str``: atomic (temporary file, fsync, rename);
+* 09.3 ``cached_layer(cache, directory, settings, write_layer)``: a layer written once
+  per content (the check counts the writer's calls);
 * 09.4 ``prune_order(blobs, max_bytes) -> list[str]``: least recently used first;
-* 09.5 ``upload_missing(digests, has, upload, jobs) -> list[str]``: bounded, parallel.
+* 09.5 ``upload_missing(digests, has, upload, jobs) -> list[str]``: bounded, parallel;
+* 09.6 ``push_changed(registry, repository, tag, dirs, cache) -> str``: a rebuild after
+  one changed file starts two uploads (the layer and the config), read back by skopeo.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from hardway.build.cache import Cache
 from hardway.course.checks import fresh_rng, scratch
-from hardway.course.grading import exercise, expect
+from hardway.course.checks.child import in_child
+from hardway.course.grading import NotGraded, exercise, expect
 from hardway.image.digest import sha256_digest
 
-__all__ = ["key_from_metadata", "lru_order", "parallel_uploads", "sharded_path", "writes_atomic"]
+__all__ = [
+    "key_from_content",
+    "layers_cached",
+    "lru_order",
+    "parallel_uploads",
+    "pushed_incrementally",
+    "writes_atomic",
+]
 
 
 def _tree(root: Path, rng: random.Random) -> list[Path]:
@@ -43,13 +59,18 @@ def _tree(root: Path, rng: random.Random) -> list[Path]:
 @exercise(
     "09.1",
     points=2,
-    hint="walk the tree in a fixed (sorted) order; for every entry take its path relative "
-    "to the directory, os.lstat's st_mode, st_size and st_mtime_ns (and os.readlink for a "
-    "link) — never open a file. Hash json.dumps([entries, settings], sort_keys=True) with "
-    "sha256 and return the hex digest.",
+    hints=(
+        "a layer is the same when its files are the same: same names, same bytes, same "
+        "modes and owners — whenever and wherever they were checked out.",
+        "walk the tree in sorted order; for each entry take its path relative to the "
+        "directory, st_mode, st_uid, st_gid and the sha256 of its content (a symlink: its "
+        "target) — never st_mtime; hash json.dumps([entries, settings], sort_keys=True).",
+        "entries.append([str(path.relative_to(directory)), st.st_mode, st.st_uid, "
+        "st.st_gid, content]) … return hashlib.sha256(text.encode()).hexdigest()",
+    ),
 )
-def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
-    """layer_key(directory, settings) sees every metadata change and reads no content."""
+def key_from_content(layer_key: Callable[[Path, dict], str]) -> None:
+    """layer_key(directory, settings) sees content, mode and owner; not mtime, not where."""
     rng = fresh_rng()
     with scratch("09") as work:
         files = _tree(work / "src", rng)
@@ -60,39 +81,41 @@ def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
             f"layer_key should return 64 lowercase hex digits (a sha256), not {key!r:.70}",
         )
         expect(layer_key(work / "src", dict(settings)) == key, "the same tree gave two keys")
-        shutil.copytree(work / "src", work / "copy", symlinks=True)
+        # a fresh checkout: the same files elsewhere, every mtime new
+        shutil.copytree(work / "src", work / "copy", symlinks=True, copy_function=shutil.copy)
         for path in [work / "copy", *(work / "copy").rglob("*")]:
-            st = (work / "src" / path.relative_to(work / "copy")).lstat()
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            os.utime(path, ns=(10**18, 10**18 + rng.randint(1, 10**9)), follow_symlinks=False)
         expect(
             layer_key(work / "copy", dict(settings)) == key,
-            "a copy with the same names, modes, sizes and mtimes should have the same key "
-            "(leave the directory's own path out of it)",
+            "cache key including mtime: a fresh copy of the same files (same names, bytes and "
+            "modes, new mtimes) got another key, so an unchanged rebuild never hits the cache "
+            "— leave st_mtime (and the directory's own path) out",
         )
         target = rng.choice(files)
         st = target.stat()
         target.write_bytes(bytes(b ^ 0xFF for b in target.read_bytes()))  # same size
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
         expect(
-            layer_key(work / "src", dict(settings)) == key,
-            "new content with the same size and mtime changed the key: the key must come "
-            "from metadata only, without reading the files",
+            layer_key(work / "src", dict(settings)) != key,
+            f"{target.name} has new content (same size, same mtime) and the key did not change: "
+            "hash each file's content",
         )
         changes = {
-            "an mtime": lambda: os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1000)),
-            "a size": lambda: target.write_bytes(target.read_bytes() + b"!"),
-            "a mode": lambda: os.chmod(target, 0o600),
-            "a new file": lambda: (target.parent / "new.txt").write_bytes(b""),
-            "a link target": lambda: (
+            "cache key missing file mode: chmod 0700 of a file": lambda: os.chmod(target, 0o700),
+            "cache key missing the owner: a chown of a file": lambda: os.chown(target, 4321, 4321),
+            "a new empty file": lambda: (target.parent / "new.txt").write_bytes(b""),
+            "a symlink's target": lambda: (
                 (files[0].parent / "link").unlink(),
                 os.symlink("elsewhere", files[0].parent / "link"),
             ),
         }
-        before = key
+        if os.geteuid() != 0:
+            changes.pop("cache key missing the owner: a chown of a file")
+        before = layer_key(work / "src", dict(settings))
         for what, change in changes.items():
             change()
             after = layer_key(work / "src", dict(settings))
-            expect(after != before, f"changing {what} did not change the key")
+            expect(after != before, f"{what} did not change the key")
             before = after
         other = dict(settings, compression="zstd")
         expect(
@@ -103,23 +126,6 @@ def key_from_metadata(layer_key: Callable[[Path, dict], str]) -> None:
 
 @exercise(
     "09.2",
-    points=1,
-    hint="split 'sha256:<hex>' at the colon: root / 'blobs' / algorithm / the first two "
-    "hex digits / the whole hex.",
-)
-def sharded_path(shard_path: Callable[[Path, str], Path]) -> None:
-    """shard_path(root, digest) is where the cache keeps a blob."""
-    rng = fresh_rng()
-    root = Path(f"/cache-{rng.randint(0, 9999)}")
-    for _ in range(4):
-        digest = str(sha256_digest(rng.randbytes(16)))
-        want = Cache(root).blob_path(digest)
-        got = shard_path(root, digest)
-        expect(Path(got) == want, f"shard_path(root, {digest[:19]}…) should be {want}, not {got}")
-
-
-@exercise(
-    "09.3",
     points=2,
     hint="tempfile.mkstemp(dir=root / 'tmp') gives a temporary file on the same filesystem; "
     "write and hash every chunk, flush and os.fsync, then os.replace it to "
@@ -254,3 +260,179 @@ def parallel_uploads(
         pass
     else:
         expect(False, "a failed upload must be raised (so the manifest is never pushed)")
+
+
+# --- 09.3: the layer cache -------------------------------------------------------------------
+
+
+class _Writer:
+    """The course's my_write_layer, counted: the check sees every layer actually written."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, src: Path, out: BinaryIO) -> tuple[str, str, int]:
+        from hardway.course.checks.lab05 import course_write_layer
+
+        self.calls.append(Path(src).name)
+        return course_write_layer(src, out)
+
+
+@exercise(
+    "09.3",
+    points=2,
+    hints=(
+        "a cache is a map from a key to what the work gave: look before you work, write "
+        "down after.",
+        "key = layer_key(directory, settings); if cache/keys/<key> records a layer whose "
+        "blob is still in the cache, return it; else write_layer into a temporary file in "
+        "cache/tmp, rename it to shard_path(cache, digest), record the triple under the key.",
+        "record = cache / 'keys' / key; if record.is_file(): digest, diff_id, size = "
+        "json.loads(record.read_text()); if shard_path(cache, digest).is_file(): return …",
+    ),
+)
+def layers_cached(cached_layer: Callable[[Path, Path, dict, Callable], tuple]) -> None:
+    """cached_layer writes a layer once per content: hits on a fresh copy, misses on a change."""
+    rng = fresh_rng()
+    settings = {"compression": "gzip"}
+    with scratch("09") as work:
+        cache, writer = work / "cache", _Writer()
+        _tree(work / "app", rng)
+        first = cached_layer(cache, work / "app", dict(settings), writer)
+        expect(
+            writer.calls == ["app"],
+            f"the first build should write the layer once, not {len(writer.calls)} times",
+        )
+        expect(
+            isinstance(first, tuple | list) and len(first) == 3,
+            f"cached_layer should return (digest, diff_id, size), not {first!r:.50}",
+        )
+        digest, _, size = first
+        blob = Cache(cache).blob_path(str(digest))
+        expect(
+            blob.is_file() and blob.stat().st_size == size,
+            f"the layer is not in the cache at {blob.relative_to(work)}: store it under "
+            "shard_path(cache, digest)",
+        )
+        again = cached_layer(cache, work / "app", dict(settings), writer)
+        expect(
+            len(writer.calls) == 1,
+            "an unchanged directory was written again: look the key up first",
+        )
+        expect(
+            tuple(again) == tuple(first),
+            "a cache hit should give the recorded (digest, diff_id, size)",
+        )
+        shutil.copytree(work / "app", work / "fresh", symlinks=True, copy_function=shutil.copy)
+        for path in (work / "fresh").rglob("*"):
+            os.utime(path, ns=(10**18, 10**18), follow_symlinks=False)
+        hit = cached_layer(cache, work / "fresh", dict(settings), writer)
+        expect(
+            len(writer.calls) == 1 and tuple(hit) == tuple(first),
+            "a fresh checkout of the same files (new mtimes) was written again: the cache "
+            "key must come from content, mode and owner, not mtime",
+        )
+        victim = next(
+            p for p in sorted((work / "fresh").rglob("*")) if p.is_file() and not p.is_symlink()
+        )
+        victim.write_bytes(victim.read_bytes() + b"!")
+        changed = cached_layer(cache, work / "fresh", dict(settings), writer)
+        expect(len(writer.calls) == 2, "a changed file did not make a new layer: the key missed it")
+        expect(tuple(changed) != tuple(first), "a changed directory gave the old layer back")
+        blob.unlink()  # pruned, while its key is still recorded
+        back = cached_layer(cache, work / "app", dict(settings), writer)
+        expect(
+            len(writer.calls) == 3 and blob.is_file() and tuple(back) == tuple(first),
+            "the blob of a recorded key was pruned and cached_layer did not write it again: "
+            "a hit needs the blob too",
+        )
+        left = list((cache / "tmp").glob("*")) if (cache / "tmp").is_dir() else []
+        expect(not left, "a temporary file was left behind in the cache's tmp/")
+
+
+# --- 09.6: an incremental push, requests counted -----------------------------------------------
+
+
+def _uploads(found: list) -> list[str]:
+    return [r.uri for r in found if r.method == "POST" and "/blobs/uploads/" in r.uri]
+
+
+@exercise(
+    "09.6",
+    points=6,
+    hints=(
+        "a rebuild of a changed application should cost one layer: the cache gives the "
+        "same blobs for unchanged directories, and the registry already has them.",
+        "cached_layer for each directory; the config (diff_ids) as a blob; upload_missing "
+        "over the layer and config digests with has = HEAD and upload = POST + PUT from the "
+        "cache; the manifest PUT last.",
+        "upload_missing([d for d, _, _ in layers] + [config_digest], has, upload, jobs=4); "
+        "then PUT /v2/<repository>/manifests/<tag> with Content-Type OCI_MANIFEST; return "
+        "'sha256:' + hashlib.sha256(body).hexdigest().",
+    ),
+    against=("registry", "skopeo"),
+)
+def pushed_incrementally(push_changed: Callable[[str, str, str, list, Path], str]) -> None:
+    """A rebuild after one changed file sends one layer and the config; skopeo reads both."""
+    from hardway.course.checks.images import log_offset, requests_since
+    from hardway.course.checks.machine import course_registry
+
+    if shutil.which("skopeo") is None:
+        raise NotGraded("skopeo is not installed here", fix="make setup")
+    running, rng = course_registry(), fresh_rng()
+    host = running.url.removeprefix("http://")
+    repository = f"lab09/push-{rng.getrandbits(40):010x}"
+    with scratch("09") as work:
+        dirs = []
+        for name in ("base", "deps", "app"):
+            _tree(work / "v1" / name, rng)
+            dirs.append(work / "v1" / name)
+        offset = log_offset(running)
+        first = in_child(lambda: push_changed(host, repository, "v1", list(dirs), work / "cache"),
+                         timeout=120, what="your push_changed")  # fmt: skip
+        sent = _uploads(requests_since(running, offset, repository))
+        expect(len(sent) == 4, f"the first push started {len(sent)} blob uploads, not 4 (three "
+                               "layers and the config)")  # fmt: skip
+        v1 = _inspect(host, repository, "v1")
+        expect(
+            first == v1["Digest"],
+            f"push_changed should return the manifest's digest {v1['Digest'][:19]}…, "
+            f"not {first!r:.30}",
+        )
+        expect(len(v1["Layers"]) == 3, f"skopeo sees {len(v1['Layers'])} layers in v1, not 3")
+        # a fresh checkout of the same project (new mtimes everywhere), one file of app changed
+        shutil.copytree(work / "v1", work / "v2", symlinks=True, copy_function=shutil.copy)
+        for path in (work / "v2").rglob("*"):
+            os.utime(path, ns=(10**18, 10**18), follow_symlinks=False)
+        changed = next(
+            p
+            for p in sorted((work / "v2" / "app").rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        )
+        changed.write_bytes(changed.read_bytes() + b"changed\n")
+        offset = log_offset(running)
+        new_dirs = [work / "v2" / d.name for d in dirs]
+        in_child(lambda: push_changed(host, repository, "v2", new_dirs, work / "cache"),
+                 timeout=120, what="your push_changed (the rebuild)")  # fmt: skip
+        sent = _uploads(requests_since(running, offset, repository))
+        v2 = _inspect(host, repository, "v2")
+        expect(
+            v2["Layers"][:2] == v1["Layers"][:2],
+            "the unchanged layers of the rebuild have other digests: the cache should give "
+            "the same blobs back for the same files",
+        )
+        expect(v2["Layers"][2] != v1["Layers"][2], "the changed layer has the old digest")
+        expect(
+            len(sent) == 2,
+            f"the rebuild started {len(sent)} blob uploads; only the changed layer and the "
+            "new config should go — HEAD each blob and upload only what the registry lacks",
+        )
+
+
+def _inspect(host: str, repository: str, tag: str) -> dict:
+    done = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{host}/{repository}:{tag}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    expect(done.returncode == 0, f"skopeo cannot read {repository}:{tag}: {done.stderr[-200:]}")
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
