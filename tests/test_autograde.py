@@ -366,3 +366,13 @@ def test_only_grades_the_named_exercises() -> None:
     grade = grade_notebook(ROOT / "labs" / "00-warmup.ipynb", only=["00.3"])
     assert [(r.exercise, r.status) for r in grade.results] == [("00.3", "not attempted")]
     assert grade.max_points == 2
+
+
+def test_a_real_check_s_cell_gets_the_longer_limit_a_pure_one_keeps_the_grader_s() -> None:
+    from hardway.course.autograde import REAL_CHECK_TIMEOUT, _grader_source, _limit
+
+    real = frozenset({"04.5"})
+    assert _limit(_grader_source("04.5", "@@"), 20, real) == REAL_CHECK_TIMEOUT
+    assert _limit(_grader_source("04.1", "@@"), 20, real) == 20
+    assert _limit("check('04.5')", 20, real) == 20  # a learner's own cell keeps the limit
+    assert _limit(_grader_source("04.5", "@@"), 900, real) == 900

@@ -100,3 +100,45 @@ def _children() -> set[int]:
             if fields[1] == mine and fields[0] != "Z":
                 found.add(int(entry))
     return found
+
+
+def test_a_nested_child_dies_with_the_outer_one_on_its_time_limit() -> None:
+    def inner() -> None:
+        while True:
+            time.sleep(0.05)
+
+    def outer() -> None:
+        in_child(inner, timeout=60)
+
+    before = _children()
+    with pytest.raises(TimeLimit):
+        in_child(outer, timeout=1)
+    time.sleep(0.2)
+    survivors = [
+        pid for pid in _all_pids() if _pgid(pid) is not None and pid not in before and _is_ours(pid)
+    ]
+    assert not survivors
+
+
+def _all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _is_ours(pid: int) -> bool:
+    """A live process whose command line is this test run's interpreter (a forked child)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read()
+    except OSError:
+        return False
+    mine = open(f"/proc/{os.getpid()}/cmdline", "rb").read()  # noqa: SIM115
+    return state != "Z" and argv == mine and pid != os.getpid()

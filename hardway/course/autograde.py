@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 __all__ = ["find_submissions", "grade_notebook", "lab_of", "register"]
 
 DEFAULT_TIMEOUT = 60
+#: the limit of a check that runs the learner's code for real: such checks bound it
+#: themselves (in a child, up to 300 s) and say so in the learner's terms, so the grader
+#: only stops one that is itself stuck; a pure check runs in the kernel and keeps ``timeout``
+REAL_CHECK_TIMEOUT = 330
 _TIMEOUT_ENAME = "HardwayGraderTimeout"
 _CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](\d\d\.\d+)["']""")
 _LAB_IN_NAME = re.compile(r"^(\d\d)-")
@@ -145,6 +149,7 @@ def grade_notebook(
     prefix = f"@@hardway-grade-{secrets.token_hex(16)}@@ "
     from nbformat.v4 import new_code_cell
 
+    real = frozenset(e.id for e in todo if e.against)
     for ex in todo:
         nb.cells.append(new_code_cell(_grader_source(ex.id, prefix)))
 
@@ -155,7 +160,7 @@ def grade_notebook(
         work = copy.deepcopy(nb)
         for index in killers:
             work.cells[index].source = ""
-        run = _execute(work, path, timeout=timeout, kernel_name=kernel_name)
+        run = _execute(work, path, timeout=timeout, kernel_name=kernel_name, real=real)
         if run.died_in is None or run.died_in in killers:
             break
         killers.append(run.died_in)
@@ -166,7 +171,8 @@ def grade_notebook(
         index = learner_cells + offset
         result = _parse(work.cells[index], ex, prefix, run.error)
         if index in timed_out:
-            result = _failed(ex, f"timed out after {timeout:g} s")
+            limit = _limit(work.cells[index].source, timeout, real)
+            result = _failed(ex, f"timed out after {limit:g} s")
         elif index in killers:
             result = _failed(ex, "the kernel died while this exercise was checked")
         elif (cell := _cell_in_stretch(ex.id, check_cells, timed_out, learner_cells)) is not None:
@@ -202,7 +208,9 @@ class _Run:
     error: str | None = None
 
 
-def _execute(nb: NotebookNode, path: Path, *, timeout: float, kernel_name: str) -> _Run:
+def _execute(
+    nb: NotebookNode, path: Path, *, timeout: float, kernel_name: str, real: frozenset[str]
+) -> _Run:
     """Run every cell of ``nb`` (in place) in a fresh kernel; never raises."""
     from nbclient import NotebookClient  # here: slow to import, and checks do not need it
 
@@ -215,15 +223,19 @@ def _execute(nb: NotebookNode, path: Path, *, timeout: float, kernel_name: str) 
         run.took[cell_index] = time.monotonic() - started.pop(cell_index)
         run.replies[cell_index] = (execute_reply or {}).get("content", {})
 
+    def limit(cell: NotebookNode) -> float:
+        return _limit(cell.source, timeout, real)
+
     client = NotebookClient(
         nb,
         kernel_name=kernel_name,
         timeout=timeout,
+        timeout_func=limit,
         allow_errors=True,
         interrupt_on_timeout=True,
         error_on_timeout={
             "ename": _TIMEOUT_ENAME,
-            "evalue": f"timed out after {timeout:g} s",
+            "evalue": "timed out: the cell ran past its time limit",
             "traceback": [],
         },
         store_widget_state=False,
@@ -247,11 +259,18 @@ def _execute(nb: NotebookNode, path: Path, *, timeout: float, kernel_name: str) 
     return run
 
 
+_GRADER_CELL = "import hardway.course.grading as _hardway_grading"
+_GRADER_EMIT = re.compile(r"_hardway_grading\.emit\('(\d\d\.\d+)'")
+
+
+def _limit(source: str, timeout: float, real: frozenset[str]) -> float:
+    """A cell's time limit: longer for the grader's cell of a check in ``real``."""
+    found = _GRADER_EMIT.search(source)
+    return max(timeout, REAL_CHECK_TIMEOUT) if found and found[1] in real else timeout
+
+
 def _grader_source(exercise_id: str, prefix: str) -> str:
-    return (
-        "import hardway.course.grading as _hardway_grading\n"
-        f"_hardway_grading.emit({exercise_id!r}, globals(), {prefix!r})"
-    )
+    return f"{_GRADER_CELL}\n_hardway_grading.emit({exercise_id!r}, globals(), {prefix!r})"
 
 
 def _check_cells(nb: NotebookNode) -> dict[str, int]:

@@ -40,6 +40,9 @@ T = TypeVar("T")
 
 #: what a child prints is kept up to this many characters
 _OUTPUT_LIMIT = 4000
+#: True in a child: a nested in_child stays in the outer child's process group, so that
+#: killing the outer group on its time limit kills the inner child and its descendants too
+_nested = False
 
 
 class TimeLimit(AssertionError):
@@ -89,9 +92,12 @@ def in_child(
 
 def _child(func: Callable[[], object], write_end: int, output: int) -> None:  # pragma: no cover
     """The child's whole life: run ``func``, write the outcome, never return."""
+    global _nested
     code = 0
     try:
-        os.setpgid(0, 0)  # a group of its own: the parent kills all of it at the end
+        if not _nested:  # a group of its own: the parent kills all of it at the end
+            os.setpgid(0, 0)
+        _nested = True
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -163,9 +169,15 @@ def _collect(read_end: int, pid: int, timeout: float, what: str, output: object)
 
 
 def _kill_group(pid: int) -> None:
-    """Kill the child's process group (its own children too) and reap the child."""
+    """Kill the child's process group (its own children too) and reap the child.
+
+    A nested child has no group of its own: the outermost one's kill reaches it.
+    """
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+        if _nested:
+            os.kill(pid, signal.SIGKILL)
+        else:
+            os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
 
