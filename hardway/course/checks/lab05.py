@@ -127,7 +127,7 @@ def _gzip(data: bytes, rng: random.Random) -> bytes:
 
 @exercise(
     "05.1",
-    points=2,
+    points=1,
     hint="loop over fileobj.read(65536) until it returns b''; give every chunk to one "
     "hashlib.sha256() (the digest) and to zlib.decompressobj(wbits=31), whose output goes "
     "to a second sha256 (the diff_id); add up len(chunk) for the size; flush() the "
@@ -192,7 +192,7 @@ def _order_on_disk(paths: list[str]) -> list[str]:
 
 @exercise(
     "05.2",
-    points=2,
+    points=1,
     hint="list every parent directory too (written 'a/' with a slash), then walk depth "
     "first: a directory, then its children sorted by name, each directory's own content "
     "right after it. Sorting whole paths as strings puts 'a-b' (the '-' is 0x2d) before "
@@ -234,7 +234,7 @@ def _random_change(rng: random.Random) -> tuple[set[str], set[str]]:
 
 @exercise(
     "05.3",
-    points=2,
+    points=1,
     hint="a whiteout is the deleted path's base name behind '.wh.', in the same directory "
     "('etc/motd' → 'etc/.wh.motd'). Directories count too (the parents of the paths). "
     "When a whole directory is gone, one whiteout for it is enough: skip what is inside.",
@@ -291,7 +291,7 @@ def _random_layer(rng: random.Random) -> tuple[set[str], list[str]]:
 
 @exercise(
     "05.4",
-    points=2,
+    points=1,
     hint="first collect what the layer adds (and their parents), its whiteouts and its "
     "opaque directories; then remove from lower every path a whiteout names (and what is "
     "below it) and everything below an opaque directory — but never a path the layer "
@@ -339,7 +339,7 @@ def _random_links(rng: random.Random) -> dict[str, str]:
 
 @exercise(
     "05.5",
-    points=2,
+    points=1,
     hint="keep a list of resolved components and a queue of components to do. '..' "
     "pops the list (never past the root); a component found in links is replaced by its "
     "target's components — an absolute target empties the list first; anything else is "

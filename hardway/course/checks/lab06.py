@@ -94,7 +94,7 @@ def _json(data: object, call: str) -> dict[str, Any]:
 
 @exercise(
     "06.1",
-    points=2,
+    points=1,
     hint="a diff_id is the sha256 of the *uncompressed* tar: gzip.decompress(blob) first. "
     "Env is a list of 'KEY=VALUE' strings; rootfs is {'type': 'layers', 'diff_ids': [...]}.",
 )
@@ -145,7 +145,7 @@ def config_of_layers(
 
 @exercise(
     "06.2",
-    points=2,
+    points=1,
     hint="a descriptor is {'mediaType', 'digest', 'size'} of the exact bytes it points at; "
     "the manifest lists the compressed blobs (what a registry stores), the config lists "
     "the diff_ids.",
@@ -291,6 +291,7 @@ def _ref(entry: object) -> object:
 @exercise(
     "06.4",
     points=2,
+    against=("skopeo",),
     hint="an index.json entry is the manifest's descriptor plus annotations "
     "{'org.opencontainers.image.ref.name': tag}; a tag names one entry, so take it off "
     "any other entry first, and keep schemaVersion and mediaType.",
@@ -326,6 +327,10 @@ def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
             except HardwayError as exc:
                 raise AssertionError(f"after tagging {name!r}, reading it fails: {exc}") from None
             expect(found.digest() == new.digest(), f"tag {name!r} does not name the new manifest")
+            expect(
+                _skopeo_digest(path, name) == str(new.digest()),
+                f"skopeo finds another manifest under {name!r}",
+            )
             entries = got.get("manifests", [])
             entry = next(e for e in entries if _ref(e) == name)
             want = Descriptor.of(new.raw_manifest(), OCI_MANIFEST).to_dict()

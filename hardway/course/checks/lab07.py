@@ -105,7 +105,7 @@ def _header(rng: random.Random) -> str:
 
 @exercise(
     "07.1",
-    points=2,
+    points=1,
     hint="walk the text: a name, '=', then either a quoted string (up to the next "
     'unescaped quote, with \\" meaning a quote) or a bare token; only commas *outside* '
     "quotes separate parameters. The scheme is case-insensitive: lower-case it.",
@@ -165,6 +165,7 @@ def reference_normalized(normalize: Callable[[str], str]) -> None:
 @exercise(
     "07.6",
     points=2,
+    against=("registry",),
     hint="POST <registry>/v2/<repository>/blobs/uploads/ answers 202 with a Location; "
     "resolve it, then PUT the bytes to it with digest=<sha256:…> added to its query "
     "('&' if it has one already). 201 means stored.",
