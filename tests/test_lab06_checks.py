@@ -4,7 +4,7 @@ attempted, and each realistic wrong answer fails with a message naming its mista
 from __future__ import annotations
 
 import pytest
-from solution_code import namespace, solution_source, wrong
+from solution_code import assert_fails_naming, namespace, solution_source, wrong
 
 from hardway.course.checks import lab06
 from hardway.course.grading import run_check
@@ -139,6 +139,4 @@ WRONG = [
 def test_each_wrong_answer_fails_naming_its_mistake(
     exercise: str, edits: list[tuple[str, str]], words: str
 ) -> None:
-    result = run_check(exercise, wrong(SOLUTION, *edits))
-    assert result.status == "failed", result
-    assert words in result.message, result.message
+    assert_fails_naming(exercise, wrong(SOLUTION, *edits), words)

@@ -542,7 +542,7 @@ def layer_writer(my_write_layer: Callable[[Path, BinaryIO], tuple[str, str, int]
                 out.append((got, bytes(sink.data), sink.largest))
             return out
 
-        first, second = in_child(write_both, timeout=60, what="your my_write_layer")
+        first, second = in_child(write_both, timeout=30, what="your my_write_layer")
         for (got, blob, _), src in ((first, one), (second, two)):
             _check_names(got, blob, "my_write_layer")
             _check_members(_members(blob), src)
@@ -724,7 +724,7 @@ def layer_applier(my_apply_layer: Callable[[Path, Path], None]) -> None:
         jail.mkdir()
         mine = in_child(
             lambda: _apply_all(my_apply_layer, [named, random_pair], jail),
-            timeout=60,
+            timeout=30,
             what="your my_apply_layer",
         )
         for number, blobs in enumerate((named, random_pair)):
@@ -830,7 +830,7 @@ def applier_stays_inside(my_apply_layer: Callable[[Path, Path], None]) -> None:
         jail = Path(tmp) / "jail"
         jail.mkdir()
         ordinary, escaped = in_child(
-            lambda: _attack(my_apply_layer, jail), timeout=60, what="your my_apply_layer"
+            lambda: _attack(my_apply_layer, jail), timeout=30, what="your my_apply_layer"
         )
     expect(ordinary, "my_apply_layer did not unpack an ordinary layer (etc/ok): fix 05.7 first")
     expect(

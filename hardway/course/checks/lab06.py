@@ -430,7 +430,7 @@ def image_written(my_write_image: Callable[[Path, list[Path], dict, str], str]) 
         layout_dir = work / "layout"
         got = in_child(
             lambda: my_write_image(layout_dir, list(dirs), json.loads(json.dumps(config)), tag),
-            timeout=60,
+            timeout=30,
             what="your my_write_image",
         )
         marker = layout_dir / "oci-layout"
