@@ -10,7 +10,7 @@ from hardway.course.checks import lab06
 from hardway.course.grading import run_check
 
 SOLUTION = solution_source("06")
-EXERCISES = ("06.1", "06.2", "06.3", "06.4", "06.5")
+EXERCISES = ("06.1", "06.2", "06.3", "06.4", "06.5", "06.6")
 DOCKER_MANIFEST = '"application/vnd.docker.distribution.manifest.v2+json"'
 
 
@@ -131,6 +131,36 @@ WRONG = [
         ],
         "the config",
         id="06.5-config-re-serialised",
+    ),
+    pytest.param(
+        "06.6",
+        [
+            (
+                '        if config.get("variant"):\n            platform["variant"]',
+                '        if False:\n            platform["variant"]',
+            )
+        ],
+        "variant included",
+        id="06.6-variant-left-out",
+    ),
+    pytest.param(
+        "06.6",
+        [(', "platform": platform})', "})")],
+        "has platform None",
+        id="06.6-no-platform",
+    ),
+    pytest.param(
+        "06.6",
+        [
+            (
+                '    (layout / "index.json").write_text(json.dumps(tag_manifest(index, raw, tag)))',
+                '    entry = {**descriptor(raw, OCI_MANIFEST), "annotations": {REF_NAME: tag}}\n'
+                '    index["manifests"].append(entry)\n'
+                '    (layout / "index.json").write_text(json.dumps(index))',
+            )
+        ],
+        "mediaType",
+        id="06.6-index-entry-typed-as-a-manifest",
     ),
 ]
 

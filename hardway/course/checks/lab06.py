@@ -18,7 +18,9 @@ back by :mod:`hardway.image.layout`.
 * 06.4 ``tag_manifest(index, manifest_bytes, tag) -> dict``: the ``index.json`` that
   tags a manifest, moving the tag if another entry had it;
 * 06.5 ``my_write_image(layout, layers, config, tag) -> str``: a whole OCI layout from
-  layer directories, read back blob by blob, inspected by skopeo, unpacked by umoci.
+  layer directories, read back blob by blob, inspected by skopeo, unpacked by umoci;
+* 06.6 ``my_write_index(layout, tags, tag) -> str``: an image index of two platforms
+  (one with a variant), from which skopeo must pick each platform's image.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "config_of_layers",
     "image_written",
     "index_entry",
+    "index_written",
     "manifest_of",
     "platform_selected",
 ]
@@ -488,6 +491,103 @@ def image_written(my_write_image: Callable[[Path, list[Path], dict, str], str]) 
             k for k in set(want_tree) | set(unpacked) if want_tree.get(k) != unpacked.get(k)
         )
         expect(not wrong, f"umoci unpacked your image into another tree: {wrong[:4]} differ")
+
+
+# --- 06.6 an index of two platforms ----------------------------------------------------------
+
+
+def _skopeo_layers(layout_dir: Path, tag: str, platform: Platform) -> list[str]:
+    """The layers skopeo picks from ``tag`` for ``platform`` (containers/image's own choice)."""
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        raise MissingToolError("skopeo is not installed", fix="sudo apt-get install skopeo")
+    override = ["--override-os", platform.os, "--override-arch", platform.architecture]
+    override += ["--override-variant", platform.variant] if platform.variant else []
+    seen = subprocess.run(
+        [skopeo, *override, "inspect", f"oci:{layout_dir}:{tag}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    expect(
+        seen.returncode == 0,
+        f"skopeo cannot pick {platform} from your index: {seen.stderr.strip()[-200:]}",
+    )
+    return list(json.loads(seen.stdout).get("Layers") or [])
+
+
+@exercise(
+    "06.6",
+    points=3,
+    hints=(
+        "an index is one more JSON blob: a list of manifest descriptors, each with the "
+        "platform its config names — and index.json tags it like any manifest",
+        "per tag: the index.json entry gives the manifest's descriptor; read the manifest, "
+        "then its config: platform = {'os': …, 'architecture': …} plus 'variant' when the "
+        "config has one; the index is {'schemaVersion': 2, 'mediaType': OCI_INDEX, "
+        "'manifests': [...]}",
+        "raw = json.dumps(index_doc).encode(); write_blob(layout, raw); index.json = "
+        "tag_manifest(index, raw, tag) (its mediaType comes from raw: OCI_INDEX); return "
+        "digest_of(raw)",
+    ),
+    against=("skopeo",),
+)
+def index_written(my_write_index: Callable[[Path, list[str], str], str]) -> None:
+    """my_write_index(layout, tags, tag) writes an index skopeo picks platforms from."""
+    rng = fresh_rng()
+    platforms = [Platform("amd64", "linux"), Platform("arm", "linux", "v7")]
+    rng.shuffle(platforms)
+    images = [
+        random_image(500, rng.randint(1, 2), seed=rng.getrandbits(32), platform=p)
+        for p in platforms
+    ]
+    names = [f"{p.architecture}-{rng.getrandbits(16):04x}" for p in platforms]
+    tag = f"multi-{rng.randint(1, 99)}"
+    with scratch("06") as tmp:
+        layout_dir = Path(tmp) / "layout"
+        for image, name in zip(images, names, strict=True):
+            layout.write_image(image, layout_dir, tag=name)
+        got = in_child(
+            lambda: my_write_index(layout_dir, list(names), tag),
+            timeout=30,
+            what="your my_write_index",
+        )
+        entries = json.loads((layout_dir / "index.json").read_text()).get("manifests", [])
+        tagged = [e for e in entries if _ref(e) == tag]
+        expect(len(tagged) == 1, f"{len(tagged)} entries of index.json are tagged {tag!r}")
+        raw = _blob(layout_dir, tagged[0].get("digest"), "the index")
+        _described(tagged[0], raw, OCI_INDEX, "the index.json entry of the index")
+        expect(got == tagged[0]["digest"], f"my_write_index returned {_short(got)}")
+        doc = json.loads(raw)
+        expect(
+            (doc.get("schemaVersion"), doc.get("mediaType")) == (2, OCI_INDEX),
+            f"the index says schemaVersion {doc.get('schemaVersion')!r}, mediaType "
+            f"{doc.get('mediaType')!r}: an OCI index has 2 and {OCI_INDEX!r}",
+        )
+        listed = doc.get("manifests", [])
+        expect(len(listed) == len(images), f"the index lists {len(listed)} manifests, not 2")
+        for image, entry in zip(images, listed, strict=True):
+            platform = image.config().platform
+            want = {"os": platform.os, "architecture": platform.architecture}
+            want |= {"variant": platform.variant} if platform.variant else {}
+            expect(
+                entry.get("digest") == str(image.digest()),
+                "the index lists the manifests in another order, or other ones: one entry "
+                "per tag, in the order given",
+            )
+            _described(entry, image.raw_manifest(), OCI_MANIFEST, f"the {platform} entry")
+            expect(
+                entry.get("platform") == want,
+                f"the {platform} entry has platform {_short(entry.get('platform'))}; the image's "
+                f"config says {want} (a client picks by these fields, variant included)",
+            )
+        for image in images:
+            platform = image.config().platform
+            want_layers = [str(d.digest) for d in image.manifest().layers]
+            expect(
+                _skopeo_layers(layout_dir, tag, platform) == want_layers,
+                f"asked for {platform}, skopeo picks another image from your index",
+            )
 
 
 # --- what lab 06 hands on (hardway.course.carry) --------------------------------------------
