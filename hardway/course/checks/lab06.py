@@ -98,8 +98,12 @@ def _json(data: object, call: str) -> dict[str, Any]:
 @exercise(
     "06.1",
     points=1,
-    hint="a diff_id is the sha256 of the *uncompressed* tar: gzip.decompress(blob) first. "
-    "Env is a list of 'KEY=VALUE' strings; rootfs is {'type': 'layers', 'diff_ids': [...]}.",
+    hints=(
+        "the config names each layer by what is *inside* the blob, not the blob",
+        "diff_ids are sha256 digests of the uncompressed tars; the run settings go under 'config'",
+        "a diff_id is the sha256 of the *uncompressed* tar: gzip.decompress(blob) first. "
+        "Env is a list of 'KEY=VALUE' strings; rootfs is {'type': 'layers', 'diff_ids': [...]}.",
+    ),
 )
 def config_of_layers(
     image_config: Callable[[list[bytes], list[str], dict[str, str]], bytes],
@@ -149,9 +153,14 @@ def config_of_layers(
 @exercise(
     "06.2",
     points=1,
-    hint="a descriptor is {'mediaType', 'digest', 'size'} of the exact bytes it points at; "
-    "the manifest lists the compressed blobs (what a registry stores), the config lists "
-    "the diff_ids.",
+    hints=(
+        "the manifest names blobs as they are stored in a registry: compressed",
+        "three fields per descriptor, computed from the exact bytes; the layers' media type says "
+        "gzip",
+        "a descriptor is {'mediaType', 'digest', 'size'} of the exact bytes it points at; "
+        "the manifest lists the compressed blobs (what a registry stores), the config lists "
+        "the diff_ids.",
+    ),
 )
 def manifest_of(oci_manifest: Callable[[bytes, list[bytes]], bytes]) -> None:
     """oci_manifest(config_bytes, layer_blobs) points at the config and the gzip blobs."""
@@ -295,9 +304,14 @@ def _ref(entry: object) -> object:
     "06.4",
     points=2,
     against=("skopeo",),
-    hint="an index.json entry is the manifest's descriptor plus annotations "
-    "{'org.opencontainers.image.ref.name': tag}; a tag names one entry, so take it off "
-    "any other entry first, and keep schemaVersion and mediaType.",
+    hints=(
+        "a tag in a layout is an annotation on one entry of index.json",
+        "build the manifest's descriptor, annotate it, and make sure no other entry keeps the same"
+        " tag",
+        "an index.json entry is the manifest's descriptor plus annotations "
+        "{'org.opencontainers.image.ref.name': tag}; a tag names one entry, so take it off "
+        "any other entry first, and keep schemaVersion and mediaType.",
+    ),
 )
 def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
     """tag_manifest(index, manifest_bytes, tag) gives an index.json that skopeo reads."""
