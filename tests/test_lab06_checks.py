@@ -78,7 +78,7 @@ WRONG = [
     pytest.param(
         "06.4",
         [('    new["annotations"] = {REF_NAME: tag}\n', "")],
-        "",
+        "no entry of index.json is annotated org.opencontainers.image.ref.name",
         id="06.4-no-ref-name",
     ),
     pytest.param(

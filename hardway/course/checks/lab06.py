@@ -335,6 +335,11 @@ def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
             except HardwayError as exc:
                 raise AssertionError(f"the new index.json cannot be read: {exc}") from None
             expect(
+                count > 0,
+                f"no entry of index.json is annotated {ANNOTATION_REF_NAME}={name!r}: that "
+                "annotation is the tag",
+            )
+            expect(
                 count == 1,
                 f"{count} entries are tagged {name!r}: a tag names exactly one entry "
                 "(take it off the old one)",
