@@ -47,3 +47,12 @@ def wrong(source: str, *edits: tuple[str, str], extra: str = "") -> dict[str, ob
         assert old in source, f"the solution no longer contains {old!r}"
         source = source.replace(old, new)
     return namespace(source + "\n\n" + extra)
+
+
+def assert_fails_naming(exercise: str, learner: dict[str, object], words: str) -> None:
+    """The check of ``exercise`` fails ``learner``'s answer with a message saying ``words``."""
+    from hardway.course.grading import run_check
+
+    result = run_check(exercise, learner)
+    assert result.status == "failed", result
+    assert words in result.message, result.message

@@ -186,7 +186,11 @@ def test_a_registry_that_cannot_be_used_leaves_its_exercise_not_graded(
     assert re.search(total, result.stdout, re.M), result.stdout
     with table.open(encoding="utf-8", newline="") as f:
         (row,) = list(csv.DictReader(f))
-    assert (row["points"], row["max_points"], row["not_graded"]) == (str(points), "6", "07.6")
+    assert (row["points"], row["max_points"], row["not_graded"]) == (
+        str(points),
+        str(document["max_score"]),
+        "07.6",
+    )
 
 
 def test_the_room_tables_mark_what_could_not_be_graded() -> None:

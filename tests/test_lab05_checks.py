@@ -4,9 +4,14 @@ is not attempted, and each realistic wrong answer fails with a message naming it
 
 from __future__ import annotations
 
-import pytest
-from solution_code import namespace, solution_source, wrong
+import json
+import os
+from pathlib import Path
 
+import pytest
+from solution_code import ROOT, assert_fails_naming, namespace, solution_source, wrong
+
+from hardway.course.autograde import grade_notebook
 from hardway.course.checks import lab05
 from hardway.course.grading import run_check
 
@@ -124,15 +129,11 @@ def my_write_layer(src, out):
 
 @pytest.mark.parametrize(("edits", "words"), WRITER)
 def test_05_6_rejects_each_wrong_writer(edits: list[tuple[str, str]], words: str) -> None:
-    result = run_check("05.6", wrong(SOLUTION, *edits))
-    assert result.status == "failed", result
-    assert words in result.message, result.message
+    assert_fails_naming("05.6", wrong(SOLUTION, *edits), words)
 
 
 def test_05_6_rejects_os_walk_s_order_files_before_directories() -> None:
-    result = run_check("05.6", wrong(SOLUTION, extra=OS_WALK))
-    assert result.status == "failed", result
-    assert "sorts the names" in result.message, result.message
+    assert_fails_naming("05.6", wrong(SOLUTION, extra=OS_WALK), "sorts the names")
 
 
 FIRST_PASS = "for member in members:  # first: the whiteouts hide the layers below"
@@ -196,9 +197,7 @@ APPLIER = [
 
 @pytest.mark.parametrize(("edits", "words"), APPLIER)
 def test_05_7_rejects_each_wrong_applier(edits: list[tuple[str, str]], words: str) -> None:
-    result = run_check("05.7", wrong(SOLUTION, *edits))
-    assert result.status == "failed", result
-    assert words in result.message, result.message
+    assert_fails_naming("05.7", wrong(SOLUTION, *edits), words)
 
 
 def test_05_7_a_whiteout_of_a_directory_with_os_remove_is_the_learner_s_error() -> None:
@@ -273,12 +272,47 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("edits", "words"), HOSTILE)
 def test_05_8_catches_each_escape(edits: list[tuple[str, str]], words: str) -> None:
-    result = run_check("05.8", wrong(SOLUTION, *edits))
-    assert result.status == "failed", result
-    assert words in result.message, result.message
+    assert_fails_naming("05.8", wrong(SOLUTION, *edits), words)
 
 
 def test_05_8_refusing_every_layer_is_not_safe_but_useless() -> None:
     refuses = "def my_apply_layer(layer, rootfs):\n    raise ValueError('no')\n"
     result = run_check("05.8", wrong(SOLUTION, extra=refuses))
     assert result.status == "failed" and "ordinary layer" in result.message, result
+
+
+@pytest.mark.slow
+def test_the_grader_stops_a_hanging_layer_writer_and_its_child_and_grades_the_rest(
+    tmp_path: Path,
+) -> None:
+    """my_write_layer starts a process and never returns: 05.6 fails at its time limit, the
+    process is gone, and the applier's exercises (and the lab's total) are still graded."""
+    notebook = json.loads((ROOT / "solutions" / "05-layers.ipynb").read_text(encoding="utf-8"))
+    marker = f"{os.getpid()}.57"
+    for cell in notebook["cells"]:
+        if cell.get("id") == "lab05-6":
+            cell["source"] = (
+                "".join(cell["source"])
+                + "\n\n\ndef my_write_layer(src, out):\n"
+                + f"    subprocess.Popen(['sleep', '{marker}'])\n"
+                + "    while True:\n        pass\n"
+            )
+        if cell.get("id") == "f832c25f":
+            cell["source"] = "import subprocess\n" + "".join(cell["source"])
+    path = tmp_path / "05-layers.ipynb"
+    path.write_text(json.dumps(notebook), encoding="utf-8")
+    grade = grade_notebook(path)
+    by_id = {r.exercise: r for r in grade.results}
+    # the try-it cell calls it in the kernel (the cell's time limit), the check in a child
+    assert by_id["05.6"].status == "failed" and "timed out after" in by_id["05.6"].message
+    assert by_id["05.7"].status == by_id["05.8"].status == "passed"
+    assert grade.error is None
+    sleeping = [p for p in Path("/proc").glob("[0-9]*/cmdline") if marker in _cmdline(p)]
+    assert not sleeping, "the learner's child outlived the check"
+
+
+def _cmdline(path: Path) -> str:
+    try:
+        return path.read_bytes().decode(errors="replace")
+    except OSError:
+        return ""

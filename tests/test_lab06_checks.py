@@ -4,13 +4,13 @@ attempted, and each realistic wrong answer fails with a message naming its mista
 from __future__ import annotations
 
 import pytest
-from solution_code import namespace, solution_source, wrong
+from solution_code import assert_fails_naming, namespace, solution_source, wrong
 
 from hardway.course.checks import lab06
 from hardway.course.grading import run_check
 
 SOLUTION = solution_source("06")
-EXERCISES = ("06.1", "06.2", "06.3", "06.4", "06.5")
+EXERCISES = ("06.1", "06.2", "06.3", "06.4", "06.5", "06.6")
 DOCKER_MANIFEST = '"application/vnd.docker.distribution.manifest.v2+json"'
 
 
@@ -78,7 +78,7 @@ WRONG = [
     pytest.param(
         "06.4",
         [('    new["annotations"] = {REF_NAME: tag}\n', "")],
-        "",
+        "no entry of index.json is annotated org.opencontainers.image.ref.name",
         id="06.4-no-ref-name",
     ),
     pytest.param(
@@ -132,6 +132,36 @@ WRONG = [
         "the config",
         id="06.5-config-re-serialised",
     ),
+    pytest.param(
+        "06.6",
+        [
+            (
+                '        if config.get("variant"):\n            platform["variant"]',
+                '        if False:\n            platform["variant"]',
+            )
+        ],
+        "variant included",
+        id="06.6-variant-left-out",
+    ),
+    pytest.param(
+        "06.6",
+        [(', "platform": platform})', "})")],
+        "has platform None",
+        id="06.6-no-platform",
+    ),
+    pytest.param(
+        "06.6",
+        [
+            (
+                '    (layout / "index.json").write_text(json.dumps(tag_manifest(index, raw, tag)))',
+                '    entry = {**descriptor(raw, OCI_MANIFEST), "annotations": {REF_NAME: tag}}\n'
+                '    index["manifests"].append(entry)\n'
+                '    (layout / "index.json").write_text(json.dumps(index))',
+            )
+        ],
+        "mediaType",
+        id="06.6-index-entry-typed-as-a-manifest",
+    ),
 ]
 
 
@@ -139,6 +169,4 @@ WRONG = [
 def test_each_wrong_answer_fails_naming_its_mistake(
     exercise: str, edits: list[tuple[str, str]], words: str
 ) -> None:
-    result = run_check(exercise, wrong(SOLUTION, *edits))
-    assert result.status == "failed", result
-    assert words in result.message, result.message
+    assert_fails_naming(exercise, wrong(SOLUTION, *edits), words)

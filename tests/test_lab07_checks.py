@@ -6,7 +6,7 @@ registry being unusable)."""
 from __future__ import annotations
 
 import pytest
-from solution_code import namespace, solution_source, wrong
+from solution_code import assert_fails_naming, namespace, solution_source, wrong
 
 from hardway.course.checks import lab07
 from hardway.course.grading import run_check
@@ -185,9 +185,7 @@ WRONG = [
 def test_each_wrong_answer_fails_naming_its_mistake(
     exercise: str, edits: list[tuple[str, str]], words: str
 ) -> None:
-    result = run_check(exercise, wrong(SOLUTION, *edits))
-    assert result.status == "failed", result
-    assert words in result.message, result.message
+    assert_fails_naming(exercise, wrong(SOLUTION, *edits), words)
 
 
 def test_07_6_an_upload_without_its_digest_is_refused() -> None:

@@ -127,11 +127,17 @@ def _gzip(data: bytes, rng: random.Random) -> bytes:
 
 @exercise(
     "05.1",
-    points=2,
-    hint="loop over fileobj.read(65536) until it returns b''; give every chunk to one "
-    "hashlib.sha256() (the digest) and to zlib.decompressobj(wbits=31), whose output goes "
-    "to a second sha256 (the diff_id); add up len(chunk) for the size; flush() the "
-    "decompressor at the end.",
+    points=1,
+    hints=(
+        "two names, one pass: the digest is of the bytes as they come, the diff_id of the same "
+        "bytes once decompressed",
+        "read in chunks; feed each chunk to one hash as it is, and to a streaming gunzip whose "
+        "output feeds a second hash",
+        "loop over fileobj.read(65536) until it returns b''; give every chunk to one "
+        "hashlib.sha256() (the digest) and to zlib.decompressobj(wbits=31), whose output goes "
+        "to a second sha256 (the diff_id); add up len(chunk) for the size; flush() the "
+        "decompressor at the end.",
+    ),
 )
 def layer_names(layer_ids: Callable[[object], tuple[str, str, int]]) -> None:
     """layer_ids(fileobj) returns (diff_id, digest, size) of a gzip layer, reading once."""
@@ -192,11 +198,16 @@ def _order_on_disk(paths: list[str]) -> list[str]:
 
 @exercise(
     "05.2",
-    points=2,
-    hint="list every parent directory too (written 'a/' with a slash), then walk depth "
-    "first: a directory, then its children sorted by name, each directory's own content "
-    "right after it. Sorting whole paths as strings puts 'a-b' (the '-' is 0x2d) before "
-    "'a/' ('/' is 0x2f), but a walk finishes 'a/…' first.",
+    points=1,
+    hints=(
+        "a layer lists every directory, right before what it holds, and the same tree must always "
+        "give the same order",
+        "compare paths component by component, not as whole strings: split on '/' before sorting",
+        "list every parent directory too (written 'a/' with a slash), then walk depth "
+        "first: a directory, then its children sorted by name, each directory's own content "
+        "right after it. Sorting whole paths as strings puts 'a-b' (the '-' is 0x2d) before "
+        "'a/' ('/' is 0x2f), but a walk finishes 'a/…' first.",
+    ),
 )
 def tar_orders(tar_order: Callable[[list[str]], list[str]]) -> None:
     """tar_order(paths) lists a layer's entries, parents first, in a reproducible order."""
@@ -234,10 +245,16 @@ def _random_change(rng: random.Random) -> tuple[set[str], set[str]]:
 
 @exercise(
     "05.3",
-    points=2,
-    hint="a whiteout is the deleted path's base name behind '.wh.', in the same directory "
-    "('etc/motd' → 'etc/.wh.motd'). Directories count too (the parents of the paths). "
-    "When a whole directory is gone, one whiteout for it is enough: skip what is inside.",
+    points=1,
+    hints=(
+        "a tar cannot say 'delete': a deletion is an empty file with a special name next to what "
+        "it deletes",
+        "what is gone is what lower has and upper lacks — directories included; a gone directory "
+        "needs no whiteouts for its contents",
+        "a whiteout is the deleted path's base name behind '.wh.', in the same directory "
+        "('etc/motd' → 'etc/.wh.motd'). Directories count too (the parents of the paths). "
+        "When a whole directory is gone, one whiteout for it is enough: skip what is inside.",
+    ),
 )
 def whiteout_names(whiteouts_for: Callable[[set[str], set[str]], list[str]]) -> None:
     """whiteouts_for(lower, upper) returns the fewest whiteouts, sorted."""
@@ -291,11 +308,17 @@ def _random_layer(rng: random.Random) -> tuple[set[str], list[str]]:
 
 @exercise(
     "05.4",
-    points=2,
-    hint="first collect what the layer adds (and their parents), its whiteouts and its "
-    "opaque directories; then remove from lower every path a whiteout names (and what is "
-    "below it) and everything below an opaque directory — but never a path the layer "
-    "itself adds, whatever the order of the entries.",
+    points=1,
+    hints=(
+        "whiteouts and opaque markers hide what the lower layers put there — never what this layer"
+        " brings",
+        "two passes: first find what the layer adds, hides and makes opaque; then filter lower, "
+        "then add the layer's own paths",
+        "first collect what the layer adds (and their parents), its whiteouts and its "
+        "opaque directories; then remove from lower every path a whiteout names (and what is "
+        "below it) and everything below an opaque directory — but never a path the layer "
+        "itself adds, whatever the order of the entries.",
+    ),
 )
 def after_layers(after_layer: Callable[[set[str], list[str]], set[str]]) -> None:
     """after_layer(lower, layer) gives the paths left once a layer is applied."""
@@ -339,11 +362,17 @@ def _random_links(rng: random.Random) -> dict[str, str]:
 
 @exercise(
     "05.5",
-    points=2,
-    hint="keep a list of resolved components and a queue of components to do. '..' "
-    "pops the list (never past the root); a component found in links is replaced by its "
-    "target's components — an absolute target empties the list first; anything else is "
-    "appended. Join with '/' at the end.",
+    points=1,
+    hints=(
+        "resolve as if the root were '/': a link's target is followed, but nothing climbs above "
+        "the root",
+        "walk component by component with a stack of resolved ones; a link puts its target's "
+        "components back in front of the rest",
+        "keep a list of resolved components and a queue of components to do. '..' "
+        "pops the list (never past the root); a component found in links is replaced by its "
+        "target's components — an absolute target empties the list first; anything else is "
+        "appended. Join with '/' at the end.",
+    ),
 )
 def resolved_paths(resolve_in_root: Callable[[str, dict[str, str]], str]) -> None:
     """resolve_in_root(path, links) follows symlinks as if the root were '/'."""
@@ -542,7 +571,7 @@ def layer_writer(my_write_layer: Callable[[Path, BinaryIO], tuple[str, str, int]
                 out.append((got, bytes(sink.data), sink.largest))
             return out
 
-        first, second = in_child(write_both, timeout=60, what="your my_write_layer")
+        first, second = in_child(write_both, timeout=30, what="your my_write_layer")
         for (got, blob, _), src in ((first, one), (second, two)):
             _check_names(got, blob, "my_write_layer")
             _check_members(_members(blob), src)
@@ -724,7 +753,7 @@ def layer_applier(my_apply_layer: Callable[[Path, Path], None]) -> None:
         jail.mkdir()
         mine = in_child(
             lambda: _apply_all(my_apply_layer, [named, random_pair], jail),
-            timeout=60,
+            timeout=30,
             what="your my_apply_layer",
         )
         for number, blobs in enumerate((named, random_pair)):
@@ -830,7 +859,7 @@ def applier_stays_inside(my_apply_layer: Callable[[Path, Path], None]) -> None:
         jail = Path(tmp) / "jail"
         jail.mkdir()
         ordinary, escaped = in_child(
-            lambda: _attack(my_apply_layer, jail), timeout=60, what="your my_apply_layer"
+            lambda: _attack(my_apply_layer, jail), timeout=30, what="your my_apply_layer"
         )
     expect(ordinary, "my_apply_layer did not unpack an ordinary layer (etc/ok): fix 05.7 first")
     expect(

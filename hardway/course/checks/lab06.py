@@ -18,7 +18,9 @@ back by :mod:`hardway.image.layout`.
 * 06.4 ``tag_manifest(index, manifest_bytes, tag) -> dict``: the ``index.json`` that
   tags a manifest, moving the tag if another entry had it;
 * 06.5 ``my_write_image(layout, layers, config, tag) -> str``: a whole OCI layout from
-  layer directories, read back blob by blob, inspected by skopeo, unpacked by umoci.
+  layer directories, read back blob by blob, inspected by skopeo, unpacked by umoci;
+* 06.6 ``my_write_index(layout, tags, tag) -> str``: an image index of two platforms
+  (one with a variant), from which skopeo must pick each platform's image.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "config_of_layers",
     "image_written",
     "index_entry",
+    "index_written",
     "manifest_of",
     "platform_selected",
 ]
@@ -94,9 +97,13 @@ def _json(data: object, call: str) -> dict[str, Any]:
 
 @exercise(
     "06.1",
-    points=2,
-    hint="a diff_id is the sha256 of the *uncompressed* tar: gzip.decompress(blob) first. "
-    "Env is a list of 'KEY=VALUE' strings; rootfs is {'type': 'layers', 'diff_ids': [...]}.",
+    points=1,
+    hints=(
+        "the config names each layer by what is *inside* the blob, not the blob",
+        "diff_ids are sha256 digests of the uncompressed tars; the run settings go under 'config'",
+        "a diff_id is the sha256 of the *uncompressed* tar: gzip.decompress(blob) first. "
+        "Env is a list of 'KEY=VALUE' strings; rootfs is {'type': 'layers', 'diff_ids': [...]}.",
+    ),
 )
 def config_of_layers(
     image_config: Callable[[list[bytes], list[str], dict[str, str]], bytes],
@@ -145,10 +152,15 @@ def config_of_layers(
 
 @exercise(
     "06.2",
-    points=2,
-    hint="a descriptor is {'mediaType', 'digest', 'size'} of the exact bytes it points at; "
-    "the manifest lists the compressed blobs (what a registry stores), the config lists "
-    "the diff_ids.",
+    points=1,
+    hints=(
+        "the manifest names blobs as they are stored in a registry: compressed",
+        "three fields per descriptor, computed from the exact bytes; the layers' media type says "
+        "gzip",
+        "a descriptor is {'mediaType', 'digest', 'size'} of the exact bytes it points at; "
+        "the manifest lists the compressed blobs (what a registry stores), the config lists "
+        "the diff_ids.",
+    ),
 )
 def manifest_of(oci_manifest: Callable[[bytes, list[bytes]], bytes]) -> None:
     """oci_manifest(config_bytes, layer_blobs) points at the config and the gzip blobs."""
@@ -291,9 +303,15 @@ def _ref(entry: object) -> object:
 @exercise(
     "06.4",
     points=2,
-    hint="an index.json entry is the manifest's descriptor plus annotations "
-    "{'org.opencontainers.image.ref.name': tag}; a tag names one entry, so take it off "
-    "any other entry first, and keep schemaVersion and mediaType.",
+    against=("skopeo",),
+    hints=(
+        "a tag in a layout is an annotation on one entry of index.json",
+        "build the manifest's descriptor, annotate it, and make sure no other entry keeps the same"
+        " tag",
+        "an index.json entry is the manifest's descriptor plus annotations "
+        "{'org.opencontainers.image.ref.name': tag}; a tag names one entry, so take it off "
+        "any other entry first, and keep schemaVersion and mediaType.",
+    ),
 )
 def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
     """tag_manifest(index, manifest_bytes, tag) gives an index.json that skopeo reads."""
@@ -317,6 +335,11 @@ def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
             except HardwayError as exc:
                 raise AssertionError(f"the new index.json cannot be read: {exc}") from None
             expect(
+                count > 0,
+                f"no entry of index.json is annotated {ANNOTATION_REF_NAME}={name!r}: that "
+                "annotation is the tag",
+            )
+            expect(
                 count == 1,
                 f"{count} entries are tagged {name!r}: a tag names exactly one entry "
                 "(take it off the old one)",
@@ -326,6 +349,10 @@ def index_entry(tag_manifest: Callable[[dict, bytes, str], dict]) -> None:
             except HardwayError as exc:
                 raise AssertionError(f"after tagging {name!r}, reading it fails: {exc}") from None
             expect(found.digest() == new.digest(), f"tag {name!r} does not name the new manifest")
+            expect(
+                _skopeo_digest(path, name) == str(new.digest()),
+                f"skopeo finds another manifest under {name!r}",
+            )
             entries = got.get("manifests", [])
             entry = next(e for e in entries if _ref(e) == name)
             want = Descriptor.of(new.raw_manifest(), OCI_MANIFEST).to_dict()
@@ -425,7 +452,7 @@ def image_written(my_write_image: Callable[[Path, list[Path], dict, str], str]) 
         layout_dir = work / "layout"
         got = in_child(
             lambda: my_write_image(layout_dir, list(dirs), json.loads(json.dumps(config)), tag),
-            timeout=60,
+            timeout=30,
             what="your my_write_image",
         )
         marker = layout_dir / "oci-layout"
@@ -483,6 +510,103 @@ def image_written(my_write_image: Callable[[Path, list[Path], dict, str], str]) 
             k for k in set(want_tree) | set(unpacked) if want_tree.get(k) != unpacked.get(k)
         )
         expect(not wrong, f"umoci unpacked your image into another tree: {wrong[:4]} differ")
+
+
+# --- 06.6 an index of two platforms ----------------------------------------------------------
+
+
+def _skopeo_layers(layout_dir: Path, tag: str, platform: Platform) -> list[str]:
+    """The layers skopeo picks from ``tag`` for ``platform`` (containers/image's own choice)."""
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        raise MissingToolError("skopeo is not installed", fix="sudo apt-get install skopeo")
+    override = ["--override-os", platform.os, "--override-arch", platform.architecture]
+    override += ["--override-variant", platform.variant] if platform.variant else []
+    seen = subprocess.run(
+        [skopeo, *override, "inspect", f"oci:{layout_dir}:{tag}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    expect(
+        seen.returncode == 0,
+        f"skopeo cannot pick {platform} from your index: {seen.stderr.strip()[-200:]}",
+    )
+    return list(json.loads(seen.stdout).get("Layers") or [])
+
+
+@exercise(
+    "06.6",
+    points=3,
+    hints=(
+        "an index is one more JSON blob: a list of manifest descriptors, each with the "
+        "platform its config names — and index.json tags it like any manifest",
+        "per tag: the index.json entry gives the manifest's descriptor; read the manifest, "
+        "then its config: platform = {'os': …, 'architecture': …} plus 'variant' when the "
+        "config has one; the index is {'schemaVersion': 2, 'mediaType': OCI_INDEX, "
+        "'manifests': [...]}",
+        "raw = json.dumps(index_doc).encode(); write_blob(layout, raw); index.json = "
+        "tag_manifest(index, raw, tag) (its mediaType comes from raw: OCI_INDEX); return "
+        "digest_of(raw)",
+    ),
+    against=("skopeo",),
+)
+def index_written(my_write_index: Callable[[Path, list[str], str], str]) -> None:
+    """my_write_index(layout, tags, tag) writes an index skopeo picks platforms from."""
+    rng = fresh_rng()
+    platforms = [Platform("amd64", "linux"), Platform("arm", "linux", "v7")]
+    rng.shuffle(platforms)
+    images = [
+        random_image(500, rng.randint(1, 2), seed=rng.getrandbits(32), platform=p)
+        for p in platforms
+    ]
+    names = [f"{p.architecture}-{rng.getrandbits(16):04x}" for p in platforms]
+    tag = f"multi-{rng.randint(1, 99)}"
+    with scratch("06") as tmp:
+        layout_dir = Path(tmp) / "layout"
+        for image, name in zip(images, names, strict=True):
+            layout.write_image(image, layout_dir, tag=name)
+        got = in_child(
+            lambda: my_write_index(layout_dir, list(names), tag),
+            timeout=30,
+            what="your my_write_index",
+        )
+        entries = json.loads((layout_dir / "index.json").read_text()).get("manifests", [])
+        tagged = [e for e in entries if _ref(e) == tag]
+        expect(len(tagged) == 1, f"{len(tagged)} entries of index.json are tagged {tag!r}")
+        raw = _blob(layout_dir, tagged[0].get("digest"), "the index")
+        _described(tagged[0], raw, OCI_INDEX, "the index.json entry of the index")
+        expect(got == tagged[0]["digest"], f"my_write_index returned {_short(got)}")
+        doc = json.loads(raw)
+        expect(
+            (doc.get("schemaVersion"), doc.get("mediaType")) == (2, OCI_INDEX),
+            f"the index says schemaVersion {doc.get('schemaVersion')!r}, mediaType "
+            f"{doc.get('mediaType')!r}: an OCI index has 2 and {OCI_INDEX!r}",
+        )
+        listed = doc.get("manifests", [])
+        expect(len(listed) == len(images), f"the index lists {len(listed)} manifests, not 2")
+        for image, entry in zip(images, listed, strict=True):
+            platform = image.config().platform
+            want = {"os": platform.os, "architecture": platform.architecture}
+            want |= {"variant": platform.variant} if platform.variant else {}
+            expect(
+                entry.get("digest") == str(image.digest()),
+                "the index lists the manifests in another order, or other ones: one entry "
+                "per tag, in the order given",
+            )
+            _described(entry, image.raw_manifest(), OCI_MANIFEST, f"the {platform} entry")
+            expect(
+                entry.get("platform") == want,
+                f"the {platform} entry has platform {_short(entry.get('platform'))}; the image's "
+                f"config says {want} (a client picks by these fields, variant included)",
+            )
+        for image in images:
+            platform = image.config().platform
+            want_layers = [str(d.digest) for d in image.manifest().layers]
+            expect(
+                _skopeo_layers(layout_dir, tag, platform) == want_layers,
+                f"asked for {platform}, skopeo picks another image from your index",
+            )
 
 
 # --- what lab 06 hands on (hardway.course.carry) --------------------------------------------

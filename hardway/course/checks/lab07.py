@@ -105,10 +105,15 @@ def _header(rng: random.Random) -> str:
 
 @exercise(
     "07.1",
-    points=2,
-    hint="walk the text: a name, '=', then either a quoted string (up to the next "
-    'unescaped quote, with \\" meaning a quote) or a bare token; only commas *outside* '
-    "quotes separate parameters. The scheme is case-insensitive: lower-case it.",
+    points=1,
+    hints=(
+        "a quoted value may hold commas and escaped quotes: splitting at every comma breaks it",
+        "parse left to right: name, '=', then a quoted string or a bare token; stop before a "
+        "second scheme",
+        "walk the text: a name, '=', then either a quoted string (up to the next "
+        'unescaped quote, with \\" meaning a quote) or a bare token; only commas *outside* '
+        "quotes separate parameters. The scheme is case-insensitive: lower-case it.",
+    ),
 )
 def challenge_parsed(parse_challenge: Callable[[str], tuple[str, dict[str, str]]]) -> None:
     """parse_challenge(header) gives the scheme and parameters of the first challenge."""
@@ -138,9 +143,13 @@ def challenge_parsed(parse_challenge: Callable[[str], tuple[str, dict[str, str]]
 @exercise(
     "07.2",
     points=1,
-    hint="the first part is a registry only if it has a '.' or a ':' or is 'localhost'; "
-    "otherwise the registry is docker.io, and one-part names there live in 'library/'. "
-    "No tag and no digest means ':latest'.",
+    hints=(
+        "a short name hides three defaults: the registry, the 'library/' namespace and the tag",
+        "decide first whether the first path part is a host (a '.', a ':' or 'localhost')",
+        "the first part is a registry only if it has a '.' or a ':' or is 'localhost'; "
+        "otherwise the registry is docker.io, and one-part names there live in 'library/'. "
+        "No tag and no digest means ':latest'.",
+    ),
 )
 def reference_normalized(normalize: Callable[[str], str]) -> None:
     """normalize(text) spells out registry, repository and tag (or digest)."""
@@ -165,9 +174,15 @@ def reference_normalized(normalize: Callable[[str], str]) -> None:
 @exercise(
     "07.6",
     points=2,
-    hint="POST <registry>/v2/<repository>/blobs/uploads/ answers 202 with a Location; "
-    "resolve it, then PUT the bytes to it with digest=<sha256:…> added to its query "
-    "('&' if it has one already). 201 means stored.",
+    against=("registry",),
+    hints=(
+        "an upload is a session: open it, then put the bytes where the registry says",
+        "POST answers 202 and a Location; the PUT goes to that Location, resolved, with the digest"
+        " in its query",
+        "POST <registry>/v2/<repository>/blobs/uploads/ answers 202 with a Location; "
+        "resolve it, then PUT the bytes to it with digest=<sha256:…> added to its query "
+        "('&' if it has one already). 201 means stored.",
+    ),
 )
 def upload_works(upload_blob: Callable[[str, str, bytes], str]) -> None:
     """upload_blob(registry_url, repository, data) stores the blob; the registry says so."""
