@@ -212,9 +212,14 @@ def test_index_select_picks_the_platform_and_variant() -> None:
     def entry(platform: str) -> Descriptor:
         return Descriptor.of(platform.encode(), OCI_MANIFEST, platform=Platform.parse(platform))
 
-    index = Index((entry("linux/amd64"), entry("linux/arm/v6"), entry("linux/arm/v7")))
+    index = Index((entry("linux/amd64"), entry("linux/arm/v6"), entry("linux/arm/v7"),
+                   entry("linux/arm64/v8"), entry("unknown/unknown")))  # fmt: skip
     assert index.select(Platform.parse("linux/arm/v7")) == index.manifests[2]
-    assert index.select(Platform.parse("linux/arm")) == index.manifests[1], "no variant: first"
+    # as containerd compares: linux/arm is arm/v7, not the v6 listed first; arm64/v8 is arm64
+    assert index.select(Platform.parse("linux/arm")) == index.manifests[2]
+    assert index.select(Platform.parse("linux/arm/v6")) == index.manifests[1]
+    assert index.select(Platform.parse("linux/arm64")) == index.manifests[3]
+    assert index.select(Platform("aarch64", "linux")) == index.manifests[3]
     with pytest.raises(InvalidImageError, match="offers linux/amd64, linux/arm/v6"):
         index.select(Platform.parse("linux/s390x"))
 

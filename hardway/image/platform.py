@@ -55,21 +55,24 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
     def matches(self, wanted: Platform) -> bool:
-        """True when this platform satisfies ``wanted``; an empty wanted variant matches any."""
-        return (
-            self.os == wanted.os
-            and self.architecture == wanted.architecture
-            and (not wanted.variant or self.variant == wanted.variant)
-            and (not wanted.os_version or self.os_version == wanted.os_version)
-        )
+        """True when this platform satisfies ``wanted``, as containerd compares them: both
+        :meth:`normalized`, then os, architecture and variant equal (``linux/arm`` takes
+        only an ``arm/v7`` image, never the v6 one listed first); ``os.version`` only
+        when ``wanted`` names one.
+        """
+        mine, theirs = self.normalized(), wanted.normalized()
+        return (mine.os, mine.architecture, mine.variant) == (
+            theirs.os,
+            theirs.architecture,
+            theirs.variant,
+        ) and (not wanted.os_version or self.os_version == wanted.os_version)
 
     def normalized(self) -> Platform:
         """The platform as containerd compares it: ``arm`` without a variant is ``arm/v7``,
         ``arm64/v8`` is plain ``arm64``, Linux's machine names are Go's (``aarch64`` → ``arm64``).
 
-        :meth:`matches` is the course's simpler rule (an empty variant matches any);
-        :func:`hardway.course.checks.lab06` asks the learner for containerd's, and says where
-        containerd goes further (``platforms.Only`` falls back from ``arm/v7`` to ``v6``
+        :meth:`matches` compares with it; lab 06 asks the learner for the same rule, and
+        says where containerd goes further (``platforms.Only`` falls back from ``arm/v7`` to ``v6``
         and ``v5``, and from ``amd64/v3`` to ``v2`` and ``v1``).
 
         >>> [str(Platform.parse(p).normalized()) for p in ("linux/arm", "linux/arm64/v8")]

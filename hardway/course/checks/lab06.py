@@ -13,8 +13,8 @@ back by :mod:`hardway.image.layout`.
 * 06.3 ``my_select_platform(index, platform) -> dict``: the entry containerd picks —
   both platforms normalised first (``linux/arm`` is ``arm/v7``, ``arm64/v8`` is ``arm64``),
   named cases every run, their order shuffled. The expected entries are written by hand,
-  not computed by :meth:`hardway.image.platform.Platform.matches` (the course's own,
-  simpler rule: an empty variant matches any);
+  not computed by :meth:`hardway.image.platform.Platform.matches` (the same rule: an
+  answer is never checked against the code it is meant to reproduce);
 * 06.4 ``tag_manifest(index, manifest_bytes, tag) -> dict``: the ``index.json`` that
   tags a manifest, moving the tag if another entry had it;
 * 06.5 ``my_write_image(layout, layers, config, tag) -> str``: a whole OCI layout from
