@@ -12,6 +12,8 @@ import pytest
 
 from hardway.course.checks import cgroupbox
 from hardway.course.grading import run_check, summary
+from hardway.isolation.cgroups import in_session
+from hardway.sys.state import session_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "03-cgroups.ipynb"
@@ -66,7 +68,12 @@ def test_the_blank_lab_is_not_attempted() -> None:
 
 def cgroupbox_leftovers() -> list[str]:
     top = Path("/sys/fs/cgroup") / ("memory" if VERSION == "v1" else "")
-    return [p.name for p in top.iterdir() if p.name.startswith("hardway-lab03-")]
+    session = session_from_env() or ""
+    return [
+        p.name
+        for p in top.iterdir()
+        if p.name.startswith("hardway-lab03-") and in_session(p.name, session)
+    ]
 
 
 # -- 03.1
