@@ -56,13 +56,13 @@ def failed(exercise: str, namespace: dict, *words: str) -> None:
 
 def test_the_solution_earns_every_point() -> None:
     got = summary("03", learner(definitions(SOLUTION)))
-    assert got.points == got.max_points == 14, got
+    assert got.points == got.max_points == 16, got
 
 
 def test_the_blank_lab_is_not_attempted() -> None:
     namespace = learner(definitions(LAB))
-    results = [run_check(f"03.{n}", namespace) for n in range(1, 7)]
-    assert [r.status for r in results] == ["not attempted"] * 6, [r.line for r in results]
+    results = [run_check(f"03.{n}", namespace) for n in range(1, 8)]
+    assert [r.status for r in results] == ["not attempted"] * 7, [r.line for r in results]
     assert not cgroupbox_leftovers()
 
 
@@ -261,3 +261,18 @@ def test_pids_max_never_written() -> None:
 def test_the_bomb_runs_outside_the_group() -> None:
     namespace = solution_with(("            my_cgroup_add(cgroup, os.getpid())\n", ""))
     failed("03.6", namespace, "never refused a fork")
+
+
+# -- 03.7
+
+
+@only_v1
+def test_cpu_stat_read_in_the_memory_hierarchy() -> None:
+    everywhere = 'for d in cgroup_dirs(cgroup) if (d / "cpu.stat").exists()]'
+    namespace = solution_with((everywhere, "for d in [cgroup]]"))  # the returned one only
+    failed("03.7", namespace, "cpu hierarchy")
+
+
+def test_cpu_stat_values_left_as_text() -> None:
+    namespace = solution_with(("        values[key] = int(value)", "        values[key] = value"))
+    failed("03.7", namespace, "ints")

@@ -14,7 +14,9 @@ removes with everything in it (:mod:`hardway.course.checks.cgroupbox`):
 * 03.4 ``my_cgroup_remove(cgroup)``: a group with processes still inside is gone;
 * 03.5 ``run_in_cgroup(cgroup, argv)`` and ``oom_kills(cgroup)``: a memory hog in the
   learner's cgroup is OOM-killed, and the learner reads the kill from the kernel;
-* 03.6 a fork bomb in the learner's cgroup stops at the learner's ``pids.max``.
+* 03.6 a fork bomb in the learner's cgroup stops at the learner's ``pids.max``;
+* 03.7 ``cpu_stat(cgroup) -> dict``: a busy loop in the learner's group with a CPU limit
+  is throttled, and the learner reads the counters from the right hierarchy.
 
 ``REFERENCE`` hands ``my_cgroup``, ``my_cgroup_add`` and ``my_cgroup_remove`` on to lab
 04 (thin adapters over :class:`hardway.isolation.group.Group`).
@@ -43,6 +45,7 @@ from hardway.isolation.limits import Limits, cpu_max, cpu_quota, parse_keyed
 __all__ = [
     "REFERENCE",
     "bomb_stopped",
+    "cpu_throttled",
     "group_made",
     "group_removed",
     "oom_seen",
@@ -674,3 +677,69 @@ def bomb_stopped(my_cgroup: Callable[..., Path], run_in_cgroup: Callable[..., in
             _pids_events(pids_dir) > 0,
             f"your pids.max of {limit} never refused a fork: did the bomb run in your group?",
         )
+
+
+# -- 03.7 --------------------------------------------------------------------------------------
+
+#: a program that keeps one CPU busy for *seconds* of wall-clock time
+_BUSY = textwrap.dedent(
+    """
+    import sys, time
+    end = time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < end:
+        pass
+    """
+)
+
+
+@exercise(
+    "03.7",
+    points=2,
+    against=("kernel",),
+    hints=(
+        "cpu.stat is a flat keyed file, like memory.events; on v1 it lives in the cpu "
+        "hierarchy, not in the memory one your my_cgroup returns.",
+        "v2: cgroup / 'cpu.stat'; v1: the group's directory under /sys/fs/cgroup/cpu. Read "
+        "each 'key value' line into a dict of ints.",
+        "path = [d for d in cgroup_dirs(cgroup) if (d / 'cpu.stat').exists()][0] …",
+    ),
+)
+def cpu_throttled(
+    my_cgroup: Callable[..., Path],
+    run_in_cgroup: Callable[..., int],
+    cpu_stat: Callable[[Path], dict[str, int]],
+) -> None:
+    """A busy loop in your group with cpus=0.1 is throttled, and cpu_stat reads it."""
+    with cgroupbox.parent() as parent:
+        version = parent.version
+        cgroup = Path(
+            _run(  # type: ignore[arg-type]
+                lambda: my_cgroup(f"{parent.name}/busy", cpus=0.1), "your my_cgroup", version
+            )
+        )
+        busy = [sys.executable, "-c", _BUSY, "0.6"]
+        _run(lambda: run_in_cgroup(cgroup, busy), "your run_in_cgroup", version, 30, parent)
+        kernel = parse_keyed(_read(parent.child("busy", "cpu") / "cpu.stat"))
+        try:
+            got = _run(lambda: cpu_stat(cgroup), "your cpu_stat", version)
+        except FileNotFoundError as exc:
+            raise AssertionError(
+                f"there is no {exc.filename}: on v1 cpu.stat is in the cpu hierarchy "
+                f"({parent.child('busy', 'cpu')}), not in the memory one"
+            ) from None
+        expect(isinstance(got, dict), f"cpu_stat returned a {type(got).__name__}, not a dict")
+        assert isinstance(got, dict)
+        expect(
+            all(isinstance(v, int) for v in got.values()),
+            "the values of cpu_stat are ints (int(value)), not strings",
+        )
+        expect(
+            kernel.get("nr_throttled", 0) > 0,
+            f"a busy loop with cpus=0.1 was never throttled (cpu.stat: {kernel}): was the "
+            "CPU limit written, and did the loop run in your group?",
+        )
+        for key in ("nr_periods", "nr_throttled"):
+            expect(
+                got.get(key) == kernel[key],
+                f"cpu_stat says {key} is {got.get(key)!r}; cpu.stat says {kernel[key]}",
+            )
