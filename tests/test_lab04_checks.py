@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from labsource import failed, lab_source, learner, solution_with
 
 from hardway.course.grading import run_check, summary
 from hardway.isolation.cgroups import in_session
@@ -20,46 +21,10 @@ from hardway.sys.state import session_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "04-runtime.ipynb"
-LAB = ROOT / "labs" / "04-runtime.ipynb"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("runc"), reason="the checks need root and runc"
 )
-
-
-def cells(notebook: Path) -> dict[str, str]:
-    found = json.loads(notebook.read_text())["cells"]
-    return {c["id"]: "".join(c["source"]) for c in found if c["cell_type"] == "code"}
-
-
-def definitions(notebook: Path) -> str:
-    """The imports, carry and exercise cells, as a learner's kernel ran them."""
-    code = cells(notebook)
-    kept = [code["imports"], code["carry"]] + [s for i, s in code.items() if i.startswith("ex-")]
-    return "\n\n".join(kept)
-
-
-def learner(source: str) -> dict:
-    namespace: dict = {"__name__": "__main__"}
-    exec(compile(source, "<ipython-input-lab04>", "exec"), namespace)
-    return namespace
-
-
-def solution_with(*edits: tuple[str, str]) -> dict:
-    """The solution with each (old, new) edit made: one realistic mistake."""
-    source = definitions(SOLUTION)
-    for old, new in edits:
-        assert old in source, old
-        source = source.replace(old, new)
-    return learner(source)
-
-
-def failed(exercise: str, namespace: dict, *words: str) -> str:
-    result = run_check(exercise, namespace)
-    assert result.status == "failed", result.line
-    for word in words:
-        assert word in result.message, (word, result.line)
-    return result.message
 
 
 def leftovers() -> list[str]:
@@ -76,13 +41,13 @@ def leftovers() -> list[str]:
 
 
 def test_the_solution_earns_every_point() -> None:
-    got = summary("04", learner(definitions(SOLUTION)))
+    got = summary("04", learner(lab_source("solutions", "04")))
     assert got.points == got.max_points == 17, got
     assert not leftovers()
 
 
 def test_the_blank_lab_is_not_attempted() -> None:
-    namespace = learner(definitions(LAB))
+    namespace = learner(lab_source("labs", "04"))
     results = [run_check(f"04.{n}", namespace) for n in range(1, 6)]
     assert [r.status for r in results] == ["not attempted"] * 5, [r.line for r in results]
     assert not leftovers()
@@ -98,10 +63,11 @@ def test_cmd_kept_after_an_override() -> None:
 
 def test_env_split_at_every_equals_sign() -> None:
     namespace = solution_with(
+        "04",
         (
             'key, _, value = entry.partition("=")',
             'key, value = entry.split("=")[0], entry.split("=")[-1]',
-        )
+        ),
     )
     failed("04.2", namespace, "merge_env(")
 
@@ -111,6 +77,7 @@ def test_env_split_at_every_equals_sign() -> None:
 
 def test_a_filter_without_the_arch_check() -> None:
     namespace = solution_with(
+        "04",
         ("        (BPF_LD_W_ABS, 0, 0, 4),  # arch\n", ""),
         ("        (BPF_JEQ_K, 1, 0, ARCHES[machine]),  # the expected ABI: skip the kill\n", ""),
         ("        (BPF_RET, 0, 0, SECCOMP_RET_KILL_PROCESS),\n", ""),
@@ -120,17 +87,22 @@ def test_a_filter_without_the_arch_check() -> None:
 
 def test_a_jump_one_short_lands_on_allow() -> None:
     namespace = solution_with(
-        ("(BPF_JEQ_K, len(numbers) - i, 0, number)", "(BPF_JEQ_K, len(numbers) - i - 1, 0, number)")
+        "04",
+        (
+            "(BPF_JEQ_K, len(numbers) - i, 0, number)",
+            "(BPF_JEQ_K, len(numbers) - i - 1, 0, number)",
+        ),
     )
     failed("04.3", namespace, "on the deny list", "not EPERM")
 
 
 def test_kill_instead_of_errno() -> None:
     namespace = solution_with(
+        "04",
         (
             "(BPF_RET, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM)",
             "(BPF_RET, 0, 0, SECCOMP_RET_KILL_PROCESS)",
-        )
+        ),
     )
     failed("04.3", namespace, "killed", "EPERM")
 
@@ -140,7 +112,7 @@ def test_kill_instead_of_errno() -> None:
 
 def test_capabilities_dropped_after_setuid() -> None:
     namespace = learner(
-        definitions(SOLUTION)
+        lab_source("solutions", "04")
         + """
 
 def my_drop_privileges(keep, uid=0):
@@ -158,12 +130,12 @@ def my_drop_privileges(keep, uid=0):
 
 
 def test_the_bounding_set_not_dropped() -> None:
-    namespace = solution_with(("    linux.drop_bounding_set(keep)\n", ""))
+    namespace = solution_with("04", ("    linux.drop_bounding_set(keep)\n", ""))
     failed("04.4", namespace, "bounding set was not dropped")
 
 
 def test_no_new_privs_missing() -> None:
-    namespace = solution_with(("    linux.set_no_new_privs()\n", ""))
+    namespace = solution_with("04", ("    linux.set_no_new_privs()\n", ""))
     failed("04.4", namespace, "no_new_privs is missing")
 
 
@@ -172,7 +144,7 @@ def test_no_new_privs_missing() -> None:
 
 def test_forgotten_ms_private() -> None:
     namespace = solution_with(
-        ('            linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)\n', "")
+        "04", ('            linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)\n', "")
     )
     failed("04.5", namespace, "propagated to the host's mount namespace", "private")
     assert not leftovers()
@@ -191,7 +163,7 @@ def my_spawn(target, *, namespaces, uid=0, hostname=None):
 
 
 def test_pid_namespace_without_a_fork() -> None:
-    namespace = learner(definitions(SOLUTION) + SPAWN_WITHOUT_FORK)
+    namespace = learner(lab_source("solutions", "04") + SPAWN_WITHOUT_FORK)
     failed("04.5", namespace, "pid:", "fork after it")
     assert not leftovers()
 
@@ -212,22 +184,23 @@ def test_hostname_set_before_the_uts_unshare() -> None:
         "        os._exit(target())",
         FORK_THEN_TARGET,
     )
-    namespace = learner(definitions(SOLUTION) + spawn)
+    namespace = learner(lab_source("solutions", "04") + spawn)
     failed("04.5", namespace, "hostname", "before the UTS unshare")
 
 
 def test_proc_not_remounted() -> None:
-    namespace = solution_with(("            my_mount_proc()\n", ""))
+    namespace = solution_with("04", ("            my_mount_proc()\n", ""))
     failed("04.5", namespace, "proc:", "mount a fresh proc")
 
 
 def test_bounding_set_kept_in_the_runtime() -> None:
-    namespace = solution_with(("    linux.drop_bounding_set(keep)\n", ""))
+    namespace = solution_with("04", ("    linux.drop_bounding_set(keep)\n", ""))
     failed("04.5", namespace, "CapBnd", "PR_CAPBSET_DROP")
 
 
 def test_seccomp_before_no_new_privs() -> None:
     namespace = solution_with(
+        "04",
         (
             "            my_drop_privileges(list(RUNTIME_CAPS))\n"
             "            linux.set_seccomp_filter(my_seccomp_filter(list(DENY)))\n",
@@ -242,16 +215,18 @@ def test_seccomp_before_no_new_privs() -> None:
 
 def test_pids_too_low_to_start_the_shell() -> None:
     namespace = solution_with(
+        "04",
         (
             'my_cgroup(group_name("run"), memory=memory, pids=pids)',
             'my_cgroup(group_name("run"), memory=memory, pids=pids and 1)',
-        )
+        ),
     )
     failed("04.5", namespace, "too low to start the shell")
 
 
 def test_the_runtimes_own_process_in_the_cgroup() -> None:
     namespace = solution_with(
+        "04",
         (
             "        status = my_spawn(container, namespaces=kinds, hostname=hostname)\n",
             "        supervisor = os.fork()\n"
@@ -265,13 +240,14 @@ def test_the_runtimes_own_process_in_the_cgroup() -> None:
 
 
 def test_the_cgroup_not_removed() -> None:
-    namespace = solution_with(("        my_cgroup_remove(cgroup)\n", "        pass\n"))
+    namespace = solution_with("04", ("        my_cgroup_remove(cgroup)\n", "        pass\n"))
     failed("04.5", namespace, "left its cgroup")
     assert not leftovers()
 
 
 def test_a_runtime_that_fork_bombs_is_stopped_and_scored() -> None:
     namespace = solution_with(
+        "04",
         (
             '    cgroup = my_cgroup(group_name("run"), memory=memory, pids=pids)\n',
             "    while True:  # a bug: forks before the container has a cgroup\n"
