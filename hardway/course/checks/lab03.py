@@ -103,6 +103,7 @@ REFERENCE: dict[str, Callable[..., object]] = {
 # -- what the learner's mistakes look like ------------------------------------------------------
 
 #: the files only one version has
+_V2_LIMITS = {"memory.max", "cpu.max", "pids.max", "memory.swap.max"}
 _V2_ONLY = {"memory.max", "cpu.max", "memory.events", "memory.swap.max", "cgroup.kill"}
 _V1_ONLY = {"memory.limit_in_bytes", "cpu.cfs_quota_us", "cpu.cfs_period_us", "memory.oom_control"}
 
@@ -121,6 +122,18 @@ def _explain(exc: OSError, version: str) -> str | None:
         return (
             f"{base} is a cgroup {'v1' if version == 'v2' else 'v2'} file, and this machine "
             f"has memory, cpu and pids on {version}: there the files are {right}"
+        )
+    v1_tree = any(f"/sys/fs/cgroup/{c}/" in f"{file}/" for c in cgroupbox.HIERARCHIES)
+    if version == "v2" and exc.errno == errno.ENOENT and v1_tree:
+        return (
+            f"{file} does not exist: /sys/fs/cgroup/memory, …/cpu and …/pids are cgroup v1 "
+            "hierarchies, and this machine has memory, cpu and pids on v2 — one directory "
+            "per group, with memory.max, cpu.max and pids.max"
+        )
+    if version == "v2" and exc.errno in (errno.ENOENT, errno.EACCES) and base in _V2_LIMITS:
+        return (
+            f"your group has no {base}: the parent hands no controller down — write "
+            "'+memory +cpu +pids' to the parent's cgroup.subtree_control before mkdir"
         )
     if base in ("cpu.max", "cpu.cfs_quota_us") and exc.errno == errno.EINVAL:
         return (
