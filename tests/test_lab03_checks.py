@@ -65,7 +65,7 @@ def test_the_controllers_must_be_read_where_the_line_says() -> None:
             f"{here}.read_text().split() if {here}.exists() else []",
         ),
     )
-    failed("03.1", namespace, "pure v2", "mount point the cgroup2 line names")
+    failed("03.1", namespace, "mount point the cgroup2 line names")
 
 
 # -- 03.2

@@ -328,7 +328,7 @@ def version_told(cgroup_version: Callable[[str], str]) -> None:
                 f"on a {machine} machine your cgroup_version says {got}, expected {want!r}"
                 + (
                     " (read cgroup.controllers at the mount point the cgroup2 line names)"
-                    if want == "v2"
+                    if " cgroup2 " in text
                     else ""
                 ),
             )
