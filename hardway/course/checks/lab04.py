@@ -48,9 +48,11 @@ from hardway.course.checks.child import ChildFailed, in_child
 from hardway.course.checks.mounts import sandboxed
 from hardway.course.grading import exercise, expect
 from hardway.isolation import bundle, hardening, rootfs, runtime, seccomp
+from hardway.isolation.cgroups import detect, in_session
 from hardway.isolation.child import write_id_maps
 from hardway.isolation.namespaces import IdMap
 from hardway.sys import linux
+from hardway.sys.state import session_from_env
 
 __all__ = [
     "FACTS",
@@ -491,13 +493,20 @@ def _runc_facts(root: Path, argv: list[str], options: dict[str, Any], bundle_dir
 
 def _top_groups() -> set[Path]:
     """The course's groups at the top of each hierarchy (a learner's my_run makes one)."""
-    mode = cgroupbox.detect()
+    mode = detect()
     tops = (
         [mode.v2_path]
         if cgroupbox.version(mode) == "v2"
         else [mode.v1_controllers[c] for c in cgroupbox.HIERARCHIES]
     )
-    return {p for top in tops if top for p in top.iterdir() if p.name.startswith("hardway-")}
+    session = session_from_env() or ""  # never another test run's groups
+    return {
+        p
+        for top in tops
+        if top
+        for p in top.iterdir()
+        if p.name.startswith("hardway-") and in_session(p.name, session)
+    }
 
 
 def _diagnose_failure(status: object, output: str, asked_pids: int) -> str:
