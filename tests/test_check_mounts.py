@@ -99,3 +99,38 @@ def test_changes_tell_two_mounts_on_one_point_apart() -> None:
     assert changes(f"{root}\n{tmp}", tmp) == [Leak("unmount", "/", "ext4")]
     assert Leak("unmount", "/", "ext4").describe() == "your unmount of the old root"
     assert changes(root, root) == []
+
+
+def test_a_proc_that_propagates_is_named_though_it_covers_the_stand_in_s() -> None:
+    def mounts_proc_in_a_pid_namespace() -> None:
+        linux.unshare(linux.CLONE_NEWPID)
+        if os.fork() == 0:  # PID 1: its procfs shows only itself, and it is gone after
+            linux.mount("proc", "/proc", "proc")
+            os._exit(0)
+        os.wait()
+
+    with pytest.raises(Propagated, match=r"your mount on /proc \(proc\) propagated"):
+        sandboxed(mounts_proc_in_a_pid_namespace)
+
+
+def test_what_the_learner_left_running_dies_with_the_sandbox() -> None:
+    reader, writer = os.pipe()
+
+    def leaves_one_and_hangs() -> None:
+        child = os.fork()
+        if child == 0:
+            os.setsid()  # out of the process group in_child kills
+            time.sleep(60)
+            os._exit(0)
+        os.write(writer, str(child).encode())
+        time.sleep(60)
+
+    with pytest.raises(TimeLimit):
+        sandboxed(leaves_one_and_hangs, timeout=1)
+    os.close(writer)
+    left = int(os.read(reader, 32))
+    os.close(reader)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{left}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{left}").exists() or "Z" in Path(f"/proc/{left}/stat").read_text()

@@ -58,6 +58,7 @@ __all__ = [
     "NAMESPACES",
     "PR_CAPBSET_DROP",
     "PR_CAPBSET_READ",
+    "PR_SET_CHILD_SUBREAPER",
     "PR_SET_DUMPABLE",
     "PR_SET_NO_NEW_PRIVS",
     "PR_SET_PDEATHSIG",
@@ -74,6 +75,7 @@ __all__ = [
     "pivot_root",
     "raise_ambient",
     "set_capabilities",
+    "set_child_subreaper",
     "set_dumpable",
     "set_no_new_privs",
     "set_parent_death_signal",
@@ -125,6 +127,7 @@ MNT_EXPIRE = 4
 UMOUNT_NOFOLLOW = 8
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
@@ -381,6 +384,17 @@ def set_parent_death_signal(signum: int) -> None:
     have died before the call.
     """
     _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signum)), "prctl")
+
+
+def set_child_subreaper() -> None:
+    """``prctl(PR_SET_CHILD_SUBREAPER, 1)``: an orphan among this process's descendants is
+    re-parented to this process instead of to init — even one that left its process
+    group with ``setsid`` — so this process can find and reap (or kill) it.
+
+    Caveats from prctl(2): the setting is not inherited by ``fork``'s children, but it is
+    kept across ``execve``.
+    """
+    _check(_libc.prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), 0, 0, 0), "prctl")
 
 
 def set_no_new_privs() -> None:

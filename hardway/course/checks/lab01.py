@@ -3,18 +3,20 @@
 
 The checks of lab 01, a root filesystem. The first two compare the learner's parsers
 with :mod:`hardway.isolation.rootfs` on fresh inputs (the ELF files are made up by the
-check, so no remembered answer fits); the last three run the learner's code for real,
+check, so no remembered answer fits); the last four run the learner's code for real,
 each in a forked child: the programs of ``my_rootfs`` must start in a ``chroot`` of it,
-``my_escape`` must reach the real root from a jail the check builds, and
-``my_pivot_root`` must leave its process in the new root with the old one gone — the
-last two behind the mount safety net of :mod:`hardway.course.checks.mounts`, in a
-throwaway mount namespace and a tmpfs of their own.
+``my_chroot_run`` must fork, chroot and exec without moving its caller, ``my_escape``
+must reach the real root from a jail the check builds, and ``my_pivot_root`` must leave
+its process in the new root with the old one gone — the last two behind the mount
+safety net of :mod:`hardway.course.checks.mounts`, in a throwaway mount namespace and a
+tmpfs of their own.
 
 * 01.1 ``parse_ldd(text) -> list[str]``: the library files in ``ldd``'s output;
 * 01.2 ``my_interpreter(path) -> str | None``: the ELF program header ``PT_INTERP``;
 * 01.3 ``my_rootfs(dest, programs) -> Path``: programs plus their libraries and loader;
-* 01.4 ``my_escape() -> None``: the classic escape from a ``chroot``;
-* 01.5 ``my_pivot_root(new_root) -> None``: ``pivot_root`` with the propagation step.
+* 01.4 ``my_chroot_run(root, argv) -> (status, output)``: fork, chroot, exec, wait;
+* 01.5 ``my_escape() -> None``: the classic escape from a ``chroot``;
+* 01.6 ``my_pivot_root(new_root) -> None``: ``pivot_root`` with the propagation step.
 
 ``REFERENCE`` holds the course's ``my_rootfs`` and ``my_pivot_root`` for the labs that
 carry them (:func:`hardway.course.carry.carry`).
@@ -38,13 +40,14 @@ from hardway.course.checks import fresh_rng, scratch
 from hardway.course.checks.child import in_child
 from hardway.course.checks.mounts import sandboxed
 from hardway.course.grading import exercise, expect
-from hardway.errors import PrivilegeError
+from hardway.errors import DOCTOR_HINT, PrivilegeError
 from hardway.isolation import rootfs
 from hardway.isolation.launch import pivot_into
 from hardway.sys import linux
 
 __all__ = [
     "REFERENCE",
+    "chroot_run_works",
     "escape_reaches_root",
     "interpreter_read",
     "ldd_parsed",
@@ -253,7 +256,7 @@ def _run_inside(root: str, programs: Sequence[str], interpreters: dict[str, str]
 def rootfs_runs(my_rootfs: Callable[[Path, list[str]], Path]) -> None:
     """my_rootfs(dest, programs) builds a root in which each program starts, in a chroot."""
     if os.geteuid() != 0:
-        raise PrivilegeError("chroot needs root", fix="run the lab as root (make lab)")
+        raise PrivilegeError("chroot needs root", fix=DOCTOR_HINT)
     rng = fresh_rng()
     programs = rng.sample(_host_programs(), 2)
     asked = [programs[0], os.path.basename(programs[1])]  # a path and a name on $PATH
@@ -301,7 +304,95 @@ def _judge(facts: dict[str, Any]) -> None:
         raise AssertionError(f"{program} --version failed inside the root{why}: {stderr}")
 
 
-# -- 01.4 the chroot escape -------------------------------------------------------------------
+# -- 01.4 run a program in a root ------------------------------------------------------------
+
+_PROBE_SCRIPT = 'echo "out $(pwd)"; echo err >&2; cat /etc/hw-token; ls /; exit {code}'
+
+
+def _chroot_run_in_child(
+    my_chroot_run: Callable[[Path, list[str]], tuple[int, str]], root: Path, code: int
+) -> dict[str, Any]:
+    """In the check's child: call my_chroot_run, and say whether the caller moved."""
+    before = os.stat("/")
+    cwd = os.getcwd()
+    got = my_chroot_run(root, ["/usr/bin/sh", "-c", _PROBE_SCRIPT.format(code=code)])
+    after = os.stat("/")
+    moved = (before.st_dev, before.st_ino) != (after.st_dev, after.st_ino)
+    return {"got": got, "moved": moved or os.getcwd() != cwd}
+
+
+@exercise(
+    "01.4",
+    points=3,
+    against=("kernel",),
+    hints=(
+        "chroot changes the process that calls it, for good: who should call it?",
+        "fork; in the child: point stdout and stderr at the write end of a pipe (os.dup2), "
+        "chroot into root, chdir('/'), os.execv(argv[0], argv); in the parent: read the pipe "
+        "to its end, then waitpid, and return (exit status, text).",
+        "the child ends with os._exit(127) if execv fails; the parent closes its copy of "
+        "the write end *before* reading, or the read never ends; "
+        "os.waitstatus_to_exitcode(status) turns waitpid's status into the exit code.",
+    ),
+)
+def chroot_run_works(my_chroot_run: Callable[[Path, list[str]], tuple[int, str]]) -> None:
+    """my_chroot_run(root, argv) runs argv in a chroot of root: (exit status, output)."""
+    if os.geteuid() != 0:
+        raise PrivilegeError("chroot needs root", fix=DOCTOR_HINT)
+    token = secrets.token_hex(6)
+    code = fresh_rng().randint(3, 90)
+    top = Path(tempfile.mkdtemp(prefix="hardway-lab01-"))
+    try:
+        top.chmod(0o755)
+        root = rootfs.build_host(top / "root", ["/usr/bin/sh", "/usr/bin/cat", "/usr/bin/ls"]).path
+        (root / "etc" / "hw-token").write_text(token + "\n")
+        run = in_child(
+            lambda: _chroot_run_in_child(my_chroot_run, root, code),
+            timeout=20,
+            what="your my_chroot_run",
+        )
+        expect(
+            not run["moved"],
+            "my_chroot_run moved its caller (its root or working directory changed): fork "
+            "first, and chroot only in the child",
+        )
+        got = run["got"]
+        expect(
+            isinstance(got, tuple | list) and len(got) == 2,
+            f"my_chroot_run returned {_short(got)}: return (exit status, output)",
+        )
+        status, output = got
+        expect(isinstance(output, str), f"the output is a {type(output).__name__}: decode it")
+        lines = output.splitlines()
+        expect(
+            token in lines,
+            f"the program did not see the root's /etc/hw-token (it printed {_short(output)}): "
+            "chroot into root before execv",
+        )
+        expect(
+            "out /" in lines,
+            f"the program's working directory was not / (it printed "
+            f"{_short(output)}): chdir('/') after chroot",
+        )
+        expect(
+            "err" in lines,
+            "what the program wrote to stderr is missing: dup2 the pipe "
+            "onto file descriptor 2 as well",
+        )
+        expect(
+            sorted(lines[lines.index(token) + 1 :]) == sorted(os.listdir(root)),
+            f"ls / did not list the root (it printed {_short(output)})",
+        )
+        expect(
+            status == code,
+            f"my_chroot_run returned the status {status!r}, but the program exited with {code}: "
+            "os.waitstatus_to_exitcode(status) turns waitpid's status into the exit code",
+        )
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+# -- 01.5 the chroot escape -------------------------------------------------------------------
 
 
 class _Recorder:
@@ -386,7 +477,7 @@ def _escape_in_jail(my_escape: Callable[[], None], jail: str, marker: str) -> No
 
 
 @exercise(
-    "01.4",
+    "01.5",
     points=3,
     against=("kernel",),
     hints=(
@@ -423,7 +514,7 @@ def escape_reaches_root(my_escape: Callable[[], None]) -> None:
         )
 
 
-# -- 01.5 pivot_root ------------------------------------------------------------------------------
+# -- 01.6 pivot_root ------------------------------------------------------------------------------
 
 
 def _mountinfo(proc: int) -> list[tuple[str, str]]:
@@ -496,10 +587,15 @@ def _pivot_in_namespace(my_pivot_root: Callable[[str], None], top: str, new_root
         f"after my_pivot_root, / has {extra} that new_root did not have: remove the put_old "
         "directory once the old root is unmounted",
     )
+    # and the proof that does not read the mount table: the classic escape, from inside
+    expect(
+        not rootfs.try_escape(os.path.join(top, "host-only"))["after"],
+        "after my_pivot_root the classic chroot escape still reaches the host's files",
+    )
 
 
 @exercise(
-    "01.5",
+    "01.6",
     points=5,
     against=("kernel",),
     hints=(
@@ -525,6 +621,7 @@ def pivot_root_done(my_pivot_root: Callable[[str], None]) -> None:
             for name in ("bin", "etc", "proc", f"only-here-{secrets.token_hex(2)}"):
                 (new_root / name).mkdir(parents=True)
             (new_root / "etc" / "hostname").write_text("lab01\n")
+            (top / "host-only").write_text("the host's\n")
 
         sandboxed(
             lambda: _pivot_in_namespace(my_pivot_root, str(top), str(new_root)),

@@ -16,7 +16,9 @@ let it happen. :func:`sandboxed` runs the check's code in two nested children:
 2. the **learner's child**: it unshares the mount namespace once more, so its mounts
    are propagation *peers* of the stand-in's, exactly as a container's are peers of the
    host's before ``MS_PRIVATE``; ``func`` (the check, calling the learner's code) runs
-   here, in :func:`~hardway.course.checks.child.in_child` with the time limit.
+   here, in :func:`~hardway.course.checks.child.in_child` with the time limit. The
+   stand-in is a child subreaper: whatever the learner's code leaves running, even in a
+   session of its own, comes back to it, and it kills all of it before it ends.
 
 When the learner's child is done, the stand-in compares its own mount table with the
 one it had: every difference came from the learner's namespace through propagation,
@@ -38,6 +40,7 @@ back, which :func:`~hardway.course.grading.run_check` reports as *not graded*.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -113,9 +116,37 @@ def changes(before: str, after: str) -> list[Leak]:
     return gone + came
 
 
-def _mountinfo() -> str:
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+def _mountinfo(proc: int) -> str:
+    """The mount table, through a procfs opened before the learner's code ran: a ``/proc``
+    of theirs that propagated would cover the stand-in's own."""
+    fd = os.open("self/mountinfo", os.O_RDONLY, dir_fd=proc)
+    with open(fd, encoding="utf-8", errors="surrogateescape") as f:
         return f.read()
+
+
+def _kill_orphans(proc: int) -> None:
+    """Kill and reap every child this (subreaper) process still has: processes the
+    learner's code left running, even outside the process group ``in_child`` kills."""
+    me = str(os.getpid())
+    for _ in range(100):
+        children = []
+        for name in os.listdir(proc):
+            if name.isdigit():
+                try:
+                    fd = os.open(f"{name}/stat", os.O_RDONLY, dir_fd=proc)
+                    with open(fd, "rb") as f:
+                        stat = f.read().decode(errors="replace")
+                except OSError:
+                    continue
+                if stat.rpartition(")")[2].split()[1] == me:
+                    children.append(int(name))
+        if not children:
+            return
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 def _learners_child(func: Callable[[], T]) -> Callable[[], T]:
@@ -148,20 +179,24 @@ def sandboxed(
     """
 
     def stand_in() -> T:
+        linux.set_child_subreaper()  # what the learner's code leaves running comes back here
         linux.unshare(linux.CLONE_NEWNS)
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # the host is safe
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_SHARED)  # laid out like it
+        proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
         if setup is not None:
             setup()
-        before = _mountinfo()
+        before = _mountinfo(proc)
         try:
             result = in_child(_learners_child(func), timeout=timeout, what=what)
         except BaseException:
-            leaks = changes(before, _mountinfo())
+            leaks = changes(before, _mountinfo(proc))
             if leaks:
                 raise Propagated(leaks) from None
             raise
-        leaks = changes(before, _mountinfo())
+        finally:
+            _kill_orphans(proc)
+        leaks = changes(before, _mountinfo(proc))
         if leaks:
             raise Propagated(leaks)
         return result
