@@ -23,15 +23,10 @@ rest runs the learner's code against the kernel, and ``my_run`` against runc:
 
 ``REFERENCE`` hands ``my_run`` on to the capstone (an adapter over
 :func:`hardway.isolation.runtime.run`).
-
-Until lab 02's check module declares the course's ``my_spawn`` and ``my_mount_proc``
-(labs 01–02 are being rebuilt alongside), :data:`LAB02_STANDINS` holds adapters with the
-same signatures, registered in lab 02's ``REFERENCE`` when it lacks them (temporary).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
@@ -39,7 +34,7 @@ import random
 import string
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +44,6 @@ from hardway.course.checks.mounts import sandboxed
 from hardway.course.grading import exercise, expect
 from hardway.isolation import bundle, hardening, rootfs, runtime, seccomp
 from hardway.isolation.cgroups import detect, in_session
-from hardway.isolation.child import write_id_maps
-from hardway.isolation.namespaces import IdMap
 from hardway.sys import linux
 from hardway.sys.state import session_from_env
 
@@ -93,71 +86,6 @@ def reference_run(
 
 
 REFERENCE: dict[str, Callable[..., object]] = {"my_run": reference_run}
-
-
-def _spawn(
-    target: Callable[[], int],
-    *,
-    namespaces: Sequence[str],
-    uid: int = 0,
-    hostname: str | None = None,
-) -> int:
-    """Stand-in for lab 02's ``my_spawn``: ``target`` as PID 1 of new namespaces; its status."""
-    kinds = ["mnt" if kind == "mount" else kind for kind in namespaces]
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child's outcome is what the caller sees
-        code = 1
-        try:
-            os.close(ready_r)
-            os.close(go_w)
-            linux.unshare(linux.namespace_flags(*kinds))
-            os.write(ready_w, b"u")
-            os.read(go_r, 1)  # the parent has written the id maps
-            if hostname is not None:
-                linux.sethostname(hostname)
-            inner = os.fork()  # PID 1 of a new PID namespace is a child
-            if inner == 0:
-                os._exit(target())
-            code = os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1])
-            code = 128 - code if code < 0 else code
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(go_r)
-    try:
-        os.read(ready_r, 1)
-        if "user" in kinds:
-            write_id_maps(pid, (IdMap(uid, os.geteuid()),), (IdMap(uid, os.getegid()),))
-        os.write(go_w, b"g")
-    finally:
-        os.close(ready_r)
-        os.close(go_w)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-
-def _mount_proc() -> None:
-    """Stand-in for lab 02's ``my_mount_proc``: a fresh procfs on ``/proc``."""
-    linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-
-
-#: temporary: lab 02's REFERENCE entries until its module declares them
-LAB02_STANDINS: dict[str, Callable[..., Any]] = {"my_spawn": _spawn, "my_mount_proc": _mount_proc}
-
-
-def _register_lab02_standins() -> None:
-    with contextlib.suppress(ImportError):
-        from hardway.course.checks import lab02
-
-        reference = getattr(lab02, "REFERENCE", None)
-        if reference is None:
-            reference = lab02.REFERENCE = {}  # type: ignore[attr-defined]
-        for name, func in LAB02_STANDINS.items():
-            reference.setdefault(name, func)
-
-
-_register_lab02_standins()
 
 
 # -- 04.1, 04.2: warm-ups ------------------------------------------------------------------------
