@@ -29,7 +29,8 @@ pytestmark = pytest.mark.skipif(
 
 def leftovers() -> list[str]:
     """hardway-lab04-… and hardway-run-… groups left at the top of the hierarchies."""
-    tops = [Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/pids")]
+    top = Path("/sys/fs/cgroup")
+    tops = [top, *(top / c for c in ("memory", "cpu", "cpuacct", "pids"))]
     return [
         p.name
         for top in tops

@@ -89,8 +89,15 @@ def reference_cgroup_add(cgroup: Path, pid: int) -> None:
 
 
 def reference_cgroup_remove(cgroup: Path) -> None:
-    """The course's ``my_cgroup_remove``: kill what is inside, remove the directories."""
-    for directory in _directories(cgroup):
+    """The course's ``my_cgroup_remove``: kill what is inside, remove the directories —
+    on v1 in every hierarchy that has one (a :class:`Group` has ``cpuacct`` too where it
+    is a hierarchy of its own)."""
+    mode = detect()
+    directories = _directories(cgroup)
+    if len(directories) > 1:
+        name = Path(cgroup).relative_to(mode.v1_controllers["memory"])
+        directories = sorted({top / name for top in mode.v1_controllers.values()})
+    for directory in directories:
         cgroupbox.remove_tree(directory)
 
 
