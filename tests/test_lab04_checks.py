@@ -43,14 +43,14 @@ def leftovers() -> list[str]:
 
 def test_the_solution_earns_every_point() -> None:
     got = summary("04", learner(lab_source("solutions", "04")))
-    assert got.points == got.max_points == 17, got
+    assert got.points == got.max_points == 20, got
     assert not leftovers()
 
 
 def test_the_blank_lab_is_not_attempted() -> None:
     namespace = learner(lab_source("labs", "04"))
-    results = [run_check(f"04.{n}", namespace) for n in range(1, 6)]
-    assert [r.status for r in results] == ["not attempted"] * 5, [r.line for r in results]
+    results = [run_check(f"04.{n}", namespace) for n in range(1, 7)]
+    assert [r.status for r in results] == ["not attempted"] * 6, [r.line for r in results]
     assert not leftovers()
 
 
@@ -298,7 +298,104 @@ def test_the_grader_scores_a_hanging_runtime(tmp_path: Path) -> None:
     assert out.exists(), done.stderr[-2000:]
     document = json.loads(out.read_text())
     scores = {t["name"].split()[0]: t for t in document["tests"]}
-    assert document["max_score"] == 17, document
-    assert sum(t["score"] for t in document["tests"]) == 9, scores  # everything but 04.5
+    assert document["max_score"] == 20, document
+    assert sum(t["score"] for t in document["tests"]) == 12, scores  # everything but 04.5
     assert scores["04.5"]["status"] == "fail" and "timed out" in scores["04.5"]["message"]
     assert not leftovers()
+
+
+# -- 04.6: the learner's config.json, run by runc
+
+
+def test_capabilities_without_the_cap_prefix() -> None:
+    namespace = solution_with(
+        "04", ('caps = [f"CAP_{name}" for name in RUNTIME_CAPS]', "caps = list(RUNTIME_CAPS)")
+    )
+    failed("04.6", namespace, "capabilities.bounding", "CAP_ prefix")
+
+
+def test_memory_limit_in_mib() -> None:
+    namespace = solution_with(
+        "04",
+        (
+            '{"limit": memory, "swap": memory}',
+            '{"limit": memory >> 20, "swap": memory >> 20}',
+        ),
+    )
+    failed("04.6", namespace, "memory.limit", "bytes")
+
+
+def test_memory_limit_in_the_wrong_place() -> None:
+    namespace = solution_with(
+        "04",
+        ('resources["memory"] = {"limit": memory, "swap": memory}', 'resources["memory"] = memory'),
+    )
+    failed("04.6", namespace, "linux.resources.memory", '"limit" key')
+
+
+def test_memory_limit_in_process() -> None:
+    namespace = solution_with(
+        "04",
+        ('resources["memory"] = {"limit": memory, "swap": memory}', "pass"),
+        ('"noNewPrivileges": True,', '"noNewPrivileges": True, "memory": memory,'),
+    )
+    failed("04.6", namespace, "linux.resources.memory is missing")
+
+
+def test_network_namespace_written_as_net() -> None:
+    namespace = solution_with(
+        "04", ('("pid", "network", "ipc", "uts", "mount")', '("pid", "net", "ipc", "uts", "mount")')
+    )
+    failed("04.6", namespace, '"net"', '"network"')
+
+
+def test_masked_paths_missing() -> None:
+    namespace = solution_with("04", ('            "maskedPaths": list(MASKED_PATHS),\n', ""))
+    failed("04.6", namespace, "maskedPaths")
+
+
+def test_no_new_privileges_false() -> None:
+    namespace = solution_with("04", ('"noNewPrivileges": True', '"noNewPrivileges": False'))
+    failed("04.6", namespace, "noNewPrivileges is False")
+
+
+def test_no_dev_pts_mount() -> None:
+    namespace = solution_with(
+        "04",
+        (
+            '        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",\n'
+            '         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", '
+            '"gid=5"]},\n',
+            "",
+        ),
+    )
+    failed("04.6", namespace, "/dev/pts", "ptmx")
+
+
+def test_process_user_missing() -> None:
+    namespace = solution_with("04", ('            "user": {"uid": 0, "gid": 0},\n', ""))
+    failed("04.6", namespace, "process.user")
+
+
+def test_seccomp_kills_instead_of_errno() -> None:
+    namespace = solution_with(
+        "04", ('"action": "SCMP_ACT_ERRNO", "errnoRet"', '"action": "SCMP_ACT_KILL", "errnoRet"')
+    )
+    failed("04.6", namespace, "SCMP_ACT_KILL", "EPERM")
+
+
+def test_a_path_json_cannot_write() -> None:
+    namespace = solution_with("04", ('"path": str(rootfs)', '"path": rootfs'))
+    failed("04.6", namespace, "json.dumps", "str(rootfs)")
+
+
+def test_readonly_paths_missing_shows_in_runc() -> None:
+    """Not a schema rule: runc runs the config, and /proc/sys is writable in it."""
+    namespace = solution_with("04", ('            "readonlyPaths": list(READONLY_PATHS),\n', ""))
+    failed("04.6", namespace, "procsys:", "readonlyPaths")
+    assert not leftovers()
+
+
+def test_hostname_forgotten_shows_in_runc() -> None:
+    namespace = solution_with("04", ('        "hostname": hostname,\n', ""))
+    failed("04.6", namespace, "hostname:", "runc with your config.json")
