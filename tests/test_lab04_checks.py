@@ -399,3 +399,25 @@ def test_readonly_paths_missing_shows_in_runc() -> None:
 def test_hostname_forgotten_shows_in_runc() -> None:
     namespace = solution_with("04", ('        "hostname": hostname,\n', ""))
     failed("04.6", namespace, "hostname:", "runc with your config.json")
+
+
+# -- 04.5: /dev as runc makes it
+
+
+def test_dev_without_devpts() -> None:
+    namespace = solution_with(
+        "04",
+        (
+            '    linux.mount("devpts", dev / "pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,\n'
+            '                "newinstance,ptmxmode=0666,mode=0620,gid=5")\n',
+            "",
+        ),
+    )
+    failed("04.5", namespace, "devpts:", "newinstance")
+    assert not leftovers()
+
+
+def test_dev_without_the_links() -> None:
+    namespace = solution_with("04", ("        (dev / name).symlink_to(target)\n", "        pass\n"))
+    failed("04.5", namespace, "devs:", "/proc/self/fd")
+    assert not leftovers()
