@@ -19,7 +19,11 @@ rest runs the learner's code against the kernel, and ``my_run`` against runc:
   for the host's mount namespace), a UTS namespace of its own (a ``sethostname`` before
   the UTS unshare changes a stand-in's hostname, not the host's), and the cgroup net of
   :mod:`hardway.course.checks.cgroupbox` (whatever it starts stays under a parent group
-  with limits), all in a child with a time limit.
+  with limits), all in a child with a time limit;
+* 04.6 ``my_oci_config(rootfs, argv, …) -> dict``: the same container as runc's
+  ``config.json``; the usual mistakes are named from the dict (``CAP_`` prefix, memory
+  in bytes under ``linux.resources``, ``"network"``, ``maskedPaths``, ``/dev/pts``…),
+  then runc runs it for real and its facts are compared with the course's bundle's.
 
 ``REFERENCE`` hands ``my_run`` on to the capstone (an adapter over
 :func:`hardway.isolation.runtime.run`).
