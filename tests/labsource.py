@@ -1,6 +1,7 @@
-"""The learner's side of a lab, for the tests of its checks: the namespace a notebook's
-definitions give (a solution, or the generated lab with its stubs), and a wrong answer
-exec'd over it as the learner's cell would be."""
+"""A lab's code as the learner's kernel would have it, for the tests that feed a check
+realistic wrong answers: the namespace a notebook's definitions give (a solution, or the
+generated lab with its stubs), a wrong cell exec'd over it, or the solution with one
+edit made (tests/labcells.py runs the cells without editing them)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import io
 import json
 from pathlib import Path
 
+import nbformat
+
+from hardway.course import labgen
 from hardway.course.carry import definitions
+from hardway.course.grading import run_check
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the file name a learner's cell gets, as IPython compiles it (the grader treats it as theirs)
@@ -58,8 +63,6 @@ def edited(lab: str, starts: str, *changes: tuple[str, str]) -> str:
 def failure(exercise: str, base: dict, source: str) -> str:
     """The message of ``exercise``'s check on ``base`` with ``source`` run over it; the
     check must fail."""
-    from hardway.course.grading import run_check
-
     result = run_check(exercise, wrong(base, source))
     assert result.status == "failed", result.line
     return result.message
@@ -76,3 +79,46 @@ def assert_full_and_blank(lab: str) -> None:
         assert (result.status, result.points) == ("passed", ex.points), result.line
         result = run_check(ex.id, blank)
         assert (result.status, result.points) == ("not attempted", 0), result.line
+
+
+def lab_source(folder: str, lab: str) -> str:
+    """The source of the ``imports``, ``carry`` and ``ex-…`` cells of ``folder/LAB-*.ipynb``.
+
+    ``"labs"`` is made from the solution as ``python -m hardway labs`` makes it (the VM's
+    copy of the checkout has no ``labs/``; tests/test_labgen.py keeps the two in sync)."""
+    path = next((ROOT / "solutions").glob(f"{lab}-*.ipynb"))
+    cells = json.loads(path.read_text())["cells"]
+    if folder == "labs":
+        cells = labgen.lab_notebook(nbformat.reads(path.read_text(), as_version=4)).cells
+    kept = [
+        "".join(c["source"])  # a string in a NotebookNode, a list of lines in JSON
+        for c in cells
+        if c["cell_type"] == "code"
+        and (c.get("id") in ("imports", "carry") or c.get("id", "").startswith("ex-"))
+    ]
+    return "\n\n".join(kept)
+
+
+def learner(source: str) -> dict:
+    """The namespace after running ``source`` as a notebook cell."""
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(source, "<ipython-input-lab>", "exec"), namespace)
+    return namespace
+
+
+def solution_with(lab: str, *edits: tuple[str, str]) -> dict:
+    """The solution of ``lab`` with each (old, new) edit made: one realistic mistake."""
+    source = lab_source("solutions", lab)
+    for old, new in edits:
+        assert old in source, old
+        source = source.replace(old, new)
+    return learner(source)
+
+
+def failed(exercise: str, namespace: dict, *words: str) -> str:
+    """Run the check; it must fail with a message holding each of ``words``."""
+    result = run_check(exercise, namespace)
+    assert result.status == "failed", result.line
+    for word in words:
+        assert word in result.message, (word, result.line)
+    return result.message

@@ -4,18 +4,19 @@ names its mistake. Needs root (the checks make real cgroups, under a parent of t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
+from labsource import failed, lab_source, learner, solution_with
 
 from hardway.course.checks import cgroupbox
 from hardway.course.grading import run_check, summary
+from hardway.isolation.cgroups import in_session
+from hardway.sys.state import session_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "03-cgroups.ipynb"
-LAB = ROOT / "labs" / "03-cgroups.ipynb"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the checks make real cgroups")
 VERSION = cgroupbox.version() if os.geteuid() == 0 else "v2"
@@ -23,50 +24,26 @@ only_v1 = pytest.mark.skipif(VERSION != "v1", reason="a mistake only v1 can show
 only_v2 = pytest.mark.skipif(VERSION != "v2", reason="a mistake only v2 can show")
 
 
-def definitions(notebook: Path) -> str:
-    """The source of the lab's imports cell and of every exercise cell, as a learner ran them."""
-    cells = json.loads(notebook.read_text())["cells"]
-    kept = [c for c in cells if c.get("id") == "imports" or c.get("id", "").startswith("ex-")]
-    return "\n\n".join("".join(c["source"]) for c in kept)
-
-
-def learner(source: str) -> dict:
-    namespace: dict = {}
-    exec(compile(source, "<ipython-input-lab03>", "exec"), namespace)
-    return namespace
-
-
-def solution_with(*edits: tuple[str, str]) -> dict:
-    """The solution with each (old, new) edit made: one realistic mistake."""
-    source = definitions(SOLUTION)
-    for old, new in edits:
-        assert old in source, old
-        source = source.replace(old, new)
-    return learner(source)
-
-
-def failed(exercise: str, namespace: dict, *words: str) -> None:
-    result = run_check(exercise, namespace)
-    assert result.status == "failed", result.line
-    for word in words:
-        assert word in result.message, (word, result.line)
-
-
 def test_the_solution_earns_every_point() -> None:
-    got = summary("03", learner(definitions(SOLUTION)))
-    assert got.points == got.max_points == 14, got
+    got = summary("03", learner(lab_source("solutions", "03")))
+    assert got.points == got.max_points == 16, got
 
 
 def test_the_blank_lab_is_not_attempted() -> None:
-    namespace = learner(definitions(LAB))
-    results = [run_check(f"03.{n}", namespace) for n in range(1, 7)]
-    assert [r.status for r in results] == ["not attempted"] * 6, [r.line for r in results]
+    namespace = learner(lab_source("labs", "03"))
+    results = [run_check(f"03.{n}", namespace) for n in range(1, 8)]
+    assert [r.status for r in results] == ["not attempted"] * 7, [r.line for r in results]
     assert not cgroupbox_leftovers()
 
 
 def cgroupbox_leftovers() -> list[str]:
     top = Path("/sys/fs/cgroup") / ("memory" if VERSION == "v1" else "")
-    return [p.name for p in top.iterdir() if p.name.startswith("hardway-lab03-")]
+    session = session_from_env() or ""
+    return [
+        p.name
+        for p in top.iterdir()
+        if p.name.startswith("hardway-lab03-") and in_session(p.name, session)
+    ]
 
 
 # -- 03.1
@@ -81,13 +58,14 @@ def test_a_cgroup2_line_alone_is_not_v2() -> None:
 
 def test_the_controllers_must_be_read_where_the_line_says() -> None:
     here = "Path('/sys/fs/cgroup/cgroup.controllers')"
-    namespace = solution_with(  # the usual place, not the one the mounts line names
+    namespace = solution_with(
+        "03",  # the usual place, not the one the mounts line names
         (
             'Path(point, "cgroup.controllers").read_text().split()',
             f"{here}.read_text().split() if {here}.exists() else []",
         ),
     )
-    failed("03.1", namespace, "pure v2", "mount point the cgroup2 line names")
+    failed("03.1", namespace, "mount point the cgroup2 line names")
 
 
 # -- 03.2
@@ -96,7 +74,7 @@ def test_the_controllers_must_be_read_where_the_line_says() -> None:
 def test_the_other_versions_file_names() -> None:
     if VERSION == "v2":  # v1 names on v2
         edits = [('cgroup_version(Path("/proc/self/mounts").read_text()) == "v2"', "False")]
-        words = ["memory.limit_in_bytes", "cgroup v1 file", "memory.max"]
+        words = ["cgroup v1", "memory.max"]
     else:  # v2 names on v1
         edits = [
             ('cgroup_version(Path("/proc/self/mounts").read_text()) == "v2"', "True"),
@@ -104,11 +82,12 @@ def test_the_other_versions_file_names() -> None:
             ("path = root / name", "path = root / 'memory' / name"),
         ]
         words = ["cgroup v2 file", "memory.limit_in_bytes"]
-    failed("03.2", solution_with(*edits), *words)
+    failed("03.2", solution_with("03", *edits), *words)
 
 
 def test_cpu_limit_written_as_one_number() -> None:
     namespace = solution_with(
+        "03",
         ('limits["cpu.max"] = f"{quota} 100000"', 'limits["cpu.max"] = f"{cpus}"'),
         ('.write_text(f"{quota}\\n")', '.write_text(f"{cpus}\\n")'),
     )
@@ -117,6 +96,7 @@ def test_cpu_limit_written_as_one_number() -> None:
 
 def test_the_parent_returned() -> None:
     namespace = solution_with(
+        "03",
         ("        return path\n", "        return path.parent\n"),
         (
             '    return root / "memory" / name\n',
@@ -129,7 +109,7 @@ def test_the_parent_returned() -> None:
 @only_v2
 def test_controllers_not_handed_down() -> None:
     namespace = solution_with(
-        ('(path.parent / "cgroup.subtree_control").write_text("+memory +cpu +pids")', "pass")
+        "03", ('(path.parent / "cgroup.subtree_control").write_text("+memory +cpu +pids")', "pass")
     )
     failed("03.2", namespace, "cgroup.subtree_control")
 
@@ -137,10 +117,11 @@ def test_controllers_not_handed_down() -> None:
 @only_v1
 def test_v1_group_made_in_the_memory_hierarchy_only() -> None:
     namespace = solution_with(
+        "03",
         (
             "    for controller in CONTROLLERS:\n        (root / controller",
             "    for controller in ['memory']:\n        (root / controller",
-        )
+        ),
     )
     result = run_check("03.2", namespace)
     assert result.status in ("failed", "error"), result.line
@@ -152,10 +133,11 @@ def test_v1_group_made_in_the_memory_hierarchy_only() -> None:
 
 def test_process_moved_into_the_parent() -> None:
     namespace = solution_with(
+        "03",
         (
             '(directory / "cgroup.procs").write_text(f"{pid}\\n")',
             '(directory.parent / "cgroup.procs").write_text(f"{pid}\\n")',
-        )
+        ),
     )
     failed("03.3", namespace, "parent")
 
@@ -163,10 +145,11 @@ def test_process_moved_into_the_parent() -> None:
 @only_v1
 def test_v1_process_moved_in_one_hierarchy_only() -> None:
     namespace = solution_with(
+        "03",
         (
             '    for directory in cgroup_dirs(cgroup):\n        (directory / "cgroup.procs")',
             '    for directory in [cgroup]:\n        (directory / "cgroup.procs")',
-        )
+        ),
     )
     failed("03.3", namespace, "every hierarchy")
 
@@ -176,7 +159,7 @@ def test_v1_process_moved_in_one_hierarchy_only() -> None:
 
 def test_rmdir_of_a_busy_group() -> None:
     namespace = learner(
-        definitions(SOLUTION)
+        lab_source("solutions", "03")
         + (
             "\n\ndef my_cgroup_remove(cgroup):\n"
             "    for directory in cgroup_dirs(cgroup):\n"
@@ -190,10 +173,11 @@ def test_rmdir_of_a_busy_group() -> None:
 @only_v1
 def test_v1_group_removed_from_one_hierarchy_only() -> None:
     namespace = solution_with(
+        "03",
         (
             "    for directory in cgroup_dirs(cgroup):\n        if not directory.exists():",
             "    for directory in [cgroup]:\n        if not directory.exists():",
-        )
+        ),
     )
     failed("03.4", namespace, "still there", "cpu")
 
@@ -202,12 +186,14 @@ def test_v1_group_removed_from_one_hierarchy_only() -> None:
 
 
 def test_the_child_never_joins() -> None:
-    namespace = solution_with(("            my_cgroup_add(cgroup, os.getpid())\n", ""))
+    namespace = solution_with("03", ("            my_cgroup_add(cgroup, os.getpid())\n", ""))
     failed("03.5", namespace, "outside your group")
 
 
 def test_the_raw_wait_status() -> None:
-    namespace = solution_with(("    return os.waitstatus_to_exitcode(status)", "    return status"))
+    namespace = solution_with(
+        "03", ("    return os.waitstatus_to_exitcode(status)", "    return status")
+    )
     failed("03.5", namespace, "waitstatus_to_exitcode")
 
 
@@ -216,6 +202,7 @@ def test_oom_kills_from_the_other_versions_file() -> None:
     if VERSION == "v1":
         first, second = second, first
     namespace = solution_with(
+        "03",
         (
             '    events = cgroup / "memory.events"\n    if not events.exists():\n'
             '        events = cgroup / "memory.oom_control"\n',
@@ -227,6 +214,7 @@ def test_oom_kills_from_the_other_versions_file() -> None:
 
 def test_the_limit_never_written() -> None:
     namespace = solution_with(
+        "03",
         ('{"memory.max": memory, "pids.max": pids}', '{"pids.max": pids}'),
         (
             '    if memory is not None:\n        (root / "memory"',
@@ -241,6 +229,7 @@ def test_the_limit_never_written() -> None:
 
 def test_pids_max_never_written() -> None:
     namespace = solution_with(
+        "03",
         ('{"memory.max": memory, "pids.max": pids}', '{"memory.max": memory}'),
         (
             '    if pids is not None:\n        (root / "pids"',
@@ -252,5 +241,22 @@ def test_pids_max_never_written() -> None:
 
 
 def test_the_bomb_runs_outside_the_group() -> None:
-    namespace = solution_with(("            my_cgroup_add(cgroup, os.getpid())\n", ""))
+    namespace = solution_with("03", ("            my_cgroup_add(cgroup, os.getpid())\n", ""))
     failed("03.6", namespace, "never refused a fork")
+
+
+# -- 03.7
+
+
+@only_v1
+def test_cpu_stat_read_in_the_memory_hierarchy() -> None:
+    everywhere = 'for d in cgroup_dirs(cgroup) if (d / "cpu.stat").exists()]'
+    namespace = solution_with("03", (everywhere, "for d in [cgroup]]"))  # the returned one only
+    failed("03.7", namespace, "cpu hierarchy")
+
+
+def test_cpu_stat_values_left_as_text() -> None:
+    namespace = solution_with(
+        "03", ("        values[key] = int(value)", "        values[key] = value")
+    )
+    failed("03.7", namespace, "ints")

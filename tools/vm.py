@@ -63,6 +63,8 @@ SUBSET = [
     "tests/test_cgroups.py",
     "tests/test_runtime.py",
     "tests/test_delegation.py",
+    "tests/test_lab03_checks.py",  # the v2 side of lab 03's wrong answers (v1 names on v2, …)
+    "tests/test_lab04_checks.py::test_the_solution_earns_every_point",
     "tests/test_namespaces.py::test_cgroup_namespace_makes_the_current_group_the_root",
     "tests/test_namespaces.py::test_pid_one_and_its_own_proc",
     "tests/test_namespaces.py::test_exec_enters_every_namespace_and_the_root",

@@ -14,7 +14,9 @@ removes with everything in it (:mod:`hardway.course.checks.cgroupbox`):
 * 03.4 ``my_cgroup_remove(cgroup)``: a group with processes still inside is gone;
 * 03.5 ``run_in_cgroup(cgroup, argv)`` and ``oom_kills(cgroup)``: a memory hog in the
   learner's cgroup is OOM-killed, and the learner reads the kill from the kernel;
-* 03.6 a fork bomb in the learner's cgroup stops at the learner's ``pids.max``.
+* 03.6 a fork bomb in the learner's cgroup stops at the learner's ``pids.max``;
+* 03.7 ``cpu_stat(cgroup) -> dict``: a busy loop in the learner's group with a CPU limit
+  is throttled, and the learner reads the counters from the right hierarchy.
 
 ``REFERENCE`` hands ``my_cgroup``, ``my_cgroup_add`` and ``my_cgroup_remove`` on to lab
 04 (thin adapters over :class:`hardway.isolation.group.Group`).
@@ -43,6 +45,7 @@ from hardway.isolation.limits import Limits, cpu_max, cpu_quota, parse_keyed
 __all__ = [
     "REFERENCE",
     "bomb_stopped",
+    "cpu_throttled",
     "group_made",
     "group_removed",
     "oom_seen",
@@ -86,8 +89,15 @@ def reference_cgroup_add(cgroup: Path, pid: int) -> None:
 
 
 def reference_cgroup_remove(cgroup: Path) -> None:
-    """The course's ``my_cgroup_remove``: kill what is inside, remove the directories."""
-    for directory in _directories(cgroup):
+    """The course's ``my_cgroup_remove``: kill what is inside, remove the directories —
+    on v1 in every hierarchy that has one (a :class:`Group` has ``cpuacct`` too where it
+    is a hierarchy of its own)."""
+    mode = detect()
+    directories = _directories(cgroup)
+    if len(directories) > 1:
+        name = Path(cgroup).relative_to(mode.v1_controllers["memory"])
+        directories = sorted({top / name for top in mode.v1_controllers.values()})
+    for directory in directories:
         cgroupbox.remove_tree(directory)
 
 
@@ -100,6 +110,7 @@ REFERENCE: dict[str, Callable[..., object]] = {
 # -- what the learner's mistakes look like ------------------------------------------------------
 
 #: the files only one version has
+_V2_LIMITS = {"memory.max", "cpu.max", "pids.max", "memory.swap.max"}
 _V2_ONLY = {"memory.max", "cpu.max", "memory.events", "memory.swap.max", "cgroup.kill"}
 _V1_ONLY = {"memory.limit_in_bytes", "cpu.cfs_quota_us", "cpu.cfs_period_us", "memory.oom_control"}
 
@@ -118,6 +129,18 @@ def _explain(exc: OSError, version: str) -> str | None:
         return (
             f"{base} is a cgroup {'v1' if version == 'v2' else 'v2'} file, and this machine "
             f"has memory, cpu and pids on {version}: there the files are {right}"
+        )
+    v1_tree = any(f"/sys/fs/cgroup/{c}/" in f"{file}/" for c in cgroupbox.HIERARCHIES)
+    if version == "v2" and exc.errno == errno.ENOENT and v1_tree:
+        return (
+            f"{file} does not exist: /sys/fs/cgroup/memory, …/cpu and …/pids are cgroup v1 "
+            "hierarchies, and this machine has memory, cpu and pids on v2 — one directory "
+            "per group, with memory.max, cpu.max and pids.max"
+        )
+    if version == "v2" and exc.errno in (errno.ENOENT, errno.EACCES) and base in _V2_LIMITS:
+        return (
+            f"your group has no {base}: the parent hands no controller down — write "
+            "'+memory +cpu +pids' to the parent's cgroup.subtree_control before mkdir"
         )
     if base in ("cpu.max", "cpu.cfs_quota_us") and exc.errno == errno.EINVAL:
         return (
@@ -312,7 +335,7 @@ def version_told(cgroup_version: Callable[[str], str]) -> None:
                 f"on a {machine} machine your cgroup_version says {got}, expected {want!r}"
                 + (
                     " (read cgroup.controllers at the mount point the cgroup2 line names)"
-                    if want == "v2"
+                    if " cgroup2 " in text
                     else ""
                 ),
             )
@@ -674,3 +697,69 @@ def bomb_stopped(my_cgroup: Callable[..., Path], run_in_cgroup: Callable[..., in
             _pids_events(pids_dir) > 0,
             f"your pids.max of {limit} never refused a fork: did the bomb run in your group?",
         )
+
+
+# -- 03.7 --------------------------------------------------------------------------------------
+
+#: a program that keeps one CPU busy for *seconds* of wall-clock time
+_BUSY = textwrap.dedent(
+    """
+    import sys, time
+    end = time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < end:
+        pass
+    """
+)
+
+
+@exercise(
+    "03.7",
+    points=2,
+    against=("kernel",),
+    hints=(
+        "cpu.stat is a flat keyed file, like memory.events; on v1 it lives in the cpu "
+        "hierarchy, not in the memory one your my_cgroup returns.",
+        "v2: cgroup / 'cpu.stat'; v1: the group's directory under /sys/fs/cgroup/cpu. Read "
+        "each 'key value' line into a dict of ints.",
+        "path = [d for d in cgroup_dirs(cgroup) if (d / 'cpu.stat').exists()][0] …",
+    ),
+)
+def cpu_throttled(
+    my_cgroup: Callable[..., Path],
+    run_in_cgroup: Callable[..., int],
+    cpu_stat: Callable[[Path], dict[str, int]],
+) -> None:
+    """A busy loop in your group with cpus=0.1 is throttled, and cpu_stat reads it."""
+    with cgroupbox.parent() as parent:
+        version = parent.version
+        cgroup = Path(
+            _run(  # type: ignore[arg-type]
+                lambda: my_cgroup(f"{parent.name}/busy", cpus=0.1), "your my_cgroup", version
+            )
+        )
+        busy = [sys.executable, "-c", _BUSY, "0.6"]
+        _run(lambda: run_in_cgroup(cgroup, busy), "your run_in_cgroup", version, 30, parent)
+        kernel = parse_keyed(_read(parent.child("busy", "cpu") / "cpu.stat"))
+        try:
+            got = _run(lambda: cpu_stat(cgroup), "your cpu_stat", version)
+        except FileNotFoundError as exc:
+            raise AssertionError(
+                f"there is no {exc.filename}: on v1 cpu.stat is in the cpu hierarchy "
+                f"({parent.child('busy', 'cpu')}), not in the memory one"
+            ) from None
+        expect(isinstance(got, dict), f"cpu_stat returned a {type(got).__name__}, not a dict")
+        assert isinstance(got, dict)
+        expect(
+            all(isinstance(v, int) for v in got.values()),
+            "the values of cpu_stat are ints (int(value)), not strings",
+        )
+        expect(
+            kernel.get("nr_throttled", 0) > 0,
+            f"a busy loop with cpus=0.1 was never throttled (cpu.stat: {kernel}): was the "
+            "CPU limit written, and did the loop run in your group?",
+        )
+        for key in ("nr_periods", "nr_throttled"):
+            expect(
+                got.get(key) == kernel[key],
+                f"cpu_stat says {key} is {got.get(key)!r}; cpu.stat says {kernel[key]}",
+            )

@@ -19,43 +19,44 @@ rest runs the learner's code against the kernel, and ``my_run`` against runc:
   for the host's mount namespace), a UTS namespace of its own (a ``sethostname`` before
   the UTS unshare changes a stand-in's hostname, not the host's), and the cgroup net of
   :mod:`hardway.course.checks.cgroupbox` (whatever it starts stays under a parent group
-  with limits), all in a child with a time limit.
+  with limits), all in a child with a time limit;
+* 04.6 ``my_oci_config(rootfs, argv, …) -> dict``: the same container as runc's
+  ``config.json``; the usual mistakes are named from the dict (``CAP_`` prefix, memory
+  in bytes under ``linux.resources``, ``"network"``, ``maskedPaths``, ``/dev/pts``…),
+  then runc runs it for real and its facts are compared with the course's bundle's.
 
 ``REFERENCE`` hands ``my_run`` on to the capstone (an adapter over
 :func:`hardway.isolation.runtime.run`).
-
-Until lab 02's check module declares the course's ``my_spawn`` and ``my_mount_proc``
-(labs 01–02 are being rebuilt alongside), :data:`LAB02_STANDINS` holds adapters with the
-same signatures, registered in lab 02's ``REFERENCE`` when it lacks them (temporary).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
+import json
 import os
 import random
 import string
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hardway.course.checks import cgroupbox, fresh_rng, scratch
-from hardway.course.checks.child import in_child
+from hardway.course.checks.child import ChildFailed, in_child
 from hardway.course.checks.mounts import sandboxed
 from hardway.course.grading import exercise, expect
-from hardway.isolation import bundle, hardening, rootfs, runtime, seccomp
-from hardway.isolation.child import write_id_maps
-from hardway.isolation.namespaces import IdMap
+from hardway.isolation import bundle, cgroups, hardening, rootfs, runtime, seccomp
+from hardway.isolation.cgroups import detect, in_session
 from hardway.sys import linux
+from hardway.sys.state import session_from_env
 
 __all__ = [
     "FACTS",
     "REFERENCE",
     "argv_built",
+    "config_runs_like_runc",
     "env_merged",
     "facts",
     "filter_works",
@@ -91,71 +92,6 @@ def reference_run(
 
 
 REFERENCE: dict[str, Callable[..., object]] = {"my_run": reference_run}
-
-
-def _spawn(
-    target: Callable[[], int],
-    *,
-    namespaces: Sequence[str],
-    uid: int = 0,
-    hostname: str | None = None,
-) -> int:
-    """Stand-in for lab 02's ``my_spawn``: ``target`` as PID 1 of new namespaces; its status."""
-    kinds = ["mnt" if kind == "mount" else kind for kind in namespaces]
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child's outcome is what the caller sees
-        code = 1
-        try:
-            os.close(ready_r)
-            os.close(go_w)
-            linux.unshare(linux.namespace_flags(*kinds))
-            os.write(ready_w, b"u")
-            os.read(go_r, 1)  # the parent has written the id maps
-            if hostname is not None:
-                linux.sethostname(hostname)
-            inner = os.fork()  # PID 1 of a new PID namespace is a child
-            if inner == 0:
-                os._exit(target())
-            code = os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1])
-            code = 128 - code if code < 0 else code
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(go_r)
-    try:
-        os.read(ready_r, 1)
-        if "user" in kinds:
-            write_id_maps(pid, (IdMap(uid, os.geteuid()),), (IdMap(uid, os.getegid()),))
-        os.write(go_w, b"g")
-    finally:
-        os.close(ready_r)
-        os.close(go_w)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-
-def _mount_proc() -> None:
-    """Stand-in for lab 02's ``my_mount_proc``: a fresh procfs on ``/proc``."""
-    linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-
-
-#: temporary: lab 02's REFERENCE entries until its module declares them
-LAB02_STANDINS: dict[str, Callable[..., Any]] = {"my_spawn": _spawn, "my_mount_proc": _mount_proc}
-
-
-def _register_lab02_standins() -> None:
-    with contextlib.suppress(ImportError):
-        from hardway.course.checks import lab02
-
-        reference = getattr(lab02, "REFERENCE", None)
-        if reference is None:
-            reference = lab02.REFERENCE = {}  # type: ignore[attr-defined]
-        for name, func in LAB02_STANDINS.items():
-            reference.setdefault(name, func)
-
-
-_register_lab02_standins()
 
 
 # -- 04.1, 04.2: warm-ups ------------------------------------------------------------------------
@@ -282,6 +218,13 @@ def filter_works(my_seccomp_filter: Callable[[list[str]], bytes]) -> None:
 
     try:
         seen = in_child(installed, what="a child with your filter installed")
+    except ChildFailed as exc:
+        expect(
+            "SIGSYS" not in str(exc),
+            "your filter killed the process (SIGSYS) on a call it should refuse: return "
+            "SECCOMP_RET_ERRNO | errno.EPERM for a denied call — KILL is only for a wrong arch",
+        )
+        raise
     except OSError as exc:
         raise AssertionError(
             f"the kernel refused your program ({exc}): a jump past its end?"
@@ -408,12 +351,17 @@ while read -r device point fstype options rest; do
   case "$point" in
     /proc) echo "proc=$fstype";;
     /dev) echo "dev=$fstype";;
+    /dev/pts) echo "devpts=$fstype";;
+    /dev/shm) echo "shm=$fstype";;
     /proc/sys) echo "procsys=${options%%,*}";;
   esac
   case "$point" in /|/proc|/proc/*|/dev|/dev/*|/sys|/sys/*) ;; *) other=$((other + 1));; esac
 done < /proc/mounts
 echo "other_mounts=$other"
 echo x > /dev/null && echo "devnull=ok"
+for path in /dev/ptmx /dev/fd/0 /dev/stdin /dev/stdout /dev/stderr; do
+  [ -e "$path" ] && echo "devs=$path"
+done
 dd if=/dev/zero of=/dev/null bs=$1 count=1 2>/dev/null
 echo "dd=$?"
 (i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i + 1)); done) 2>/dev/null
@@ -423,14 +371,18 @@ echo "procs=$n"
 """
 
 
+#: the facts that may come on several lines, gathered into one value
+_GATHERED = ("masked", "devs")
+
+
 def facts(output: str) -> dict[str, str]:
-    """The ``key=value`` lines of the facts script (``masked`` gathered into one value)."""
+    """The ``key=value`` lines of the facts script (``masked`` and ``devs`` gathered)."""
     found: dict[str, str] = {}
     for line in output.splitlines():
         key, sep, value = line.partition("=")
         if not sep or " " in key:
             continue
-        found[key] = f"{found[key]} {value}" if key in found and key == "masked" else value
+        found[key] = f"{found[key]} {value}" if key in found and key in _GATHERED else value
     return found
 
 
@@ -451,6 +403,9 @@ _FACTS_TOLD = {
     "procsys": "/proc/sys read-only: bind it onto itself, remount it ro",
     "dev": "/dev: a tmpfs with the harmless device nodes bind-mounted",
     "devnull": "a working /dev/null",
+    "devpts": "/dev/pts: a devpts of the container's own (newinstance), as runc mounts it",
+    "shm": "/dev/shm: a tmpfs for POSIX shared memory",
+    "devs": "the /dev links: fd, stdin, stdout, stderr into /proc/self/fd, ptmx to pts/ptmx",
     "other_mounts": "no host mount left: unmount the old root after pivot_root",
     "cwd": "the working directory",
     "env": "the environment",
@@ -484,13 +439,20 @@ def _runc_facts(root: Path, argv: list[str], options: dict[str, Any], bundle_dir
 
 def _top_groups() -> set[Path]:
     """The course's groups at the top of each hierarchy (a learner's my_run makes one)."""
-    mode = cgroupbox.detect()
+    mode = detect()
     tops = (
         [mode.v2_path]
         if cgroupbox.version(mode) == "v2"
-        else [mode.v1_controllers[c] for c in cgroupbox.HIERARCHIES]
+        else sorted(set(mode.v1_controllers.values()))  # cpuacct too, where it is its own
     )
-    return {p for top in tops if top for p in top.iterdir() if p.name.startswith("hardway-")}
+    session = session_from_env() or ""  # never another test run's groups
+    return {
+        p
+        for top in tops
+        if top
+        for p in top.iterdir()
+        if p.name.startswith("hardway-") and in_session(p.name, session)
+    }
 
 
 def _diagnose_failure(status: object, output: str, asked_pids: int) -> str:
@@ -508,6 +470,13 @@ def _diagnose_failure(status: object, output: str, asked_pids: int) -> str:
             f"the shell could not fork (its output: {tail}): pids.max of your container's "
             f"cgroup is too low to start the shell — the check asked for pids={asked_pids}"
         )
+    if status in (-9, 137, 247):  # SIGKILL, however the runtime passed it on
+        return (
+            f"your container was killed by SIGKILL before the shell's end (output: {tail}): "
+            "the OOM killer? Is a process of your runtime, not the container's, in the "
+            "container's cgroup, where the memory and pids limits count it? Join it from "
+            "PID 1 itself"
+        )
     return f"your container did not run the shell to its end: status {status!r}, output: {tail}"
 
 
@@ -523,7 +492,7 @@ def _diagnose_failure(status: object, output: str, asked_pids: int) -> str:
         "join the cgroup, make / private, mount /dev into the rootfs, my_pivot_root, "
         "my_mount_proc, mask and make read-only, my_drop_privileges(RUNTIME_CAPS), "
         "set_seccomp_filter(my_seccomp_filter(DENY)), chdir(cwd), execvpe.",
-        "wrap container() in try/except that prints the error and os._exit(126), so a "
+        "wrap container() in try/except that writes the traceback to fd 2 and os._exit(126), so a "
         "failure shows in the output; my_cgroup_remove in a finally.",
     ),
 )
@@ -552,7 +521,7 @@ def runs_like_runc(my_run: Callable[..., tuple[int, str]]) -> None:
             return status, output, linux.gethostname() != host
 
         try:
-            status, output, renamed = sandboxed(learners, timeout=40, what="your my_run")
+            status, output, renamed = sandboxed(learners, timeout=30, what="your my_run")
         finally:
             left = _top_groups() - before
             for group in left:
@@ -568,17 +537,17 @@ def runs_like_runc(my_run: Callable[..., tuple[int, str]]) -> None:
             "(kill what is left inside first) when the container is done",
         )
         got = facts(str(output))
-        expect(
-            "procs" in got and "hostname" in got,
-            _diagnose_failure(status, str(output), options["pids"]),
-        )
+        finished = "procs" in got and "hostname" in got
         for key, told in _FACTS_TOLD.items():
+            if not finished and key not in got:
+                continue  # what it printed before it stopped is compared first
             mine, theirs = got.get(key, "(nothing)"), want.get(key, "(nothing)")
             expect(
                 mine == theirs,
                 f"{key}: your container says {mine!r}, runc's says {theirs!r} — {told}"
                 + _limit_note(key, mine, theirs, options["pids"]),
             )
+        expect(finished, _diagnose_failure(status, str(output), options["pids"]))
         expect(status == 0, f"the shell ended with status {status!r}, in runc's with 0")
 
 
@@ -591,6 +560,243 @@ def _limit_note(key: str, mine: str, theirs: str, pids: int) -> str:
     if key == "procs" and mine.isdigit() and int(mine) > 100:
         return " (that is the host's /proc: not remounted)"
     return ""
+
+
+# -- 04.6: the same container as runc's config.json ---------------------------------------------
+
+#: the namespaces of my_run in the runtime spec's spelling, and the usual wrong ones
+_NAMESPACES = {"pid", "network", "ipc", "uts", "mount"}
+_MISSPELT = {"net": "network", "mnt": "mount", "ns": "mount", "utsname": "uts"}
+#: the mounts runc's container has, with their filesystem types
+_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs",
+           "/dev/mqueue": "mqueue", "/sys": "sysfs"}  # fmt: skip
+
+#: the facts compared for 04.6, with the part of config.json each one comes from
+_CONFIG_TOLD = {
+    "pid": 'linux.namespaces: {"type": "pid"}',
+    "proc": 'mounts: /proc, type "proc"',
+    "hostname": "hostname (and the uts namespace)",
+    "uid": 'process.user: {"uid": 0, "gid": 0}',
+    "CapBnd": "process.capabilities.bounding",
+    "CapEff": "process.capabilities.effective (and permitted)",
+    "NoNewPrivs": "process.noNewPrivileges",
+    "Seccomp": "linux.seccomp",
+    "masked": "linux.maskedPaths",
+    "procsys": "linux.readonlyPaths (/proc/sys among them)",
+    "dev": 'mounts: /dev, a "tmpfs"',
+    "devpts": 'mounts: /dev/pts, a "devpts" (newinstance, ptmxmode=0666)',
+    "shm": 'mounts: /dev/shm, a "tmpfs"',
+    "devs": "mounts: /dev/pts (runc links /dev/ptmx and /dev/fd to it and /proc)",
+    "devnull": "a working /dev/null",
+    "other_mounts": "mounts: only the six of the list",
+    "cwd": "process.cwd",
+    "env": "process.env, a list of K=V",
+    "dd": "linux.resources.memory.limit, in bytes",
+    "procs": "linux.resources.pids.limit",
+}
+
+
+def _get(document: object, *keys: str) -> object:
+    """``document[k1][k2]…``, or None where a level is missing or not a dict."""
+    for key in keys:
+        if not isinstance(document, dict):
+            return None
+        document = document.get(key)
+    return document
+
+
+def _schema(doc: dict[str, Any], root: Path, argv: list[str], options: dict[str, Any]) -> None:
+    """The parts of *doc* the usual mistakes break, each named, before runc sees it."""
+    expect("hooks" not in doc, "hooks run programs on the host: not part of this exercise")
+    expect(
+        _get(doc, "root", "path") == str(root),
+        f"root.path is {_get(doc, 'root', 'path')!r}, expected the rootfs, {str(root)!r}",
+    )
+    expect(_get(doc, "root", "readonly") is False, "root.readonly: false (the shell writes)")
+    process = _get(doc, "process")
+    expect(isinstance(process, dict), "process is missing: what to run, as whom, with what")
+    expect(_get(doc, "process", "args") == argv, "process.args is not the argv given")
+    user = _get(doc, "process", "user")
+    expect(
+        isinstance(user, dict) and user.get("uid") == 0 and user.get("gid") == 0,
+        f'process.user is {user!r}: runc needs it, {{"uid": 0, "gid": 0}} for root',
+    )
+    wanted = sorted(f"CAP_{name}" for name in hardening.RUNTIME_CAPS)
+    for kind in ("bounding", "effective", "permitted"):
+        caps = _get(doc, "process", "capabilities", kind)
+        expect(isinstance(caps, list), f"process.capabilities.{kind} is missing (a list)")
+        bare = [c for c in caps if isinstance(c, str) and not c.startswith("CAP_")]
+        expect(
+            not bare,
+            f"process.capabilities.{kind} has {bare[:3]}: the spec spells capabilities "
+            f"with the CAP_ prefix ({bare[0] if bare else ''} → CAP_{bare[0] if bare else ''})",
+        )
+        odd = sorted(set(caps) ^ set(wanted))
+        expect(
+            sorted(caps) == wanted,
+            f"process.capabilities.{kind} is not RUNTIME_CAPS: {_short(odd)} differ",
+        )
+    expect(
+        _get(doc, "process", "noNewPrivileges") is True,
+        f"process.noNewPrivileges is {_get(doc, 'process', 'noNewPrivileges')!r}: it must be "
+        "true, or a set-user-ID program in the container could gain privileges",
+    )
+    _mounts_right(_get(doc, "mounts"))
+    _linux_right(_get(doc, "linux"), options)
+
+
+def _mounts_right(mounts: object) -> None:
+    expect(isinstance(mounts, list), "mounts is missing: a list of {destination, type, source}")
+    seen = {m.get("destination"): m for m in mounts if isinstance(m, dict)}  # type: ignore[union-attr]
+    for mount in seen.values():
+        options = mount.get("options") or []
+        expect(
+            mount.get("type") != "bind" and not {"bind", "rbind"} & set(options),
+            f"the mount on {mount.get('destination')} binds a host path into the container: "
+            "not part of this exercise (only the six filesystems of runc's list)",
+        )
+    expect(
+        "/dev/pts" in seen,
+        "no /dev/pts mount: without a devpts (newinstance, ptmxmode=0666) the container has "
+        "no /dev/ptmx, no terminal",
+    )
+    for destination, fstype in _MOUNTS.items():
+        got = seen.get(destination, {}).get("type")
+        expect(got == fstype, f"mounts: {destination} should be a {fstype!r}, yours is {got!r}")
+    expect("ro" in (seen["/sys"].get("options") or []), "mounts: /sys must be read-only (ro)")
+
+
+def _linux_right(section: object, options: dict[str, Any]) -> None:
+    expect(isinstance(section, dict), "linux is missing: namespaces, resources, paths, seccomp")
+    kinds = [n.get("type") for n in _get(section, "namespaces") or [] if isinstance(n, dict)]
+    for kind in kinds:
+        expect(
+            kind not in _MISSPELT,
+            f'linux.namespaces has "{kind}": the spec spells it "{_MISSPELT.get(kind)}"',
+        )
+    expect(
+        set(kinds) == _NAMESPACES,
+        f"linux.namespaces are {sorted(map(str, kinds))}, expected {sorted(_NAMESPACES)}",
+    )
+    memory = _get(section, "resources", "memory")
+    expect(
+        memory is not None,
+        "linux.resources.memory is missing: the memory limit goes in "
+        '"linux": {"resources": {"memory": {"limit": …}}}',
+    )
+    limit = _get(memory, "limit")
+    expect(
+        isinstance(memory, dict) and limit is not None,
+        f'linux.resources.memory is {memory!r}: the limit goes in its "limit" key',
+    )
+    expect(
+        limit == options["memory"],
+        f"linux.resources.memory.limit is {limit!r}, expected {options['memory']}: the unit "
+        "is bytes, an int (not MiB, not a string like '32M')",
+    )
+    pids = _get(section, "resources", "pids", "limit")
+    expect(
+        pids == options["pids"],
+        f"linux.resources.pids.limit is {pids!r}, expected {options['pids']}",
+    )
+    masked = _get(section, "maskedPaths")
+    expect(
+        isinstance(masked, list) and set(hardening.MASKED_PATHS) <= set(masked),
+        "linux.maskedPaths is missing or short: every path of MASKED_PATHS (runc hides each "
+        "under /dev/null or an empty tmpfs)",
+    )
+    _seccomp_right(_get(section, "seccomp"))
+
+
+def _seccomp_right(section: object) -> None:
+    expect(isinstance(section, dict), "linux.seccomp is missing: the filter of 04.3, said in JSON")
+    action = _get(section, "defaultAction")
+    expect(
+        action == "SCMP_ACT_ALLOW",
+        f"linux.seccomp.defaultAction is {action!r}: SCMP_ACT_ALLOW, the rules name the denied",
+    )
+    denied: set[str] = set()
+    for rule in _get(section, "syscalls") or []:
+        if not isinstance(rule, dict) or rule.get("args"):
+            continue
+        expect(
+            rule.get("action") == "SCMP_ACT_ERRNO" and rule.get("errnoRet", 1) == errno.EPERM,
+            f"a seccomp rule says {rule.get('action')!r} with errnoRet {rule.get('errnoRet')!r}: "
+            "the denied calls fail with EPERM — SCMP_ACT_ERRNO, errnoRet 1, as in 04.3",
+        )
+        denied |= set(rule.get("names") or [])
+    missing, extra = set(seccomp.DENY) - denied, denied - set(seccomp.DENY)
+    expect(
+        not missing and not extra,
+        f"linux.seccomp denies {sorted(extra)[:3]} too / not {sorted(missing)[:3]}: "
+        "the names of DENY, no more",
+    )
+
+
+@exercise(
+    "04.6",
+    points=3,
+    against=("runc",),
+    hints=(
+        "write the container of your my_run the way any OCI runtime reads it: a dict that "
+        "json.dumps turns into config.json — the check runs runc on it.",
+        "ociVersion, root {path, readonly}, process {args, env, cwd, user, capabilities, "
+        "noNewPrivileges}, hostname, mounts (six of them), linux {namespaces, resources, "
+        "maskedPaths, readonlyPaths, seccomp}; capabilities are 'CAP_…', namespaces "
+        "'network' and 'mount', memory in bytes.",
+        'linux.seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": '
+        'list(DENY), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}; a mount is '
+        '{"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": […]}.',
+    ),
+)
+def config_runs_like_runc(my_oci_config: Callable[..., dict[str, Any]]) -> None:
+    """runc, given your config.json, runs the container the course's bundle runs."""
+    rng = fresh_rng()
+    memory = rng.randrange(24, 40) << 20
+    options = {
+        "hostname": f"oci-{_word(rng, 5)}",
+        "memory": memory,
+        "pids": rng.randrange(10, 24),
+        "env": [f"HARDWAY_FACT={_word(rng)}", "PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
+        "cwd": "/work",
+    }
+    argv = ["sh", "-c", FACTS, "facts", str((memory >> 20) * 2) + "M"]
+    with scratch("04") as tmp:
+        root = _rootfs(tmp)
+        doc = in_child(
+            lambda: my_oci_config(root, list(argv), **options), what="your my_oci_config"
+        )
+        expect(isinstance(doc, dict), f"my_oci_config returned {type(doc).__name__}, not a dict")
+        try:
+            json.dumps(doc)
+        except (TypeError, ValueError) as exc:
+            raise AssertionError(
+                f"json.dumps cannot write your dict ({exc}): a Path? write str(rootfs)"
+            ) from None
+        _schema(doc, root, argv, options)
+        want = _runc_facts(root, argv, options, tmp / "course")
+        name = cgroups.group_name("runc")
+        try:
+            done = in_child(
+                lambda: bundle.run_config(doc, tmp / "yours", name=name, timeout=40),
+                timeout=60,
+                what="runc with your config.json",
+            )
+        finally:
+            bundle.delete(name)
+        got = facts(done.stdout)
+        expect(
+            "procs" in got or done.returncode == 0,
+            f"runc did not run your config.json to the end: status {done.returncode}, "
+            f"{(done.stderr or done.stdout).strip()[-400:]}",
+        )
+        for key, told in _CONFIG_TOLD.items():
+            mine, theirs = got.get(key, "(nothing)"), want.get(key, "(nothing)")
+            expect(
+                mine == theirs,
+                f"{key}: runc with your config.json says {mine!r}, with the course's "
+                f"{theirs!r} — {told}",
+            )
 
 
 if __name__ == "__main__":  # pragma: no cover - a demo: the facts of runc's container
