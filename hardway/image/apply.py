@@ -161,8 +161,9 @@ def _compressed_size(raw: BinaryIO) -> int | None:
     return end - here
 
 
-def default_max_size(raw: BinaryIO) -> int | None:
-    """``$HARDWAY_MAX_LAYER_SIZE`` if set (``unlimited``: no cap), else the expansion limit."""
+def default_max_size(raw: BinaryIO | int) -> int | None:
+    """``$HARDWAY_MAX_LAYER_SIZE`` if set (``unlimited``: no cap), else the expansion limit
+    of ``raw``'s size (or of ``raw`` bytes, when the size is known but the stream is a pipe)."""
     setting = os.environ.get(MAX_SIZE_ENV, "").strip()
     if setting.lower() in ("unlimited", "none"):
         return None
@@ -174,7 +175,7 @@ def default_max_size(raw: BinaryIO) -> int | None:
                 f"{MAX_SIZE_ENV}={setting!r}: {exc}",
                 fix=f"set {MAX_SIZE_ENV} to a size such as 32G, or to unlimited, or unset it",
             ) from None
-    return expansion_limit(_compressed_size(raw))
+    return expansion_limit(raw if isinstance(raw, int) else _compressed_size(raw))
 
 
 def _missing_link(entry: str, link: str) -> LayerError:
