@@ -31,7 +31,6 @@ from hardway.distribution.transports import read_image, write_image
 from hardway.errors import InvalidImageError
 from hardway.image.config import image_id
 from hardway.image.mediatypes import layer_media_type
-from hardway.image.mutate import from_dir
 from hardway.image.platform import Platform
 
 __all__ = ["register"]
@@ -152,6 +151,8 @@ def _registry_options(args: argparse.Namespace):
 
 
 def _from_dir(args: argparse.Namespace) -> int:
+    from hardway.image.mutate import from_dir  # only this command builds: start-up time
+
     settings: dict = {
         "env": _pairs(args.env, "env"),
         "labels": dict(p.split("=", 1) for p in _pairs(args.label, "label")),

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hardway.errors import BadImageNameError
-from hardway.image import archive, layout
+from hardway.image import layout
 from hardway.image.descriptor import Descriptor
-from hardway.image.mutate import convert
 from hardway.image.platform import Platform
 from hardway.image.protocols import Image
 
@@ -119,13 +118,23 @@ def write_image(image: Image, name: str | ImageName) -> Descriptor | None:
 
 def _write_oci(image: Image, name: ImageName) -> Descriptor:
     """skopeo and umoci only read OCI manifests from a layout, so convert Docker ones."""
+    from hardway.image.mutate import convert  # imported when used: start-up time
+
     return layout.write_image(convert(image, "oci"), Path(name.path), tag=name.ref)
 
 
 def _write_archive(image: Image, name: ImageName) -> None:
     if name.ref and name.ref.startswith("@"):
         raise BadImageNameError(f"{name}: @N picks an image to read; to write, give a name:tag")
+    from hardway.image import archive  # imported when used: start-up time
+
     archive.write_image(image, Path(name.path), tags=[name.ref] if name.ref else [])
+
+
+def _read_archive(name: ImageName, platform: Platform | None) -> Image:
+    from hardway.image import archive  # imported when used: start-up time
+
+    return archive.read_image(Path(name.path), name.ref)
 
 
 register_transport(
@@ -141,7 +150,7 @@ register_transport(
     Transport(
         "docker-archive",
         _split("docker-archive"),
-        lambda n, p: archive.read_image(Path(n.path), n.ref),
+        _read_archive,
         _write_archive,
         "docker-archive:FILE[:REF]",
     )
