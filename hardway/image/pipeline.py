@@ -143,6 +143,8 @@ class Spool:
         at the end of a download that succeeded. One reader only."""
         with self._changed:
             self._reading = True
+            if size <= 0:
+                return b""
             while not self._segments:
                 if self._done:
                     if self._error is not None:
