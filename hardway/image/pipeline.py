@@ -259,18 +259,25 @@ class _SpoolReader(io.RawIOBase):
 class ReadAhead(io.RawIOBase):
     """``source`` read in a thread of its own, up to ``depth`` blocks ahead of the reader.
 
-    The work a read of ``source`` does (inflating, hashing) then overlaps with what the
-    reader does with the bytes. The source's error is raised to the reader, in order,
-    after the bytes before it. :meth:`close` stops the thread.
+    The work a read of ``source`` does (inflating) then overlaps with what the reader
+    does with the bytes; ``on_block`` sees each block as the reader takes it (hashing a
+    whole block at once: in small pieces each update would hand the GIL to and fro).
+    The source's error is raised to the reader, in order, after the bytes before it.
+    :meth:`close` stops the thread.
 
     >>> with ReadAhead(io.BytesIO(b"tar bytes")) as ahead:
     ...     ahead.read(4), ahead.read(), ahead.read()
     (b'tar ', b'bytes', b'')
     """
 
-    def __init__(self, source: BinaryIO, depth: int = 16) -> None:
+    def __init__(
+        self,
+        source: BinaryIO,
+        depth: int = 16,
+        on_block: Callable[[bytes], object] | None = None,
+    ) -> None:
         super().__init__()
-        self._source = source
+        self._source, self._on_block = source, on_block
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._stop = threading.Event()
         self._block, self._at, self._eof = b"", 0, False
@@ -309,6 +316,8 @@ class ReadAhead(io.RawIOBase):
             if not item:
                 self._eof = True
                 return b""
+            if self._on_block is not None:  # in the reader's thread, a whole block at a time
+                self._on_block(item)
         if size is None or size < 0 or (self._at == 0 and size >= len(self._block)):
             data = self._block[self._at :] if self._at else self._block
         else:

@@ -22,17 +22,15 @@ taken back) are downloaded and checked whole first.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
 
 from hardway.errors import DigestMismatchError
 from hardway.image.apply import apply_layer, default_max_size
 from hardway.image.compression import NONE, decompressed
-from hardway.image.pipeline import CHUNK, Downloads, ReadAhead, Spool
+from hardway.image.pipeline import Downloads, ReadAhead, Spool
 from hardway.image.protocols import Image, Layer
 from hardway.sys.trees import remove_tree
 
@@ -80,9 +78,14 @@ def unpack_image(image: Image, rootfs: Path | str, *, downloads: int = DOWNLOADS
 def _apply_all(layers: list[Layer], spools: list[Spool], root: Path) -> None:
     """Apply each layer as its blob arrives; return once every digest was checked."""
     for layer, spool in zip(layers, spools, strict=True):
-        tar = ReadAhead(_DiffIdCheck(decompressed(spool.reader()), layer))
+        # inflating runs in a thread of its own; the tar is hashed here, a block at a
+        # time: that balances the two threads (for a 1 GB layer: inflate ~1.7 s, sha256
+        # ~0.7 s, tar and files ~1.6 s)
+        diff_id = _DiffId(layer)
+        tar = ReadAhead(decompressed(spool.reader()), on_block=diff_id.update)
         try:
             apply_layer(tar, root, compression=NONE, max_size=default_max_size(layer.size))
+            spool.wait()  # the decompressor may stop before the blob's last bytes
         except Exception:
             # a corrupt blob often breaks the decompressor or the tar before its end
             # is reached: the digest is the real reason, so it is the one reported
@@ -91,26 +94,19 @@ def _apply_all(layers: list[Layer], spools: list[Spool], root: Path) -> None:
             raise
         finally:
             tar.close()
-        spool.wait()  # the decompressor may stop before the blob's last bytes
+        diff_id.check()  # apply_layer read the tar to its end
         spool.close()  # its disk space is free for the next layers
 
 
-class _DiffIdCheck(io.RawIOBase):
-    """A layer's tar, hashed as it passes: at its end, it must match the diff_id."""
+class _DiffId:
+    """The sha256 of a layer's tar as it passes, checked against its diff_id at the end."""
 
-    def __init__(self, tar: BinaryIO, layer: Layer) -> None:
-        super().__init__()
-        self._tar, self._layer = tar, layer
+    def __init__(self, layer: Layer) -> None:
+        self._layer = layer
         self._hash = hashlib.new(layer.diff_id.algorithm)
+        self.update = self._hash.update
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        data = self._tar.read(CHUNK if size is None or size < 0 else size)
-        if data:
-            self._hash.update(data)
-            return data
+    def check(self) -> None:
         want = self._layer.diff_id
         if self._hash.hexdigest() != want.encoded:
             got = f"{want.algorithm}:{self._hash.hexdigest()}"
@@ -119,13 +115,3 @@ class _DiffIdCheck(io.RawIOBase):
                 f"the config's diff_id is {str(want)[:19]}…: it is corrupt or was tampered with",
                 fix="fetch or copy the image again from a source you trust",
             )
-        return b""
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._tar.close()
-        super().close()
