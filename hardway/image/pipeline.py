@@ -42,6 +42,10 @@ __all__ = ["Cancelled", "Downloads", "ReadAhead", "Spool"]
 CHUNK = 1 << 16
 #: how long a waiting thread sleeps before it looks whether it was cancelled
 _POLL = 0.2
+#: a thread that waits for blocks is woken when this many are there (or at the end), and
+#: one that waits for room when half the room is free: waking another thread costs a few
+#: system calls and a hand-over of the GIL, so it is done once per batch, not per block
+_BATCH = 4
 
 
 class Cancelled(Exception):
@@ -75,6 +79,7 @@ class Spool:
         self._segments: collections.deque[bytes | int] = collections.deque()
         self._held = self._file_end = self._file_at = 0
         self._reading, self._done = False, False
+        self._starved = self._full = False  # the reader waits for bytes, the filler for room
         self._error: BaseException | None = None
         self._changed = threading.Condition()
         self._cancelled = threading.Event()
@@ -99,10 +104,14 @@ class Spool:
                 if self._held + len(data) <= self._memory:
                     self._segments.append(data)
                     self._held += len(data)
-                    self._changed.notify_all()
+                    self._wake_reader()
                     return
                 if not self._reading:
                     break  # nobody to wait for: to the file
+                self._full = True
+                if self._starved:  # never both waiting for each other
+                    self._starved = False
+                    self._changed.notify_all()
                 self._changed.wait(_POLL)
         offset, done = self._file_end, 0  # only this thread writes the file
         while done < len(data):
@@ -113,6 +122,14 @@ class Spool:
                 self._segments[-1] += len(data)
             else:
                 self._segments.append(len(data))
+            self._wake_reader()
+
+    def _ready(self) -> int:
+        return self._held + self._file_end - self._file_at
+
+    def _wake_reader(self) -> None:
+        if self._starved and self._ready() >= min(_BATCH * CHUNK, self._memory // 2):
+            self._starved = False
             self._changed.notify_all()
 
     def _finish(self, error: BaseException | None) -> None:
@@ -145,12 +162,14 @@ class Spool:
             self._reading = True
             if size <= 0:
                 return b""
-            while not self._segments:
-                if self._done:
+            while not self._segments or (self._starved and not self._done):
+                if self._done and not self._segments:
                     if self._error is not None:
                         raise self._error
                     return b""
+                self._starved = True  # until a batch is here (_wake_reader) or the end
                 self._changed.wait(_POLL)
+            self._starved = False
             if self._cancelled.is_set():
                 raise Cancelled()
             head = self._segments[0]
@@ -160,7 +179,9 @@ class Spool:
                 else:
                     self._segments.popleft()
                 self._held -= len(head)
-                self._changed.notify_all()
+                if self._full and self._held <= self._memory // 2:
+                    self._full = False
+                    self._changed.notify_all()
                 return head
             size, offset = min(size, head), self._file_at
             self._file_at += size
@@ -278,7 +299,9 @@ class ReadAhead(io.RawIOBase):
     ) -> None:
         super().__init__()
         self._source, self._on_block = source, on_block
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._blocks: collections.deque[bytes | BaseException] = collections.deque()
+        self._depth, self._changed = depth, threading.Condition()
+        self._starved = self._full = False  # the reader waits for blocks, the thread for room
         self._stop = threading.Event()
         self._block, self._at, self._eof = b"", 0, False
         self._thread = threading.Thread(target=self._work, name="layer-inflate", daemon=True)
@@ -295,10 +318,31 @@ class ReadAhead(io.RawIOBase):
             self._put(exc)
 
     def _put(self, item: bytes | BaseException) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(queue.Full):
-                return self._queue.put(item, timeout=_POLL)
-        return None
+        with self._changed:
+            while len(self._blocks) >= self._depth and not self._stop.is_set():
+                self._full = True
+                if self._starved:  # never both waiting for each other
+                    self._starved = False
+                    self._changed.notify_all()
+                self._changed.wait(_POLL)
+            self._blocks.append(item)
+            last = not isinstance(item, bytes) or not item
+            if self._starved and (last or len(self._blocks) >= _BATCH):
+                self._starved = False
+                self._changed.notify_all()
+
+    def _take(self) -> bytes | BaseException:
+        with self._changed:
+            while not self._blocks or self._starved:
+                self._starved = True  # until a batch is here, or the end (_put)
+                self._changed.wait(_POLL)
+                if self._blocks and not self._thread.is_alive():
+                    self._starved = False  # the thread has put its last block
+            item = self._blocks.popleft()
+            if self._full and len(self._blocks) <= self._depth // 2:
+                self._full = False
+                self._changed.notify_all()
+            return item
 
     def readable(self) -> bool:
         return True
@@ -308,7 +352,7 @@ class ReadAhead(io.RawIOBase):
         if self._at == len(self._block):
             if self._eof:
                 return b""
-            item = self._queue.get()
+            item = self._take()
             if isinstance(item, BaseException):
                 self._eof = True
                 raise item
@@ -331,10 +375,7 @@ class ReadAhead(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()  # a producer waiting to put sees the stop
+        self._stop.set()  # a thread waiting for room sees it within _POLL
         self._thread.join(timeout=10)
         if not self._thread.is_alive():  # never close a decompressor in mid-call
             with contextlib.suppress(Exception):
