@@ -49,6 +49,7 @@ from typing import BinaryIO, TypeVar
 
 from hardway.errors import LayerError, UnsafeLayerError
 from hardway.image.compression import decompressed, expansion_limit
+from hardway.image.tarheaders import parse_header
 from hardway.image.whiteouts import META_PREFIX, OPAQUE, WHITEOUT_PREFIX, whiteout_target
 from hardway.sys.securejoin import open_dir
 from hardway.sys.sizes import format_size, parse_size
@@ -227,6 +228,12 @@ class _StrictInfo(tarfile.TarInfo):
     :mod:`tarfile` ends the archive quietly there, as if it were the end: half a layer
     would be applied without a word.
     """
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+        """tarfile's own parse, made faster for the common header (see tarheaders)."""
+        parsed = parse_header(cls, buf, encoding, errors)
+        return super().frombuf(buf, encoding, errors) if parsed is None else parsed
 
     @classmethod
     def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
