@@ -13,9 +13,9 @@ The image commands of ``python -m hardway``, with skopeo's image names (see
 
 Registry names take ``--creds USER:PASS``, ``--authfile FILE`` and ``--insecure``.
 
-``unpack`` copies each layer to a temporary file first and checks its digest there, so
-no byte of a corrupt or tampered layer reaches the root filesystem
-(:func:`hardway.image.unpack.unpack_image`).
+``unpack`` and ``pull`` build the root filesystem next to its place and rename it in
+only when every layer's digest and diff_id were checked, so no byte of a corrupt or
+tampered layer reaches it (:func:`hardway.image.unpack.unpack_image`).
 """
 
 from __future__ import annotations
