@@ -371,9 +371,10 @@ def test_sigkill_during_a_pull_then_cleanup(
     removed = run_cleanup(temp=temp)
     assert any(line.startswith("removed temporary directory ") for line in removed), removed
     assert list(temp.iterdir()) == []
-    # what only a SIGKILL leaves: a partial tree, named as such (documented)
+    # what only a SIGKILL leaves: a partial tree, named as such (documented); a pull
+    # applies its layers while they download, so a kill in the download may leave one too
     partial = list(tmp_path.glob(".rootfs.partial-*"))
-    assert len(partial) == (step == "apply")
+    assert len(partial) == 1 if step == "apply" else len(partial) <= 1
 
 
 def test_sigkill_during_a_push_then_cleanup(

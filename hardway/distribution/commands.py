@@ -19,9 +19,9 @@ Registry names take ``--creds USER:PASS``, ``--authfile FILE`` and ``--insecure`
 ``--creds``, credentials come from the docker config file that ``login`` writes
 (:mod:`hardway.distribution.credentials`: ``auths``, ``credHelpers``, ``credsStore``).
 
-``unpack`` copies each layer to a temporary file first and checks its digest there, so
-no byte of a corrupt or tampered layer reaches the root filesystem
-(:func:`hardway.image.unpack.unpack_image`).
+``unpack`` and ``pull`` build the root filesystem next to its place and rename it in
+only when every layer's digest and diff_id were checked, so no byte of a corrupt or
+tampered layer reaches it (:func:`hardway.image.unpack.unpack_image`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from hardway.errors import (
 )
 from hardway.image.config import image_id
 from hardway.image.mediatypes import layer_media_type
-from hardway.image.mutate import from_dir
 from hardway.image.platform import Platform
 
 __all__ = ["register"]
@@ -206,6 +205,8 @@ def _registry_options(args: argparse.Namespace):
 
 
 def _from_dir(args: argparse.Namespace) -> int:
+    from hardway.image.mutate import from_dir  # only this command builds: start-up time
+
     settings: dict = {
         "env": _pairs(args.env, "env"),
         "labels": dict(p.split("=", 1) for p in _pairs(args.label, "label")),

@@ -61,12 +61,46 @@ class BlobDownloads(HttpClient):
 
         return ResumingDownload(fetch, Budget(self, f"GET {path}", "GET blob"))
 
+    def blob_stream_for_thread(self, repository: str, digest: Digest | str) -> BinaryIO:
+        """:meth:`blob_stream` through a client of its own (its own
+        :class:`requests.Session`, the same connection pools), closed with the stream: the
+        layers of one pull download in threads (:mod:`hardway.image.pipeline`)."""
+        with contextlib.ExitStack() as stack:  # closes the client if the GET fails
+            client = stack.enter_context(self._worker())
+            stack.callback(self._merge, client)
+            stream = client.blob_stream(repository, digest)
+            return _Owning(stream, stack.pop_all())
+        raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with returns)
+
     def open_blob(
         self, repository: str, digest: Digest | str, size: int | None = None
     ) -> VerifyingReader:
         """A blob, verified against its digest (and ``size``) while it streams."""
         digest = parse_digest(str(digest))
         return VerifyingReader(self.blob_stream(repository, digest), digest, size)
+
+
+class _Owning(io.RawIOBase):
+    """``stream``, and what closing it closes too (``owned``)."""
+
+    def __init__(self, stream: BinaryIO, owned: contextlib.ExitStack) -> None:
+        self._stream, self._owned = stream, owned
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        return self._stream.read(size)
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        return self._stream.readinto(buffer)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._owned.close()
+            super().close()
 
 
 class ResumingDownload(io.RawIOBase):

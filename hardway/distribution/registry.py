@@ -215,7 +215,7 @@ class Registry(BlobUploads, BlobDownloads):
         progress = current_options().progress
 
         def opener(digest: Digest) -> BinaryIO:
-            stream = self.blob_stream(repository, digest)
+            stream = self.blob_stream_for_thread(repository, digest)  # unpack: in threads
             if digest not in sizes:
                 return stream
             bar = progress_bar(sizes[digest], f"pull {str(digest)[7:19]}", enabled=progress)

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hardway.errors import BadImageNameError, InvalidImageError
-from hardway.image import archive, layout
+from hardway.image import layout
 from hardway.image.descriptor import Descriptor
 from hardway.image.jsondoc import parse_json
 from hardway.image.manifest import Index
 from hardway.image.mediatypes import INDEX_TYPES
-from hardway.image.mutate import convert
 from hardway.image.platform import Platform
 from hardway.image.protocols import Image
 
@@ -164,13 +163,23 @@ def write_all(raw_index: bytes, images: list[tuple[Descriptor, Image]], name: st
 
 def _write_oci(image: Image, name: ImageName) -> Descriptor:
     """skopeo and umoci only read OCI manifests from a layout, so convert Docker ones."""
+    from hardway.image.mutate import convert  # imported when used: start-up time
+
     return layout.write_image(convert(image, "oci"), Path(name.path), tag=name.ref)
 
 
 def _write_archive(image: Image, name: ImageName) -> None:
     if name.ref and name.ref.startswith("@"):
         raise BadImageNameError(f"{name}: @N picks an image to read; to write, give a name:tag")
+    from hardway.image import archive  # imported when used: start-up time
+
     archive.write_image(image, Path(name.path), tags=[name.ref] if name.ref else [])
+
+
+def _read_archive(name: ImageName, platform: Platform | None) -> Image:
+    from hardway.image import archive  # imported when used: start-up time
+
+    return archive.read_image(Path(name.path), name.ref)
 
 
 register_transport(
@@ -186,7 +195,7 @@ register_transport(
     Transport(
         "docker-archive",
         _split("docker-archive"),
-        lambda n, p: archive.read_image(Path(n.path), n.ref),
+        _read_archive,
         _write_archive,
         "docker-archive:FILE[:REF]",
     )

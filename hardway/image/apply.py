@@ -43,17 +43,20 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from hardway.errors import LayerError, UnsafeLayerError
 from hardway.image.compression import decompressed, expansion_limit
+from hardway.image.tarheaders import parse_header
 from hardway.image.whiteouts import META_PREFIX, OPAQUE, WHITEOUT_PREFIX, whiteout_target
 from hardway.sys.securejoin import open_dir
 from hardway.sys.sizes import format_size, parse_size
 
 __all__ = ["apply_layer", "apply_layers", "clean_name"]
+
+T = TypeVar("T")
 
 #: file data is copied in blocks this big: under glibc's mmap threshold (128 KiB), so each
 #: block reuses freed heap instead of fresh pages (1 MiB blocks cost ~170,000 page faults,
@@ -161,8 +164,9 @@ def _compressed_size(raw: BinaryIO) -> int | None:
     return end - here
 
 
-def default_max_size(raw: BinaryIO) -> int | None:
-    """``$HARDWAY_MAX_LAYER_SIZE`` if set (``unlimited``: no cap), else the expansion limit."""
+def default_max_size(raw: BinaryIO | int) -> int | None:
+    """``$HARDWAY_MAX_LAYER_SIZE`` if set (``unlimited``: no cap), else the expansion limit
+    of ``raw``'s size (or of ``raw`` bytes, when the size is known but the stream is a pipe)."""
     setting = os.environ.get(MAX_SIZE_ENV, "").strip()
     if setting.lower() in ("unlimited", "none"):
         return None
@@ -174,7 +178,7 @@ def default_max_size(raw: BinaryIO) -> int | None:
                 f"{MAX_SIZE_ENV}={setting!r}: {exc}",
                 fix=f"set {MAX_SIZE_ENV} to a size such as 32G, or to unlimited, or unset it",
             ) from None
-    return expansion_limit(_compressed_size(raw))
+    return expansion_limit(raw if isinstance(raw, int) else _compressed_size(raw))
 
 
 def _missing_link(entry: str, link: str) -> LayerError:
@@ -224,6 +228,12 @@ class _StrictInfo(tarfile.TarInfo):
     :mod:`tarfile` ends the archive quietly there, as if it were the end: half a layer
     would be applied without a word.
     """
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+        """tarfile's own parse, made faster for the common header (see tarheaders)."""
+        parsed = parse_header(cls, buf, encoding, errors)
+        return super().frombuf(buf, encoding, errors) if parsed is None else parsed
 
     @classmethod
     def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
@@ -405,32 +415,35 @@ class _Applier:
         tar: tarfile.TarFile,
         link: str | None,
     ) -> None:
-        try:
-            old = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            old = None
-        if old is not None and not (member.isdir() and stat.S_ISDIR(old.st_mode)):
-            _remove(dir_fd, base)
-            old = None
+        # Each entry is created with O_EXCL (or mkdir, symlink, link: all refuse an
+        # existing name), and only when the name is taken is the old entry looked at and
+        # removed: most names of a layer are new, so this saves a stat per entry.
         if member.isdir():
-            if old is None:
+            try:
                 os.mkdir(base, 0o700, dir_fd=dir_fd)
+            except FileExistsError:
+                old = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+                if not stat.S_ISDIR(old.st_mode):  # a directory is kept, all else replaced
+                    _remove(dir_fd, base)
+                    os.mkdir(base, 0o700, dir_fd=dir_fd)
         elif member.isreg():
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(base, flags, 0o600, dir_fd=dir_fd)
-            with open(fd, "wb", buffering=0) as out:
-                self.copy_data(tar, member, out)
+            fd = _replacing(dir_fd, base, lambda: os.open(base, flags, 0o600, dir_fd=dir_fd))
+            try:
+                self.copy_data(tar, member, fd)
                 self.set_attrs(fd, member)
+            finally:
+                os.close(fd)
         elif link is not None:
-            self.hard_link(dir_fd, base, member, link)
+            _replacing(dir_fd, base, lambda: self.hard_link(dir_fd, base, member, link))
         elif member.issym():
-            os.symlink(member.linkname, base, dir_fd=dir_fd)
+            _replacing(dir_fd, base, lambda: os.symlink(member.linkname, base, dir_fd=dir_fd))
             if self.same_owner:
                 os.chown(base, member.uid, member.gid, dir_fd=dir_fd, follow_symlinks=False)
             ns = int(member.mtime * 1e9)
             os.utime(base, ns=(ns, ns), dir_fd=dir_fd, follow_symlinks=False)
         elif member.ischr() or member.isblk() or member.isfifo():
-            self.special(dir_fd, base, member)
+            _replacing(dir_fd, base, lambda: self.special(dir_fd, base, member))
         else:
             raise LayerError(
                 f"layer entry {member.name!r}: tar entry type {member.type!r} is not a file, "
@@ -438,16 +451,25 @@ class _Applier:
                 fix="rebuild the layer with a tool that writes standard tar entries",
             )
 
-    def copy_data(self, tar: tarfile.TarFile, member: tarfile.TarInfo, out: BinaryIO) -> None:
+    def copy_data(self, tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:
         """Write the entry's bytes, within the size cap; a truncated archive names the entry."""
         try:
+            if self.left is not None:  # size: what is written (a sparse entry reads less)
+                self.left -= member.size
+                if self.left < 0:
+                    raise _too_big(self.limit)
+            if member.sparse is None and member.size <= _CHUNK:
+                # a small file, the common case: its bytes straight from the stream, which
+                # stands at them (tarfile's own extractfile builds three objects to do this)
+                tar.fileobj.seek(member.offset_data)
+                data = tar.fileobj.read(member.size)
+                if len(data) != member.size:
+                    raise tarfile.ReadError("unexpected end of data")
+                _write_all(fd, data)
+                return
             src = tar.extractfile(member)
-            while block := src.read(_CHUNK):
-                if self.left is not None:
-                    self.left -= len(block)  # what is written: a sparse entry reads little
-                    if self.left < 0:
-                        raise _too_big(self.limit)
-                out.write(block)
+            while block := src.read(_CHUNK):  # never more than member.size in all
+                _write_all(fd, block)
         except tarfile.TarError as exc:
             raise LayerError(
                 f"layer entry {member.name!r}: the archive is cut short ({exc})",
@@ -519,6 +541,23 @@ class _Applier:
                         raise
         ns = int(member.mtime * 1e9)
         os.utime(target, ns=(ns, ns))
+
+
+def _replacing(dir_fd: int, base: str, make: Callable[[], T]) -> T:
+    """``make()``, which creates ``base`` and refuses an existing name (``O_EXCL``,
+    ``symlink``, ``link``, ``mknod``): if the name is taken, the old entry is removed
+    (never followed) and ``make()`` tried once more."""
+    try:
+        return make()
+    except FileExistsError:
+        _remove(dir_fd, base)
+        return make()
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 @contextlib.contextmanager

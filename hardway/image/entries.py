@@ -48,7 +48,7 @@ class Entry:
     """
 
     name: str
-    path: Path | None = None
+    path: str | Path | None = None
     st: os.stat_result | None = None
 
 
@@ -61,12 +61,13 @@ def sort_key(name: str) -> bytes:
     return os.fsencode(name)
 
 
-def children(directory: Path, prefix: str) -> Iterator[Entry]:
+def children(directory: str | Path, prefix: str) -> Iterator[Entry]:
     """The entries in ``directory``, sorted by name as bytes; sockets left out.
 
     ``prefix`` is the directory's own name in the layer (``""`` for the root). Only the
     names are held (a directory of 20,000 files costs a few MB); each entry is stat'ed
-    as it is reached.
+    as it is reached. Paths are plain strings: a :class:`~pathlib.Path` per file cost
+    a tenth of a small-file layer's time.
 
     >>> import tempfile; tmp = tempfile.TemporaryDirectory(); d = Path(tmp.name)
     >>> (d / "b").touch(); (d / "a").touch()
@@ -74,15 +75,19 @@ def children(directory: Path, prefix: str) -> Iterator[Entry]:
     ['etc/a', 'etc/b']
     >>> tmp.cleanup()
     """
-    for name in sorted(os.listdir(directory), key=sort_key):
-        path = directory / name
+    names = os.listdir(directory)
+    # ASCII sorts the same as str and as bytes; only other names need their bytes
+    names.sort(key=None if all(n.isascii() for n in names) else sort_key)
+    base = os.path.join(directory, "")
+    for name in names:
+        path = base + name
         st = os.lstat(path)
         if not stat.S_ISSOCK(st.st_mode):
             yield Entry(f"{prefix}/{name}" if prefix else name, path, st)
 
 
 def tree_entries(
-    root: Path, listing: Callable[[Path, str], Iterable[Entry]] = children
+    root: str | Path, listing: Callable[[str | Path, str], Iterable[Entry]] = children
 ) -> Iterator[Entry]:
     """Every entry under ``root``, depth first, each directory before its contents.
 
@@ -106,7 +111,7 @@ def tree_entries(
             stack.append(iter(listing(entry.path, entry.name)))
 
 
-def xattrs(path: Path) -> dict[str, bytes]:
+def xattrs(path: str | Path) -> dict[str, bytes]:
     """The extended attributes of ``path`` (never followed if it is a symlink), sorted by
     name, minus :data:`SKIPPED_XATTRS`; ``{}`` on a filesystem without xattrs.
 

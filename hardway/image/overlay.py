@@ -41,7 +41,7 @@ _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _UNSUPPORTED_XATTRS = ("redirect", "metacopy")
 
 
-def _overlay_xattr(path: Path, names: Iterable[str]) -> bytes | None:
+def _overlay_xattr(path: str | Path, names: Iterable[str]) -> bytes | None:
     for name in names:
         with contextlib.suppress(OSError):
             return os.getxattr(path, name, follow_symlinks=False)
@@ -59,7 +59,7 @@ def overlay_entries(upper: Path) -> Iterator[Entry]:
     return tree_entries(Path(upper), _overlay_children)
 
 
-def _overlay_children(directory: Path, prefix: str) -> list[Entry]:
+def _overlay_children(directory: str | Path, prefix: str) -> list[Entry]:
     marks, rest = [], []
     if prefix and _overlay_xattr(directory, _OPAQUE_XATTRS) == b"y":
         marks.append(Entry(opaque_name(prefix)))

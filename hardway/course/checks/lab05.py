@@ -193,7 +193,7 @@ def _order_on_disk(paths: list[str]) -> list[str]:
         for path in paths:
             (Path(tmp) / path).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / path).touch()
-        return [e.name + ("/" if e.path.is_dir() else "") for e in tree_entries(Path(tmp))]
+        return [e.name + ("/" if os.path.isdir(e.path) else "") for e in tree_entries(Path(tmp))]
 
 
 @exercise(
