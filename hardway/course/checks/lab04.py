@@ -480,6 +480,21 @@ def _diagnose_failure(status: object, output: str, asked_pids: int) -> str:
     return f"your container did not run the shell to its end: status {status!r}, output: {tail}"
 
 
+def _fact_run(prefix: str) -> tuple[dict[str, Any], list[str]]:
+    """Fresh options for a container and the facts script's argv: its ``dd`` writes twice
+    the memory limit, so the limit shows from inside."""
+    rng = fresh_rng()
+    memory = rng.randrange(24, 40) << 20
+    options = {
+        "hostname": f"{prefix}-{_word(rng, 5)}",
+        "memory": memory,
+        "pids": rng.randrange(10, 24),
+        "env": [f"HARDWAY_FACT={_word(rng)}", "PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
+        "cwd": "/work",
+    }
+    return options, ["sh", "-c", FACTS, "facts", str((memory >> 20) * 2) + "M"]
+
+
 @exercise(
     "04.5",
     points=8,
@@ -498,16 +513,7 @@ def _diagnose_failure(status: object, output: str, asked_pids: int) -> str:
 )
 def runs_like_runc(my_run: Callable[..., tuple[int, str]]) -> None:
     """A busybox shell in your my_run sees what it sees in runc, fact by fact."""
-    rng = fresh_rng()
-    memory = rng.randrange(24, 40) << 20
-    options = {
-        "hostname": f"box-{_word(rng, 5)}",
-        "memory": memory,
-        "pids": rng.randrange(10, 24),
-        "env": [f"HARDWAY_FACT={_word(rng)}", "PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
-        "cwd": "/work",
-    }
-    argv = ["sh", "-c", FACTS, "facts", str((memory >> 20) * 2) + "M"]
+    options, argv = _fact_run("box")
     with scratch("04") as tmp, cgroupbox.parent("lab04") as parent:
         root = _rootfs(tmp)
         want = _runc_facts(root, argv, options, tmp / "bundle")
@@ -751,16 +757,7 @@ def _seccomp_right(section: object) -> None:
 )
 def config_runs_like_runc(my_oci_config: Callable[..., dict[str, Any]]) -> None:
     """runc, given your config.json, runs the container the course's bundle runs."""
-    rng = fresh_rng()
-    memory = rng.randrange(24, 40) << 20
-    options = {
-        "hostname": f"oci-{_word(rng, 5)}",
-        "memory": memory,
-        "pids": rng.randrange(10, 24),
-        "env": [f"HARDWAY_FACT={_word(rng)}", "PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
-        "cwd": "/work",
-    }
-    argv = ["sh", "-c", FACTS, "facts", str((memory >> 20) * 2) + "M"]
+    options, argv = _fact_run("oci")
     with scratch("04") as tmp:
         root = _rootfs(tmp)
         doc = in_child(
