@@ -132,6 +132,7 @@ def argv_built(command_line: Callable[..., list[str]]) -> None:
     "04.2",
     points=1,
     hints=(
+        "an image's Env and -e overrides are two lists of the same names: which one wins?",
         "split each entry at the first '=' only: values may contain '='.",
         "read 'K=V' entries into a dict, update it with the overrides, and write it back "
         "as 'K=V' strings — a dict keeps each name's first place.",

@@ -127,10 +127,16 @@ def key_from_content(layer_key: Callable[[Path, dict], str]) -> None:
 @exercise(
     "09.2",
     points=2,
-    hint="tempfile.mkstemp(dir=root / 'tmp') gives a temporary file on the same filesystem; "
-    "write and hash every chunk, flush and os.fsync, then os.replace it to "
-    "shard_path(root, digest) (make the parent directory first). Wrap it all in "
-    "try/finally so the temporary file is removed whatever happens, Ctrl-C included.",
+    hints=(
+        "a reader must never see half a blob: where can the bytes go until they are all "
+        "there and checked?",
+        "write into a temporary file on the same filesystem, then rename it into place in "
+        "one step (a rename within one filesystem is atomic); remove it on every way out.",
+        "tempfile.mkstemp(dir=root / 'tmp') gives a temporary file on the same filesystem; "
+        "write and hash every chunk, flush and os.fsync, then os.replace it to "
+        "shard_path(root, digest) (make the parent directory first). Wrap it all in "
+        "try/finally so the temporary file is removed whatever happens, Ctrl-C included.",
+    ),
 )
 def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
     """write_blob(root, chunks) stores the blob whole, or not at all."""
@@ -180,8 +186,12 @@ def writes_atomic(write_blob: Callable[[Path, Iterable[bytes]], str]) -> None:
 @exercise(
     "09.4",
     points=1,
-    hint="sort by last use, oldest first, and take blobs while the total is still over "
-    "the limit; ties by digest.",
+    hints=(
+        "which blob would you miss least? The one nobody has used for the longest time.",
+        "go from the least recently used up, removing until the total fits.",
+        "sort by last use, oldest first, and take blobs while the total is still over "
+        "the limit; ties by digest.",
+    ),
 )
 def lru_order(prune_order: Callable[[dict[str, tuple[int, int]], int], list[str]]) -> None:
     """prune_order({digest: (last_used, size)}, max_bytes) matches Cache.prune."""
@@ -208,9 +218,15 @@ def lru_order(prune_order: Callable[[dict[str, tuple[int, int]], int], list[str]
 @exercise(
     "09.5",
     points=2,
-    hint="ask has(d) first and keep the missing ones; then hand upload to a "
-    "concurrent.futures.ThreadPoolExecutor(max_workers=jobs) and wait for every future, "
-    "calling .result() so a failure is raised.",
+    hints=(
+        "two things: never send a blob the registry already has, and send the rest at "
+        "the same time, at most jobs at once.",
+        "filter with has(), then use a thread pool; an exception inside a thread is only "
+        "raised when you ask its future for the result.",
+        "ask has(d) first and keep the missing ones; then hand upload to a "
+        "concurrent.futures.ThreadPoolExecutor(max_workers=jobs) and wait for every future, "
+        "calling .result() so a failure is raised.",
+    ),
 )
 def parallel_uploads(
     upload_missing: Callable[[list[str], Callable, Callable, int], list[str]],

@@ -103,10 +103,15 @@ def _dockerfile(rng: random.Random) -> str:
 @exercise(
     "10.1",
     points=2,
-    hint="go line by line and keep a list of pending pieces: skip lines that start with "
-    "'#' (after spaces) and, inside a continuation, blank ones; a line ending in '\\' "
-    "adds its text without the '\\' and waits for more; remember the number of the "
-    "first line. Docker keeps the spaces of a continuation line.",
+    hints=(
+        "an instruction may span lines: a line ending in a backslash goes on on the next.",
+        "join continued lines, drop comment lines, and remember where each instruction "
+        "started (for error messages).",
+        "go line by line and keep a list of pending pieces: skip lines that start with "
+        "'#' (after spaces) and, inside a continuation, blank ones; a line ending in '\\' "
+        "adds its text without the '\\' and waits for more; remember the number of the "
+        "first line. Docker keeps the spaces of a continuation line.",
+    ),
 )
 def lines_joined(logical_lines: Callable[[str], list]) -> None:
     """logical_lines(text) gives (first line number, joined text) per instruction."""
@@ -122,8 +127,12 @@ def lines_joined(logical_lines: Callable[[str], list]) -> None:
 @exercise(
     "10.2",
     points=1,
-    hint="try json.loads: a list whose items are all strings is the exec form; anything "
-    "else (not JSON, not a list, a number inside) is the shell form, run by /bin/sh -c.",
+    hints=(
+        "Dockerfile has two forms: a JSON array (exec form) and plain text (shell form).",
+        "only a JSON list of strings is the exec form; everything else runs through a shell.",
+        "try json.loads: a list whose items are all strings is the exec form; anything "
+        "else (not JSON, not a list, a number inside) is the shell form, run by /bin/sh -c.",
+    ),
 )
 def forms_told_apart(run_argv: Callable[[str], list]) -> None:
     """run_argv(args) is the exec form's list, or ['/bin/sh', '-c', args]."""
@@ -147,9 +156,14 @@ def forms_told_apart(run_argv: Callable[[str], list]) -> None:
 @exercise(
     "10.3",
     points=2,
-    hint="scan the word; at '$' read either a name ([A-Za-z_][A-Za-z0-9_]*) or '{' up "
-    "to '}'. Inside braces, 'NAME:-default' uses the default when NAME is unset or "
-    "empty. An unset variable becomes ''.",
+    hints=(
+        "three spellings to handle: $NAME, ${NAME} and ${NAME:-default}.",
+        "walk the word character by character; a '$' starts a name or a braced "
+        "expression, and the default applies when the variable is unset or empty.",
+        "scan the word; at '$' read either a name ([A-Za-z_][A-Za-z0-9_]*) or '{' up "
+        "to '}'. Inside braces, 'NAME:-default' uses the default when NAME is unset or "
+        "empty. An unset variable becomes ''.",
+    ),
 )
 def variables_substituted(substitute: Callable[[str, dict], str]) -> None:
     """substitute(word, env) replaces $VAR, ${VAR} and ${VAR:-default}."""
