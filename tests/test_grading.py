@@ -102,7 +102,7 @@ def test_assertion_from_the_check_is_a_failure_with_its_hint() -> None:
     assert result.status == "failed" and result.points == 0
     assert result.line.startswith("❌ 00.1: digest_of(b'') returned the hex alone")
     hint = grading.exercises("00")[0].hint
-    assert result.line.endswith(f"Hint: {hint}")
+    assert result.line.endswith(f"Hint: {hint} (more: hint('00.1'))")
     assert "\n" not in result.line
 
 

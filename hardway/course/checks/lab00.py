@@ -40,8 +40,12 @@ def _short(value: object) -> str:
 @exercise(
     "00.1",
     points=2,
-    hint="hashlib.sha256(data) hashes bytes and .hexdigest() spells the hash as 64 "
-    "lowercase hex characters; a digest names its algorithm first, then ':'.",
+    hints=(
+        "a digest is two parts joined by a colon: which algorithm, then the hash.",
+        "hash the bytes with hashlib and spell the hash in hex; put the algorithm's name in front.",
+        "hashlib.sha256(data) hashes bytes and .hexdigest() spells the hash as 64 "
+        "lowercase hex characters; a digest names its algorithm first, then ':'.",
+    ),
 )
 def digest_string(digest_of: Callable[[bytes], str]) -> None:
     """digest_of(data) returns 'sha256:' and the 64 hex characters of the hash."""
@@ -77,10 +81,14 @@ def _random_tar(rng: random.Random) -> bytes:
 @exercise(
     "00.2",
     points=2,
-    hint="the diff_id names the uncompressed tar (what is unpacked on disk); the digest "
-    "names the exact compressed bytes a registry stores. gzip writes the current time "
-    "into its header unless you pass mtime=0, and then the same layer would get a new "
-    "digest every second.",
+    hints=(
+        "compress the same bytes twice, a second apart: are the two outputs equal?",
+        "two forms of one layer have two names: one for what is stored, one for what is unpacked.",
+        "the diff_id names the uncompressed tar (what is unpacked on disk); the digest "
+        "names the exact compressed bytes a registry stores. gzip writes the current time "
+        "into its header unless you pass mtime=0, and then the same layer would get a new "
+        "digest every second.",
+    ),
 )
 def layer_digests(
     gzip_layer: Callable[[bytes], bytes],
@@ -97,7 +105,11 @@ def layer_digests(
         raise AssertionError(f"gzip.decompress(gzip_layer(tar)) failed: {exc}") from None
     expect(back == tar, "gzip.decompress(gzip_layer(tar)) does not give the tar back")
     mtime = int.from_bytes(gz[4:8], "little")
-    expect(mtime == 0, f"the gzip header of gzip_layer(tar) records a time ({mtime})")
+    expect(
+        mtime == 0,
+        f"the gzip header of gzip_layer(tar) records a time ({mtime}), so the same layer "
+        "gets a new digest every second: compress with mtime=0",
+    )
     expect(gzip_layer(tar) == gz, "gzip_layer(tar) gave different bytes the second time")
 
     pair = diff_id_and_digest(tar)
@@ -160,10 +172,16 @@ def _reason(text: str) -> str:
 @exercise(
     "00.3",
     points=2,
-    hint="split at the first ':', then match the algorithm against "
-    "[a-z0-9]+([+._-][a-z0-9]+)* and the rest against [a-zA-Z0-9=_-]+ with "
-    "re.fullmatch (re.match lets trailing text through, and '$' a final newline); "
-    "sha256 needs exactly 64 lowercase hex characters, sha512 128.",
+    hints=(
+        "what can go wrong in a digest string? Think of every part: the algorithm, the "
+        "colon, the hash and its length.",
+        "split once at ':', check each part against the grammar of the OCI spec, and "
+        "check the length the algorithm demands.",
+        "split at the first ':', then match the algorithm against "
+        "[a-z0-9]+([+._-][a-z0-9]+)* and the rest against [a-zA-Z0-9=_-]+ with "
+        "re.fullmatch (re.match lets trailing text through, and '$' a final newline); "
+        "sha256 needs exactly 64 lowercase hex characters, sha512 128.",
+    ),
 )
 def parse_digests(parse_digest: Callable[[str], tuple[str, str]]) -> None:
     """parse_digest(s) returns (algorithm, encoded) and raises ValueError on bad input."""
