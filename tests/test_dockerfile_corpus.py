@@ -104,10 +104,17 @@ def builders(registry, tmp_path_factory):
     host = f"127.0.0.1:{registry.port}"
     top = tmp_path_factory.mktemp("buildah")
     buildah = Buildah(top)
-    for name, tag in BASES.items():
-        write_image(read_image(f"docker://{host}/{name}:latest"), f"oci:{top}/bases:{tag}")
-        image_id = buildah("pull", "--quiet", f"oci:{top}/bases:{tag}").split()[-1]
-        buildah("tag", image_id, name)
+    # buildah names what it pulls from oci:PATH after PATH, so each part of PATH must be a
+    # valid reference component: a temporary directory's random name may hold "-_" or end
+    # in "_", so the layout goes where every part is lowercase letters, digits and "-"
+    layout = Path("/tmp") / f"hardway-bases-{uuid.uuid4().hex}"
+    try:
+        for name, tag in BASES.items():
+            write_image(read_image(f"docker://{host}/{name}:latest"), f"oci:{layout}:{tag}")
+            image_id = buildah("pull", "--quiet", f"oci:{layout}:{tag}").split()[-1]
+            buildah("tag", image_id, name)
+    finally:
+        remove_tree(layout)
     yield host, buildah
     subprocess.run([*buildah.base, "rm", "--all"], capture_output=True)
     remove_tree(top)
