@@ -23,6 +23,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
+from interrupting import jupyter_interrupt
 
 import hardway.isolation.bridge
 import hardway.isolation.publish
@@ -189,24 +190,10 @@ def test_a_port_in_use_is_refused_and_nothing_is_left(web: Path) -> None:
 def test_a_keyboard_interrupt_leaves_no_pair_bridge_or_proxy(web: Path, after: float) -> None:
     """A Jupyter interrupt at whatever step a published run is in."""
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
     before = leftovers.snapshot()
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, after)
-        with pytest.raises(KeyboardInterrupt):
-            runtime.run(web, HTTPD, net="bridge", publish=["127.0.0.1::80"], init=True)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    deadline = time.monotonic() + 5
-    while (left := leftovers.left_behind(before, leftovers.snapshot())) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    assert left == []
+    with jupyter_interrupt(after), pytest.raises(KeyboardInterrupt):
+        runtime.run(web, HTTPD, net="bridge", publish=["127.0.0.1::80"], init=True)
+    assert leftovers.settle(before) == []
     assert not any(t.name == "hardway-proxy" for t in threading.enumerate())
 
 

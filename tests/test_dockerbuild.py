@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from interrupting import jupyter_interrupt
 
 from hardway.build import copyplan, runconfig
 from hardway.build.cache import Cache
@@ -555,20 +556,8 @@ def test_keyboard_interrupt_during_run_leaves_nothing(seeded, tmp_path, monkeypa
     cache = Cache(tmp_path / "cache")
     before = leftovers.snapshot()
 
-    def interrupt_when_running(line: str) -> None:
-        if "Running in" in line:
-            signal.setitimer(signal.ITIMER_REAL, 0.5)
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            build(ctx, cache=cache, out=interrupt_when_running)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    with jupyter_interrupt() as arm, pytest.raises(KeyboardInterrupt):
+        build(ctx, cache=cache, out=lambda line: "Running in" in line and arm(0.5))
     _settle(before, marker, scratch)
     _cache_is_consistent(cache)
     selectors = [p for p in (cache.root / "selectors").rglob("*") if p.is_file()]

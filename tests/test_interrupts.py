@@ -329,15 +329,6 @@ def run_cleanup(*flags: str, temp: Path | None = None, env: dict | None = None) 
     return done.stdout.splitlines()
 
 
-def settle(before: leftovers.Snapshot) -> list[str]:
-    deadline = time.monotonic() + 5
-    while (left := leftovers.left_behind(before, leftovers.snapshot())) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    return left
-
-
 @needs_root
 def test_sigkill_during_a_run_then_cleanup(busybox_rootfs: Path, temp: Path) -> None:
     before = leftovers.snapshot()
@@ -351,7 +342,7 @@ def test_sigkill_during_a_run_then_cleanup(busybox_rootfs: Path, temp: Path) -> 
     assert any(item.startswith("cgroup ") for item in left), left
     removed = run_cleanup(temp=temp)
     assert any(line.startswith("removed cgroup ") for line in removed), removed
-    assert settle(before) == []
+    assert leftovers.settle(before) == []
     assert run_cleanup("--dry-run", temp=temp) == ["nothing left over"]
 
 

@@ -12,7 +12,6 @@ import doctest
 import importlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from interrupting import jupyter_interrupt
 
 from hardway.course import leftovers
 from hardway.errors import (
@@ -331,31 +331,17 @@ def test_a_timeout_kills_the_whole_container(busybox_rootfs: Path) -> None:
     assert nothing_left() == []
 
 
-def _interrupt_after(seconds: float) -> None:
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-
-
 @needs_root
 @pytest.mark.parametrize("how", ["run", "start"])
 @pytest.mark.parametrize("kinds", [{"uts"}, {"pid", "net", "mnt"}], ids=["no-pid-ns", "pid-ns"])
 def test_an_interrupted_cell_leaves_nothing(how: str, kinds: set[str]) -> None:
     spec = Isolation(kinds, veth="net" in kinds)
-    previous = signal.getsignal(signal.SIGALRM)
-    try:
-        _interrupt_after(0.3)
-        with pytest.raises(KeyboardInterrupt):
-            if how == "run":
-                run(spec, ["sh", "-c", "sleep 30 & sleep 31"])
-            else:
-                with start(spec, ["sh", "-c", "sleep 30 & sleep 31"]):
-                    time.sleep(10)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    with jupyter_interrupt(0.3), pytest.raises(KeyboardInterrupt):
+        if how == "run":
+            run(spec, ["sh", "-c", "sleep 30 & sleep 31"])
+        else:
+            with start(spec, ["sh", "-c", "sleep 30 & sleep 31"]):
+                time.sleep(10)
     assert nothing_left() == []
 
 

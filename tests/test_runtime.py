@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from interrupting import jupyter_interrupt
 
 import hardway.isolation.bundle
 import hardway.isolation.runtime
@@ -242,12 +243,7 @@ def test_interrupt_leaves_nothing_behind(busybox_rootfs: Path) -> None:
     proc.send_signal(signal.SIGINT)  # what Ctrl-C (or a kernel interrupt) does
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    deadline = time.monotonic() + 5
-    while (left := leftovers.left_behind(before, leftovers.snapshot())) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    assert left == []
+    assert leftovers.settle(before) == []
 
 
 @needs_root
@@ -285,25 +281,11 @@ def test_a_keyboard_interrupt_inside_run_leaves_nothing(busybox_rootfs: Path, af
     """Like a Jupyter interrupt: KeyboardInterrupt raised in the kernel's main thread,
     at whatever step ``runtime.run`` happens to be in (cgroup, launcher, running)."""
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
     before = leftovers.snapshot()
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, after)
-        with pytest.raises(KeyboardInterrupt):
-            runtime.run(busybox_rootfs, ["sh", "-c", "sleep 30 & sleep 31"], memory="32M",
-                        pids=16, net=True)  # fmt: skip
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    deadline = time.monotonic() + 5
-    while (left := leftovers.left_behind(before, leftovers.snapshot())) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    assert left == []  # cgroups included
+    with jupyter_interrupt(after), pytest.raises(KeyboardInterrupt):
+        runtime.run(busybox_rootfs, ["sh", "-c", "sleep 30 & sleep 31"], memory="32M",
+                    pids=16, net=True)  # fmt: skip
+    assert leftovers.settle(before) == []  # cgroups included
 
 
 def test_check_04_1_fails_a_shell_form_that_drops_cmd() -> None:

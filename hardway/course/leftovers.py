@@ -28,7 +28,8 @@ directory stays while a process works in it or a kernel that may hold it lives
 (:func:`stale_temp_dirs`).
 
 :func:`snapshot` lists what exists now; :func:`left_behind` compares a snapshot taken
-before a run with one taken after. The test suite does that around the whole session.
+before a run with one taken after (:func:`settle`: after teardown has had a moment). The
+test suite does that around the whole session.
 A concurrent run (another ``pytest`` on the same machine) may own some of these
 things: a process whose ancestors carry another ``HARDWAY_SESSION`` in their
 environment, or a veth whose owner does, is not counted; with a session, nothing of
@@ -301,6 +302,16 @@ def left_behind(before: Snapshot, after: Snapshot) -> list[str]:
         *sorted(after.cgroups - before.cgroups),
         *sorted(after.services - before.services),
     ]
+
+
+def settle(before: Snapshot, *, within: float = 5.0, session: str | None = None) -> list[str]:
+    """What is still :func:`left_behind` since ``before`` once teardown has had up to
+    ``within`` seconds: a network namespace, its veth and its cgroup go only after the
+    kernel has reaped their last process, a moment after the code that ended it returned."""
+    deadline = time.monotonic() + within
+    while (left := left_behind(before, snapshot(session))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 def cgroup_paths(session: str | None) -> list[Path]:

@@ -30,7 +30,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from hardway.course import grading
 
@@ -139,7 +139,7 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _collect(read_end: int, pid: int, timeout: float, what: str, output: object) -> bytes | int:
+def _collect(read_end: int, pid: int, timeout: float, what: str, output: BinaryIO) -> bytes | int:
     """The pickled outcome, or the child's wait status when it sent none."""
     deadline = time.monotonic() + timeout
     received = b""
@@ -182,10 +182,10 @@ def _kill_group(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _read(output: object) -> str:
-    file = output  # a TemporaryFile
-    file.seek(0)  # type: ignore[attr-defined]
-    text = file.read(_OUTPUT_LIMIT + 1).decode(errors="replace")  # type: ignore[attr-defined]
+def _read(output: BinaryIO) -> str:
+    """What the child printed into ``output``, cut at ``_OUTPUT_LIMIT`` characters."""
+    output.seek(0)
+    text = output.read(_OUTPUT_LIMIT + 1).decode(errors="replace")
     return text if len(text) <= _OUTPUT_LIMIT else text[:_OUTPUT_LIMIT] + "…"
 
 
