@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import os
 import platform
@@ -362,7 +363,30 @@ def push_pull_workloads(
         bench.compare(workload, tools, before=lambda tool, f=fresh: mark(tool, f), runs=runs)
     for (workload, tool), counts in uploads.items():
         bench.result(workload, tool).extra["upload requests"] = max(counts)
+    # the same push from a process that has imported hardway already, as a notebook's
+    # kernel has: what is left once the interpreter's start-up is not paid again
+    kernel = []
+    for i in range((runs or bench.runs) + 1):  # the first one imports the modules
+        reg.fresh()
+        wall = in_this_process(["copy", f"oci:{image}:v1", f"docker://{ref}"])
+        kernel += [wall] if i else []
+    bench.result(f"push ({name})", "hardway copy").extra["in a running kernel"] = (
+        f"{statistics.median(kernel):.2f} s"
+    )
     pull_workload(bench, work, f"pull + unpack ({name})", ref, reg, runs=runs)
+
+
+def in_this_process(argv: list[str]) -> float:
+    """Wall seconds of ``python -m hardway ARGV`` run by this process's interpreter."""
+    from hardway.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        start = time.perf_counter()
+        status = main(argv)
+        wall = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"hardway {' '.join(argv)} failed ({status})")
+    return wall
 
 
 def pull_workload(
@@ -658,9 +682,14 @@ def verdicts(results: list[Result]) -> list[str]:
             ours, peer, limit = TARGETS[key]
             if (workload, ours) not in by or (workload, peer) not in by:
                 continue
-            ratio = by[workload, ours].median("wall") / by[workload, peer].median("wall")
+            theirs = by[workload, peer].median("wall")
+            ratio = by[workload, ours].median("wall") / theirs
             verdict = "met" if ratio <= limit else f"missed: {ratio / limit - 1:.0%} over"
-            lines.append(f"| {workload}: ≤ {limit}× {cell(peer)} | {ratio:.2f}× | {verdict} |")
+            measured = f"{ratio:.2f}×"
+            if kernel := by[workload, ours].extra.get("in a running kernel"):
+                warm = float(str(kernel).removesuffix(" s")) / theirs
+                measured += f" (from a running kernel: {warm:.2f}×)"
+            lines.append(f"| {workload}: ≤ {limit}× {cell(peer)} | {measured} | {verdict} |")
     for r in results:
         if r.workload.startswith("no-op") and r.tool.startswith("hardway"):
             ok = r.extra.get("upload requests") == 0 and r.median("wall") < 1
