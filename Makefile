@@ -10,6 +10,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+COMPILED := $(VENV)/.compiled
 # JupyterLab reads every settings/overrides.d/*.json of its app directory
 # ({sys.prefix}/share/jupyter/lab) as the defaults of its settings: the course's turn off
 # the news prompt and the update check, so that a room of learners sees only the course
@@ -35,10 +36,13 @@ setup: debs venv  ## install what is missing: Debian packages and the .venv
 debs:
 	@tools/install-debs.sh
 
-# the helper's bytecode, compiled now: with PYTHONDONTWRITEBYTECODE set (CI, many
+venv: $(STAMP) $(LAB_OVERRIDES) $(COMPILED)
+
+# the helper's bytecode, compiled ahead: with PYTHONDONTWRITEBYTECODE set (CI, many
 # containers) every `python -m hardway` would otherwise compile its modules again (~45 ms)
-venv: $(STAMP) $(LAB_OVERRIDES)
+$(COMPILED): $(shell find hardway -name '*.py') | $(STAMP)
 	@$(PY) -m compileall -q hardway
+	@touch $@
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \

@@ -20,7 +20,13 @@ import pytest
 from nbformat.v4 import new_code_cell, new_output
 
 from hardway.cli import main
-from hardway.course.autograde import _parse, find_submissions, grade_notebook, lab_of
+from hardway.course.autograde import (
+    _parse,
+    find_submissions,
+    grade_notebook,
+    lab_of,
+    without_feedback,
+)
 from hardway.course.grades import NotebookGrade, classroom_document, format_room, format_summary
 from hardway.course.grading import Result, exercises
 from hardway.errors import NotebookError
@@ -271,6 +277,40 @@ def test_a_function_that_loops_forever_times_out_in_the_grader_too(tmp_path: Pat
     assert by_id["00.1"].message == f"timed out after {SHORT_TIMEOUT} s"
     assert by_id["00.2"].status == "failed", "00.2 calls digest_of, so it loops too"
     assert by_id["00.3"].status == "passed"
+
+
+@pytest.mark.parametrize(
+    ("source", "graded"),
+    [
+        ('check("02.1")', "pass  # the grader checks it"),
+        ("summary('02')", "pass  # the grader checks it"),
+        (
+            'my_cgroup_remove(hog)\ncheck("03.5")',
+            "my_cgroup_remove(hog)\npass  # the grader checks it",
+        ),
+        ('result = check("02.1")', 'result = check("02.1")'),
+        ('if ready:\n    check("02.1")', 'if ready:\n    check("02.1")'),
+        ('check("02.1", verbose=True)', 'check("02.1", verbose=True)'),
+    ],
+)
+def test_only_whole_feedback_lines_are_left_to_the_grader(source: str, graded: str) -> None:
+    assert without_feedback(source) == graded
+
+
+def test_the_learners_own_check_lines_do_not_run_when_graded(tmp_path: Path) -> None:
+    """The grader's cells run every check once; the learner's check() and summary() lines
+    would run them again (a hanging answer would cost its limit three times)."""
+    ran = tmp_path / "ran"
+
+    def edit(nb: nbformat.NotebookNode) -> None:
+        note = f"open({str(ran)!r}, 'a').write"
+        fakes = f"def check(_):\n    {note}('check ')\n\n\ndef summary(_):\n    {note}('summary ')"
+        cell(nb, "imports").source += "\n\n\n" + fakes + "\n"
+        cell(nb, "check-00-3").source = f"{note}('kept ')\ncheck(\"00.3\")"
+
+    grade = grade_notebook(variant(tmp_path, "00-warmup.ipynb", edit))
+    assert ran.read_text() == "kept "
+    assert {r.status for r in grade.results} == {"passed"}
 
 
 @pytest.mark.slow

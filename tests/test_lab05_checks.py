@@ -301,7 +301,7 @@ def test_the_grader_stops_a_hanging_layer_writer_and_its_child_and_grades_the_re
             cell["source"] = "import subprocess\n" + "".join(cell["source"])
     path = tmp_path / "05-layers.ipynb"
     path.write_text(json.dumps(notebook), encoding="utf-8")
-    grade = grade_notebook(path)
+    grade = grade_notebook(path, timeout=20)  # the try-it cell's limit: it hangs too
     by_id = {r.exercise: r for r in grade.results}
     # the try-it cell calls it in the kernel (the cell's time limit), the check in a child
     assert by_id["05.6"].status == "failed" and "timed out after" in by_id["05.6"].message
