@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from labcells import fails, lab_namespace, statuses, statuses_as_nobody, with_answer
+from labcode import fails, lab_namespace, statuses, statuses_as_nobody, wrong
 
 from hardway.course.checks.lab01 import REFERENCE
 from hardway.course.grading import run_check
@@ -128,7 +128,7 @@ def _rootfs(**changed: str) -> str:
 
 
 def test_01_3_the_template_passes(solution: dict[str, object]) -> None:
-    assert run_check("01.3", with_answer(solution, _rootfs())).status == "passed"
+    assert run_check("01.3", wrong(solution, _rootfs())).status == "passed"
 
 
 def test_01_3_libraries_without_the_loader_are_named(solution: dict[str, object]) -> None:
@@ -188,7 +188,7 @@ def _chroot_run(**changed: str) -> str:
 
 
 def test_01_4_the_steps_in_order_pass(solution: dict[str, object]) -> None:
-    assert run_check("01.4", with_answer(solution, _chroot_run())).status == "passed"
+    assert run_check("01.4", wrong(solution, _chroot_run())).status == "passed"
 
 
 def test_01_4_chroot_in_the_caller_is_named(solution: dict[str, object]) -> None:
@@ -294,7 +294,7 @@ def _pivot(**changed: str) -> str:
 
 
 def test_01_6_the_steps_in_order_pass(solution: dict[str, object]) -> None:
-    assert run_check("01.6", with_answer(solution, _pivot())).status == "passed"
+    assert run_check("01.6", wrong(solution, _pivot())).status == "passed"
 
 
 def test_01_6_a_forgotten_ms_private_is_caught_and_nothing_leaks(

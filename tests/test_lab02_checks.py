@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from labcells import ROOT, fails, lab_namespace, statuses, statuses_as_nobody, with_answer
+from labcode import ROOT, fails, lab_namespace, statuses, statuses_as_nobody, wrong
 
 from hardway.course.autograde import grade_notebook
 from hardway.course.checks.lab02 import REFERENCE
@@ -96,7 +96,7 @@ def _spawn(**changed: str) -> str:
 
 
 def test_02_1_the_template_passes(solution: dict[str, object]) -> None:
-    assert run_check("02.1", with_answer(solution, _spawn())).status == "passed"
+    assert run_check("02.1", wrong(solution, _spawn())).status == "passed"
 
 
 def test_02_1_uid_map_written_from_the_child_is_named(solution: dict[str, object]) -> None:
@@ -270,7 +270,7 @@ def my_exec_in(pid, kinds, target):
 
 def test_02_5_the_template_passes(solution: dict[str, object]) -> None:
     answer = EXEC_IN.format(fork_first="child = os.fork()", fork_again="True")
-    assert run_check("02.5", with_answer(solution, answer)).status == "passed"
+    assert run_check("02.5", wrong(solution, answer)).status == "passed"
 
 
 def test_02_5_no_fork_after_joining_the_pid_namespace_is_named(
@@ -329,7 +329,7 @@ def _veth(**changed: str) -> str:
 
 
 def test_02_6_the_template_passes(solution: dict[str, object]) -> None:
-    assert run_check("02.6", with_answer(solution, _veth())).status == "passed"
+    assert run_check("02.6", wrong(solution, _veth())).status == "passed"
 
 
 def test_02_6_a_peer_left_on_the_host_is_named(solution: dict[str, object]) -> None:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from labsource import failed, lab_source, learner, solution_with
+from labcode import failed, lab_source, learner, solution_with
 
 from hardway.course.checks import cgroupbox
 from hardway.course.grading import run_check, summary

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from labsource import failed, lab_source, learner, solution_with
+from labcode import failed, lab_source, learner, solution_with
 
 from hardway.course.grading import run_check, summary
 from hardway.isolation.cgroups import in_session

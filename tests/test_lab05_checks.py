@@ -9,17 +9,15 @@ import os
 from pathlib import Path
 
 import pytest
-from solution_code import ROOT, assert_fails_naming, namespace, solution_source, wrong
+from labcode import ROOT, edited_solution, failed, namespace
 
 from hardway.course.autograde import grade_notebook
 from hardway.course.checks import lab05
 from hardway.course.grading import run_check
 
-SOLUTION = solution_source("05")
-
 
 def test_the_solution_and_the_course_s_reference_pass() -> None:
-    learner = namespace(SOLUTION)
+    learner = namespace("solutions", "05")
     for exercise in ("05.6", "05.7", "05.8"):
         assert run_check(exercise, learner).status == "passed", exercise
     course = dict(lab05.REFERENCE)
@@ -28,7 +26,7 @@ def test_the_solution_and_the_course_s_reference_pass() -> None:
 
 
 def test_the_blank_lab_is_not_attempted() -> None:
-    blank = namespace(solution_source("05", folder="labs"))
+    blank = namespace("labs", "05")
     for exercise in ("05.6", "05.7", "05.8"):
         assert run_check(exercise, blank).status == "not attempted", exercise
 
@@ -129,11 +127,11 @@ def my_write_layer(src, out):
 
 @pytest.mark.parametrize(("edits", "words"), WRITER)
 def test_05_6_rejects_each_wrong_writer(edits: list[tuple[str, str]], words: str) -> None:
-    assert_fails_naming("05.6", wrong(SOLUTION, *edits), words)
+    failed("05.6", edited_solution("05", *edits), words)
 
 
 def test_05_6_rejects_os_walk_s_order_files_before_directories() -> None:
-    assert_fails_naming("05.6", wrong(SOLUTION, extra=OS_WALK), "sorts the names")
+    failed("05.6", edited_solution("05", extra=OS_WALK), "sorts the names")
 
 
 FIRST_PASS = "for member in members:  # first: the whiteouts hide the layers below"
@@ -197,18 +195,18 @@ APPLIER = [
 
 @pytest.mark.parametrize(("edits", "words"), APPLIER)
 def test_05_7_rejects_each_wrong_applier(edits: list[tuple[str, str]], words: str) -> None:
-    assert_fails_naming("05.7", wrong(SOLUTION, *edits), words)
+    failed("05.7", edited_solution("05", *edits), words)
 
 
 def test_05_7_a_whiteout_of_a_directory_with_os_remove_is_the_learner_s_error() -> None:
-    learner = wrong(SOLUTION, ("        shutil.rmtree(path)\n", "        os.remove(path)\n"))
+    learner = edited_solution("05", ("        shutil.rmtree(path)\n", "        os.remove(path)\n"))
     result = run_check("05.7", learner)
     assert result.status == "error" and "IsADirectoryError" in result.message, result
 
 
 def test_05_7_a_file_in_the_way_of_a_directory_is_the_learner_s_error() -> None:
-    learner = wrong(
-        SOLUTION,
+    learner = edited_solution(
+        "05",
         (
             "                if path.is_symlink() or not path.is_dir():\n"
             "                    remove(path)\n"
@@ -272,12 +270,12 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("edits", "words"), HOSTILE)
 def test_05_8_catches_each_escape(edits: list[tuple[str, str]], words: str) -> None:
-    assert_fails_naming("05.8", wrong(SOLUTION, *edits), words)
+    failed("05.8", edited_solution("05", *edits), words)
 
 
 def test_05_8_refusing_every_layer_is_not_safe_but_useless() -> None:
     refuses = "def my_apply_layer(layer, rootfs):\n    raise ValueError('no')\n"
-    result = run_check("05.8", wrong(SOLUTION, extra=refuses))
+    result = run_check("05.8", edited_solution("05", extra=refuses))
     assert result.status == "failed" and "ordinary layer" in result.message, result
 
 

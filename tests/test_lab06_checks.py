@@ -4,18 +4,17 @@ attempted, and each realistic wrong answer fails with a message naming its mista
 from __future__ import annotations
 
 import pytest
-from solution_code import assert_fails_naming, namespace, solution_source, wrong
+from labcode import edited_solution, failed, namespace
 
 from hardway.course.checks import lab06
 from hardway.course.grading import run_check
 
-SOLUTION = solution_source("06")
 EXERCISES = ("06.1", "06.2", "06.3", "06.4", "06.5", "06.6")
 DOCKER_MANIFEST = '"application/vnd.docker.distribution.manifest.v2+json"'
 
 
 def test_the_solution_passes_and_the_blank_lab_is_not_attempted() -> None:
-    solved, blank = namespace(SOLUTION), namespace(solution_source("06", folder="labs"))
+    solved, blank = namespace("solutions", "06"), namespace("labs", "06")
     for exercise in EXERCISES:
         assert run_check(exercise, solved).status == "passed", exercise
         assert run_check(exercise, blank).status == "not attempted", exercise
@@ -169,4 +168,4 @@ WRONG = [
 def test_each_wrong_answer_fails_naming_its_mistake(
     exercise: str, edits: list[tuple[str, str]], words: str
 ) -> None:
-    assert_fails_naming(exercise, wrong(SOLUTION, *edits), words)
+    failed(exercise, edited_solution("06", *edits), words)

@@ -6,17 +6,16 @@ registry being unusable)."""
 from __future__ import annotations
 
 import pytest
-from solution_code import assert_fails_naming, namespace, solution_source, wrong
+from labcode import edited_solution, failed, namespace
 
 from hardway.course.checks import lab07
 from hardway.course.grading import run_check
 
-SOLUTION = solution_source("07")
 REAL = ("07.3", "07.4", "07.5", "07.6", "07.7")
 
 
 def test_the_solution_passes_and_the_blank_lab_is_not_attempted() -> None:
-    solved, blank = namespace(SOLUTION), namespace(solution_source("07", folder="labs"))
+    solved, blank = namespace("solutions", "07"), namespace("labs", "07")
     for exercise in REAL:
         assert run_check(exercise, solved).status == "passed", exercise
         assert run_check(exercise, blank).status == "not attempted", exercise
@@ -185,12 +184,12 @@ WRONG = [
 def test_each_wrong_answer_fails_naming_its_mistake(
     exercise: str, edits: list[tuple[str, str]], words: str
 ) -> None:
-    assert_fails_naming(exercise, wrong(SOLUTION, *edits), words)
+    failed(exercise, edited_solution("07", *edits), words)
 
 
 def test_07_6_an_upload_without_its_digest_is_refused() -> None:
-    learner = wrong(
-        SOLUTION,
+    learner = edited_solution(
+        "07",
         (
             'done = send("PUT", f"{location}{separator}digest={digest}", auth, data=data,',
             'done = send("PUT", location, auth, data=data,',

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from labsource import assert_full_and_blank, edited, failure, namespace
+from labcode import assert_full_and_blank, edited, fails, namespace
 
 from hardway.course.grading import run_check
 
@@ -26,16 +26,16 @@ def test_the_solution_gets_every_point_and_the_blank_lab_none() -> None:
 
 def test_08_1_an_accept_header_without_the_oci_index_or_dockers_list(solution: dict) -> None:
     no_index = "def accept_header():\n    return ', '.join([OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST])\n"
-    assert "does not name application/vnd.oci.image.index.v1+json" in failure(
+    assert "does not name application/vnd.oci.image.index.v1+json" in fails(
         "08.1", solution, no_index
     )
     no_list = (
         "def accept_header():\n    return ', '.join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST])\n"
     )
-    message = failure("08.1", solution, no_list)
+    message = fails("08.1", solution, no_list)
     assert "manifest.list.v2+json" in message and "schema 1" in message
     star = "def accept_header():\n    return ', '.join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, '*/*'])\n"
-    assert "not also ['*/*']" in failure("08.1", solution, star)
+    assert "not also ['*/*']" in fails("08.1", solution, star)
 
 
 def test_08_2_a_size_checked_only_at_the_end(solution: dict) -> None:
@@ -43,7 +43,7 @@ def test_08_2_a_size_checked_only_at_the_end(solution: dict) -> None:
         "08", "def verify_chunks",
         ("        if seen > size:\n            raise ValueError(f\"more than the {size} bytes the descriptor names\")\n", ""),
     )  # fmt: skip
-    assert "size bound not enforced while streaming" in failure("08.2", solution, at_the_end)
+    assert "size bound not enforced while streaming" in fails("08.2", solution, at_the_end)
 
 
 def test_08_3_no_size_bound(solution: dict) -> None:
@@ -53,7 +53,7 @@ def test_08_3_no_size_bound(solution: dict) -> None:
         ("verify_chunks(response.iter_content(65536), digest, size)",
          "verify_chunks(response.iter_content(65536), digest, announced)"),
     )  # fmt: skip
-    assert "size bound not enforced: a blob larger than its descriptor" in failure(
+    assert "size bound not enforced: a blob larger than its descriptor" in fails(
         "08.3", solution, digest_only
     )
 
@@ -75,28 +75,26 @@ def download_blob(registry_url, repository, descriptor, dest):
         raise ValueError("wrong digest")
     return Path(dest)
 """
-    assert "reached their final name before they were verified" in failure(
-        "08.3", solution, straight
-    )
+    assert "reached their final name before they were verified" in fails("08.3", solution, straight)
 
 
 def test_08_3_a_temporary_file_left_behind(solution: dict) -> None:
     kept = edited("08", "def download_blob", ("                os.unlink(temporary)\n", ""))
-    assert "temporary files were left behind" in failure("08.3", solution, kept)
+    assert "temporary files were left behind" in fails("08.3", solution, kept)
 
 
 def test_08_4_the_first_platform_of_the_index(solution: dict) -> None:
     first = edited(
         "08", "def my_pull", ("my_select_platform(document, platform)", "document['manifests'][0]")
     )
-    assert "the index's first entry" in failure("08.4", solution, first)
+    assert "the index's first entry" in fails("08.4", solution, first)
 
 
 def test_08_4_layers_in_reverse_order(solution: dict) -> None:
     backwards = edited(
         "08", "def my_pull", ("for path in layers:", "for path in reversed(layers):")
     )
-    assert "applied in reverse order" in failure("08.4", solution, backwards)
+    assert "applied in reverse order" in fails("08.4", solution, backwards)
 
 
 def test_08_4_whiteouts_ignored(solution: dict) -> None:
@@ -105,7 +103,7 @@ def test_08_4_whiteouts_ignored(solution: dict) -> None:
         ("            my_apply_layer(path, Path(rootfs))",
          "            with tarfile.open(path) as tar:\n                tar.extractall(rootfs)"),
     )  # fmt: skip
-    assert "hidden by a whiteout" in failure("08.4", solution, "import tarfile\n" + extract)
+    assert "hidden by a whiteout" in fails("08.4", solution, "import tarfile\n" + extract)
 
 
 def test_08_4_the_digest_checked_after_the_layer_was_applied(solution: dict) -> None:
@@ -129,7 +127,7 @@ def my_pull(registry, repository, reference, rootfs, *, platform="linux/amd64", 
     config = http.get(f"{url}/v2/{repository}/blobs/{document['config']['digest']}")
     return config.json()
 """
-    assert "planted/evil reached the root filesystem" in failure("08.4", solution, after)
+    assert "planted/evil reached the root filesystem" in fails("08.4", solution, after)
 
 
 def test_08_4_a_pull_that_hangs_and_leaves_children_is_stopped_at_its_limit(
@@ -149,7 +147,7 @@ def my_pull(registry, repository, reference, rootfs, *, platform="linux/amd64", 
     while True:
         time.sleep(0.1)
 """
-    assert "still running after 3 s" in failure("08.4", solution, hang)
+    assert "still running after 3 s" in fails("08.4", solution, hang)
     time.sleep(0.5)
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
     assert left == "", f"processes of the stopped pull survived: {left}"

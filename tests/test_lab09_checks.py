@@ -9,7 +9,7 @@ import concurrent.futures
 import threading
 
 import pytest
-from labsource import assert_full_and_blank, edited, failure, namespace, wrong
+from labcode import assert_full_and_blank, edited, fails, namespace, wrong
 
 from hardway.course.grading import run_check
 
@@ -27,19 +27,19 @@ def test_09_1_a_key_with_mtime(solution: dict) -> None:
     with_mtime = edited(
         "09", "def layer_key", ("st.st_gid, content]", "st.st_gid, content, st.st_mtime_ns]")
     )
-    assert "cache key including mtime" in failure("09.1", solution, with_mtime)
+    assert "cache key including mtime" in fails("09.1", solution, with_mtime)
 
 
 def test_09_1_a_key_without_the_mode(solution: dict) -> None:
     no_mode = edited("09", "def layer_key", ("st.st_mode, st.st_uid", "st.st_uid"))
-    assert "cache key missing file mode" in failure("09.1", solution, no_mode)
+    assert "cache key missing file mode" in fails("09.1", solution, no_mode)
 
 
 def test_09_1_a_key_from_size_not_content(solution: dict) -> None:
     sized = edited(
         "09", "def layer_key", ("hashlib.sha256(path.read_bytes()).hexdigest()", "st.st_size")
     )
-    assert "hash each file's content" in failure("09.1", solution, sized)
+    assert "hash each file's content" in fails("09.1", solution, sized)
 
 
 def test_09_2_written_straight_to_its_name(solution: dict) -> None:
@@ -69,12 +69,12 @@ def write_blob(root, chunks):
     os.replace(part, final)
     return digest
 """
-    assert "left its temporary file behind" in failure("09.2", solution, streamed)
+    assert "left its temporary file behind" in fails("09.2", solution, streamed)
 
 
 def test_09_3_a_cache_that_never_looks(solution: dict) -> None:
     never = edited("09", "def cached_layer", ("    if record.is_file():\n", "    if False:\n"))
-    assert "look the key up first" in failure("09.3", solution, never)
+    assert "look the key up first" in fails("09.3", solution, never)
 
 
 def test_09_3_a_hit_without_its_blob(solution: dict) -> None:
@@ -83,7 +83,7 @@ def test_09_3_a_hit_without_its_blob(solution: dict) -> None:
         ("        if shard_path(cache, digest).is_file():\n            return digest, diff_id, size",
          "        return digest, diff_id, size"),
     )  # fmt: skip
-    assert "a hit needs the blob too" in failure("09.3", solution, trusting)
+    assert "a hit needs the blob too" in fails("09.3", solution, trusting)
 
 
 def test_09_4_newest_first(solution: dict) -> None:
@@ -92,7 +92,7 @@ def test_09_4_newest_first(solution: dict) -> None:
         "def prune_order",
         ("key=lambda item: (item[1][0], item[0])", "key=lambda item: (-item[1][0], item[0])"),
     )
-    assert "remove" in failure("09.4", solution, newest)
+    assert "remove" in fails("09.4", solution, newest)
 
 
 def upload_with_threads(digests, has, upload, jobs):
@@ -144,7 +144,7 @@ def test_09_6_a_push_that_never_asks_the_registry(solution: dict) -> None:
         "def push_changed",
         ("            return http.head(", "            return False and http.head("),
     )
-    assert "the rebuild started 2" not in (message := failure("09.6", solution, blind))
+    assert "the rebuild started 2" not in (message := fails("09.6", solution, blind))
     assert "only the changed layer and the new config should go" in message
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from labsource import assert_full_and_blank, edited, failure, namespace
+from labcode import assert_full_and_blank, edited, fails, namespace
 
 from hardway.course.grading import run_check
 
@@ -34,7 +34,7 @@ def test_the_solution_gets_every_point_and_the_blank_lab_none() -> None:
 
 def test_10_1_continuations_not_joined(solution: dict) -> None:
     unjoined = "def logical_lines(text):\n    return [(n, l.strip()) for n, l in enumerate(text.splitlines(), 1) if l.strip() and not l.strip().startswith('#')]\n"
-    assert "logical_lines should give" in failure("10.1", solution, unjoined)
+    assert "logical_lines should give" in fails("10.1", solution, unjoined)
 
 
 def run_argv_by_hand(args):
@@ -56,7 +56,7 @@ def test_10_2_accepts_a_tuple_or_a_list_and_rejects_a_shell_for_all() -> None:
 
 def test_10_3_no_default(solution: dict) -> None:
     plain = "def substitute(word, env):\n    return re.sub(r'\\$\\{?(\\w+)\\}?', lambda m: env.get(m.group(1), ''), word)\n"
-    assert "should be" in failure("10.3", solution, plain)
+    assert "should be" in fails("10.3", solution, plain)
 
 
 def test_10_4_a_copy_key_from_its_text_only(solution: dict) -> None:
@@ -64,7 +64,7 @@ def test_10_4_a_copy_key_from_its_text_only(solution: dict) -> None:
         "10", "def files_sum",
         ('        if keyword.upper() == "COPY":\n            facts["files"] = files_sum(context, args.split()[:-1])\n', ""),
     )  # fmt: skip
-    assert "needs a checksum of the content it copies" in failure("10.4", solution, text_only)
+    assert "needs a checksum of the content it copies" in fails("10.4", solution, text_only)
 
 
 def test_10_4_a_changed_file_not_invalidating_later_steps(solution: dict) -> None:
@@ -76,19 +76,19 @@ def test_10_4_a_changed_file_not_invalidating_later_steps(solution: dict) -> Non
             '        facts = {"parent": base, "step": step}',
         ),
     )
-    assert "did not invalidate the later steps" in failure("10.4", solution, unchained)
+    assert "did not invalidate the later steps" in fails("10.4", solution, unchained)
 
 
 def test_10_4_a_copy_key_with_mtimes(solution: dict) -> None:
     mtimes = edited(
         "10", "def files_sum", ("st.st_gid, content])", "st.st_gid, content, st.st_mtime_ns])")
     )
-    assert "not mtime" in failure("10.4", solution, mtimes)
+    assert "not mtime" in fails("10.4", solution, mtimes)
 
 
 def test_10_4_a_copy_key_without_modes(solution: dict) -> None:
     modes = edited("10", "def files_sum", ("st.st_mode, st.st_uid", "st.st_uid"))
-    assert "include each file's mode" in failure("10.4", solution, modes)
+    assert "include each file's mode" in fails("10.4", solution, modes)
 
 
 def test_10_5_entrypoint_clears_a_cmd_of_the_same_dockerfile(solution: dict) -> None:
@@ -97,19 +97,19 @@ def test_10_5_entrypoint_clears_a_cmd_of_the_same_dockerfile(solution: dict) -> 
         "def apply_instruction",
         ('if keyword == "ENTRYPOINT" and not cmd_set:', 'if keyword == "ENTRYPOINT":'),
     )
-    assert "ENTRYPOINT cleared a CMD of the same Dockerfile" in failure("10.5", solution, always)
+    assert "ENTRYPOINT cleared a CMD of the same Dockerfile" in fails("10.5", solution, always)
 
 
 def test_10_5_entrypoint_keeps_an_inherited_cmd(solution: dict) -> None:
     never = edited(
         "10", "def apply_instruction", ('if keyword == "ENTRYPOINT" and not cmd_set:', "if False:")
     )
-    assert "should give" in failure("10.5", solution, never)
+    assert "should give" in fails("10.5", solution, never)
 
 
 def test_10_6_env_not_passed_to_the_run(solution: dict) -> None:
     no_env = edited("10", "def run_changes", ('env=config.get("Env") or []', "env=[]"))
-    assert "ENV not applied to the RUN" in failure("10.6", solution, no_env)
+    assert "ENV not applied to the RUN" in fails("10.6", solution, no_env)
 
 
 def test_10_6_an_overlay_mounted_without_making_root_private(solution: dict) -> None:
@@ -118,7 +118,7 @@ def test_10_6_an_overlay_mounted_without_making_root_private(solution: dict) -> 
         "def run_changes",
         ('        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)\n', ""),
     )
-    assert "still mounted in the notebook's mount namespace" in failure("10.6", solution, shared)
+    assert "still mounted in the notebook's mount namespace" in fails("10.6", solution, shared)
 
 
 def test_10_6_a_run_on_the_image_itself(solution: dict) -> None:
@@ -127,19 +127,19 @@ def test_10_6_a_run_on_the_image_itself(solution: dict) -> None:
         ('        linux.mount("overlay", merged, "overlay", 0, options)\n        return my_run(merged,',
          "        return my_run(lower,"),
     )  # fmt: skip
-    assert "changed the lower directory" in failure("10.6", solution, in_place)
+    assert "changed the lower directory" in fails("10.6", solution, in_place)
 
 
 def test_10_7_whiteouts_copied_as_devices(solution: dict) -> None:
     as_is = "import subprocess\ndef oci_changes(upper, dest):\n    subprocess.run(['cp', '-a', str(upper), str(dest)], check=True)\n"
-    assert "a character device 0/0" in failure("10.7", solution, as_is)
+    assert "a character device 0/0" in fails("10.7", solution, as_is)
 
 
 def test_10_7_opaque_directories_forgotten(solution: dict) -> None:
     forgot = edited(
         "10", "def oci_changes", ('                if opaque == b"y":', "                if False:")
     )
-    assert "no opq/.wh..wh..opq" in failure("10.7", solution, forgot)
+    assert "no opq/.wh..wh..opq" in fails("10.7", solution, forgot)
 
 
 def test_10_7_symlinks_followed(solution: dict) -> None:
@@ -151,7 +151,7 @@ def test_10_7_symlinks_followed(solution: dict) -> None:
             "",
         ),
     )
-    assert "should stay a symlink" in failure("10.7", solution, followed)
+    assert "should stay a symlink" in fails("10.7", solution, followed)
 
 
 def test_10_8_env_not_applied_to_a_later_run() -> None:
