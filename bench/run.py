@@ -423,14 +423,14 @@ def pull_workload(
     bench.compare(title, tools, before=fresh, runs=runs)
     # untimed: the last trees each made, entry by entry (a fast pull must stay a right one)
     ours, theirs = (
-        tree_entries(max(pulled.glob(pattern), key=lambda p: int(p.parts[-2 - extra])))
-        for pattern, extra in (("*/rootfs", 0), ("*/bundle/rootfs", 1))
+        tree_entries(max(pulled.glob(pattern), key=lambda p: int(p.relative_to(pulled).parts[0])))
+        for pattern in ("*/rootfs", "*/bundle/rootfs")
     )
-    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
-    same = f"yes, {len(ours) - 1} entries" if not differ else f"no: {len(differ)} differ"
-    bench.result(title, "hardway pull").extra["same tree as umoci"] = (
-        same if not differ else f"{same} ({differ[0]}, …)"
-    )
+    if differ := sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)):
+        same = f"no: {len(differ)} differ ({differ[0]}, …)"
+    else:
+        same = f"yes, {len(ours) - 1} entries"  # less the "hardlinks" key
+    bench.result(title, "hardway pull").extra["same tree as umoci"] = same
     shutil.rmtree(pulled, ignore_errors=True)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
-import json
 import os
 import textwrap
 from pathlib import Path
@@ -41,28 +40,25 @@ CELL_FILE = "<ipython-input-1-learner>"
 
 
 def _code_cells(folder: str, lab: str) -> list[tuple[str, str]]:
-    """``(id, source)`` of every code cell of ``folder/LAB-*.ipynb``, in order."""
-    (notebook,) = (ROOT / folder).glob(f"{lab}-*.ipynb")
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    return [(c.get("id", ""), "".join(c["source"])) for c in cells if c["cell_type"] == "code"]
+    """``(id, source)`` of every code cell of ``folder/LAB-*.ipynb``, in order.
+
+    ``"labs"`` is made from the solution as ``python -m hardway labs`` makes it (the VM's
+    copy of the checkout has no ``labs/``; tests/test_labgen.py keeps the two in sync)."""
+    (path,) = (ROOT / "solutions" if folder == "labs" else ROOT / folder).glob(f"{lab}-*.ipynb")
+    notebook = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+    if folder == "labs":
+        notebook = labgen.lab_notebook(notebook)
+    return [(c.get("id", ""), c.source) for c in notebook.cells if c.cell_type == "code"]
 
 
 def solution_source(lab: str, folder: str = "solutions") -> str:
-    """Every code cell of ``solutions/LAB-*.ipynb`` (or ``labs/``), joined in order."""
+    """Every code cell of ``solutions/LAB-*.ipynb`` (or the lab's), joined in order."""
     return "\n\n".join(source for _, source in _code_cells(folder, lab))
 
 
 def lab_source(folder: str, lab: str) -> str:
-    """The ``imports``, ``carry`` and ``ex-…`` cells of ``folder/LAB-*.ipynb``, joined.
-
-    ``"labs"`` is made from the solution as ``python -m hardway labs`` makes it (the VM's
-    copy of the checkout has no ``labs/``; tests/test_labgen.py keeps the two in sync)."""
-    if folder == "labs":
-        path = next((ROOT / "solutions").glob(f"{lab}-*.ipynb"))
-        notebook = labgen.lab_notebook(nbformat.reads(path.read_text(), as_version=4))
-        cells = [(c.get("id", ""), c.source) for c in notebook.cells if c.cell_type == "code"]
-    else:
-        cells = _code_cells(folder, lab)
+    """The ``imports``, ``carry`` and ``ex-…`` cells of ``folder/LAB-*.ipynb``, joined."""
+    cells = _code_cells(folder, lab)
     kept = [s for id_, s in cells if id_ in ("imports", "carry") or id_.startswith("ex-")]
     return "\n\n".join(kept)
 
